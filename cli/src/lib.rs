@@ -1,0 +1,7 @@
+//! The operators' CLI as a library, so the emulator tests drive exactly what `mlsec`
+//! runs: building workers, the local drivers, `drop`, `subscribe`, `status`, `dlq` and
+//! the demo.
+
+pub mod demo;
+pub mod local;
+pub mod ops;

@@ -1,0 +1,204 @@
+//! `mlsec`: the operators' CLI. Parses arguments and calls the library.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use mlsec_aws::{Deployment, provision};
+use mlsec_cli::{
+    demo,
+    local::{self, PollOptions, WORKERS},
+    ops,
+};
+use mlsec_runtime::{
+    contract::Contracts,
+    sample::{SampleKind, write_csv},
+    telemetry,
+};
+
+#[derive(Parser)]
+#[command(name = "mlsec", version, about = "Security-first ML data pipeline: operators' CLI")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create every key, bucket, table, bus, queue and rule of the topology (idempotent).
+    Provision,
+    /// Run workers locally, each long-polling its queue, until Ctrl-C.
+    Run {
+        /// Run every worker in this process.
+        #[arg(long)]
+        all: bool,
+        /// Workers to run (ingest, curate, train, govern, score).
+        workers: Vec<String>,
+    },
+    /// Upload a file to the landing bucket under <source>/<dataset>/<file name>.
+    Drop {
+        file: PathBuf,
+        #[arg(long, default_value = "bank-core")]
+        source: String,
+        #[arg(long)]
+        dataset: String,
+    },
+    /// Subscribe to event types (own rule + queue) and print decoded events as JSON lines.
+    Subscribe {
+        /// Event types, e.g. RecordsScored.
+        #[arg(required = true)]
+        events: Vec<String>,
+        /// Subscription name (its queue is <prefix>-sub-<name>).
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Stop after this many events (default: run until Ctrl-C).
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Queue and DLQ depths per worker, and the model registry.
+    Status,
+    /// Dead-letter queue tools.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Write a deterministic sample CSV (training has the is_fraud label).
+    Sample {
+        #[arg(long, value_parser = ["training", "scoring"])]
+        kind: String,
+        #[arg(long, default_value_t = 10_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run the whole chain on the local stack and print a summary.
+    Demo {
+        #[arg(long, default_value_t = 20_000)]
+        training_rows: usize,
+        #[arg(long, default_value_t = 5_000)]
+        scoring_rows: usize,
+        #[arg(long, default_value = "out/demo")]
+        out_dir: PathBuf,
+        #[arg(long, default_value_t = 180)]
+        timeout_seconds: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List a worker's DLQ (ids, sizes and event types only).
+    List {
+        worker: String,
+        #[arg(long, default_value_t = 50)]
+        max: usize,
+    },
+    /// Move messages from a worker's DLQ back to its queue (send, then delete).
+    Replay {
+        worker: String,
+        #[arg(long, default_value_t = 1000)]
+        max: u64,
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn check_worker(dep: &Deployment, w: &str) -> Result<()> {
+    if !dep.topology.workers.contains_key(w) {
+        bail!("unknown worker {w}; known: {}", WORKERS.join(", "));
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    telemetry::init();
+    let cli = Cli::parse();
+    let dep = Deployment::from_env().await;
+    match cli.command {
+        Command::Provision => {
+            let p = provision::provision(&dep).await?;
+            println!("{}", serde_json::to_string_pretty(&p)?);
+        }
+        Command::Run { all, workers } => {
+            let names: Vec<&str> = if all { WORKERS.to_vec() } else { workers.iter().map(String::as_str).collect() };
+            if names.is_empty() {
+                bail!("name the workers to run, or --all");
+            }
+            for w in &names {
+                check_worker(&dep, w)?;
+            }
+            let contracts = Arc::new(Contracts::from_env()?);
+            let mut running = local::start(&dep, contracts, &names, PollOptions::default()).await?;
+            eprintln!("running {} (Ctrl-C to stop)", names.join(", "));
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => running.stop().await?,
+                stopped = running.wait_any() => {
+                    if let Some((name, Err(e))) = stopped {
+                        running.stop().await.ok();
+                        bail!("worker {name} stopped: {e}");
+                    }
+                    running.stop().await?;
+                }
+            }
+        }
+        Command::Drop { file, source, dataset } => {
+            let key = ops::drop_file(&dep, &file, &source, &dataset).await?;
+            println!("s3://{}/{key}", dep.names.bucket("landing"));
+        }
+        Command::Subscribe { events, name, count } => {
+            let sub = ops::Subscription::create(&dep, &name, &events).await?;
+            eprintln!("subscribed {} to {}", sub.queue_url, events.join(", "));
+            let mut printed = 0;
+            loop {
+                let batch = tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    b = sub.poll(10) => b?,
+                };
+                for e in batch {
+                    println!("{}", serde_json::to_string(&e)?);
+                    printed += 1;
+                }
+                if count.is_some_and(|c| printed >= c) {
+                    break;
+                }
+            }
+        }
+        Command::Status => {
+            let s = ops::status(&dep).await?;
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        Command::Dlq { command } => match command {
+            DlqCommand::List { worker, max } => {
+                check_worker(&dep, &worker)?;
+                for m in ops::dlq_list(&dep, &worker, max).await? {
+                    println!("{}", serde_json::to_string(&m)?);
+                }
+            }
+            DlqCommand::Replay { worker, max, dry_run } => {
+                check_worker(&dep, &worker)?;
+                let r = ops::dlq_replay(&dep, &worker, max, dry_run).await?;
+                println!("{}", serde_json::to_string(&r)?);
+            }
+        },
+        Command::Sample { kind, rows, seed, out } => {
+            let kind = if kind == "training" { SampleKind::Training } else { SampleKind::Scoring };
+            let mut f =
+                std::io::BufWriter::new(std::fs::File::create(&out).with_context(|| out.display().to_string())?);
+            write_csv(&mut f, kind, rows, seed)?;
+        }
+        Command::Demo { training_rows, scoring_rows, out_dir, timeout_seconds } => {
+            let contracts = Arc::new(Contracts::from_env()?);
+            let opts = demo::DemoOptions {
+                training_rows,
+                scoring_rows,
+                out_dir,
+                timeout: Duration::from_secs(timeout_seconds),
+            };
+            let summary = demo::run(&dep, contracts, &opts).await?;
+            demo::print(&summary);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! Operators' commands: drop an object, subscribe to events, status, DLQ tools.
+
+use std::{path::Path, time::Duration};
+
+use aws_sdk_s3::primitives::ByteStream;
+use mlsec_aws::{Deployment, errors::classify, provision, queues};
+use mlsec_events::Envelope;
+use mlsec_runtime::{WorkError, ports::ModelRegistry};
+use serde::Serialize;
+
+/// Uploads `file` to the landing bucket under `<source>/<dataset>/<file name>`, as a
+/// producer would (the landing bucket's default encryption applies).
+pub async fn drop_file(dep: &Deployment, file: &Path, source: &str, dataset: &str) -> Result<String, WorkError> {
+    let name = file.file_name().and_then(|n| n.to_str()).ok_or_else(|| WorkError::fatal("file has no name"))?;
+    let body = ByteStream::from_path(file).await.map_err(|e| WorkError::fatal(format!("{}: {e}", file.display())))?;
+    let key = format!("{source}/{dataset}/{name}");
+    drop_bytes(dep, &key, body).await?;
+    Ok(key)
+}
+
+/// Uploads `body` to the landing bucket under `key`.
+pub async fn drop_bytes(dep: &Deployment, key: &str, body: ByteStream) -> Result<(), WorkError> {
+    dep.s3
+        .put_object()
+        .bucket(dep.names.bucket("landing"))
+        .key(key)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| classify("s3:PutObject", e))?;
+    Ok(())
+}
+
+/// A consumer's queue, subscribed to some event types of the pipeline bus.
+pub struct Subscription {
+    pub queue_url: String,
+    sqs: aws_sdk_sqs::Client,
+}
+
+/// A decoded event as a subscriber sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Received {
+    pub schema: String,
+    pub event_id: String,
+    pub event: serde_json::Value,
+}
+
+impl Subscription {
+    /// Creates (or reuses) subscription `name` for `detail_types`.
+    pub async fn create(dep: &Deployment, name: &str, detail_types: &[String]) -> Result<Self, WorkError> {
+        let queue_url = provision::subscribe(dep, name, detail_types).await?;
+        Ok(Self { queue_url, sqs: dep.sqs.clone() })
+    }
+
+    /// Receives, decodes and deletes up to 10 events (waits up to `wait` seconds). An
+    /// event that does not decode is left on the queue (it reaches the subscription's
+    /// DLQ) and reported as an error.
+    pub async fn poll(&self, wait: i32) -> Result<Vec<Received>, WorkError> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait)
+            .send()
+            .await
+            .map_err(|e| classify("sqs:ReceiveMessage", e))?;
+        let mut events = Vec::new();
+        for m in out.messages() {
+            let body = m.body().unwrap_or_default();
+            let decoded = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v.get("detail").cloned())
+                .ok_or_else(|| WorkError::permanent("not_an_eventbridge_event", "subscription message"))
+                .and_then(|detail| Ok(Envelope::from_value(detail)?))
+                .and_then(|env| Ok((env.decode_json()?, env)));
+            let (event, env) = match decoded {
+                Ok(d) => d,
+                Err(e) => {
+                    // Left on the queue: after maxReceiveCount it is parked in the
+                    // subscription's DLQ, never silently dropped.
+                    tracing::warn!(message_id = m.message_id(), error = %e, "undecodable event left for the DLQ");
+                    continue;
+                }
+            };
+            if let Some(receipt) = m.receipt_handle() {
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .map_err(|e| classify("sqs:DeleteMessage", e))?;
+            }
+            events.push(Received { schema: env.schema.clone(), event_id: env.event_id.clone(), event });
+        }
+        Ok(events)
+    }
+
+    /// Polls until at least one event of each of `schemas` arrived or `timeout` passed;
+    /// returns everything received on the way (in order).
+    pub async fn wait_for(&self, schemas: &[&str], timeout: Duration) -> Result<Vec<Received>, WorkError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen: Vec<Received> = Vec::new();
+        while tokio::time::Instant::now() < deadline {
+            seen.extend(self.poll(1).await?);
+            if schemas.iter().all(|s| seen.iter().any(|e| e.schema == *s)) {
+                return Ok(seen);
+            }
+        }
+        let got: Vec<&str> = seen.iter().map(|e| e.schema.as_str()).collect();
+        Err(WorkError::transient("wait", format!("not all of {schemas:?} within {timeout:?}; received {got:?}")))
+    }
+}
+
+/// Queue depths of one worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerStatus {
+    pub worker: String,
+    pub queue: queues::Depth,
+    pub dlq: queues::Depth,
+}
+
+/// One registry row, as `status` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelStatus {
+    pub model: String,
+    pub version: String,
+    pub stage: String,
+    pub auc: f64,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub workers: Vec<WorkerStatus>,
+    pub models: Vec<ModelStatus>,
+}
+
+pub async fn status(dep: &Deployment) -> Result<Status, WorkError> {
+    let mut workers = Vec::new();
+    for name in dep.topology.workers.keys() {
+        let q = dep.queue_url(&dep.names.queue(name)).await?;
+        let d = dep.queue_url(&dep.names.dlq(name)).await?;
+        workers.push(WorkerStatus {
+            worker: name.clone(),
+            queue: queues::depth(&dep.sqs, &q).await?,
+            dlq: queues::depth(&dep.sqs, &d).await?,
+        });
+    }
+    let registry = mlsec_aws::dynamo::DynamoRegistry::new(dep.dynamodb.clone(), dep.names.table("registry"));
+    let models = registry
+        .list()
+        .await?
+        .into_iter()
+        .map(|r| ModelStatus {
+            model: r.model_name,
+            version: r.model_version,
+            stage: r.stage.as_str().into(),
+            auc: r.auc,
+            reason: r.stage_reason,
+        })
+        .collect();
+    Ok(Status { workers, models })
+}
+
+/// Lists a worker's DLQ.
+pub async fn dlq_list(dep: &Deployment, worker: &str, max: usize) -> Result<Vec<queues::DlqMessage>, WorkError> {
+    let dlq = dep.queue_url(&dep.names.dlq(worker)).await?;
+    queues::list(&dep.sqs, &dlq, max).await
+}
+
+/// Replays a worker's DLQ into its queue.
+pub async fn dlq_replay(
+    dep: &Deployment,
+    worker: &str,
+    max: u64,
+    dry_run: bool,
+) -> Result<queues::ReplayReport, WorkError> {
+    let dlq = dep.queue_url(&dep.names.dlq(worker)).await?;
+    let queue = dep.queue_url(&dep.names.queue(worker)).await?;
+    queues::replay(&dep.sqs, &dlq, &queue, max, dry_run).await
+}

@@ -1,0 +1,244 @@
+//! Catalogue tests: round trips, schema/type agreement, fingerprint checks and the
+//! backward-compatibility gate for schema evolution.
+
+use apache_avro::{Schema, schema_compatibility::SchemaCompatibility};
+
+use super::*;
+
+fn obj(key: &str) -> ObjectRef {
+    ObjectRef {
+        bucket: "mlsec-raw".into(),
+        key: key.into(),
+        version_id: Some("v1".into()),
+        sha256: sha256_hex(key.as_bytes()),
+        size: 42,
+    }
+}
+
+fn samples() -> (RawAccepted, ObjectQuarantined, DatasetCurated, ModelTrained, ModelPromoted, RecordsScored) {
+    let id = |s: &str| derive_event_id("input", s);
+    (
+        RawAccepted {
+            event_id: id("ingest"),
+            correlation_id: "c1".into(),
+            dataset: "transactions".into(),
+            contract_version: "1.0.0".into(),
+            source: ObjectRef { version_id: None, ..obj("bank/transactions/a.csv") },
+            original: obj("transactions/original/abc"),
+            parquet: obj("transactions/ingest_date=2026-11-28/abc.parquet"),
+            rows: 1000,
+            occurred_at_ms: 1_764_000_000_000,
+        },
+        ObjectQuarantined {
+            event_id: id("ingest"),
+            correlation_id: "c2".into(),
+            dataset: None,
+            source_bucket: "mlsec-landing".into(),
+            source_key: "nobody/x.csv".into(),
+            reason_code: "unknown_source".into(),
+            quarantined: obj("unknown/abc/x.csv"),
+            reason_document: obj("unknown/abc/reason.json"),
+            occurred_at_ms: 1,
+        },
+        DatasetCurated {
+            event_id: id("curate"),
+            correlation_id: "c1".into(),
+            dataset: "transactions".into(),
+            contract_version: "1.0.0".into(),
+            role: DatasetRole::Scoring,
+            curated: obj("transactions/contract=1.0.0/abc.parquet"),
+            rows_in: 10,
+            rows_out: 9,
+            rows_rejected: 1,
+            dataset_digest: sha256_hex(b"d"),
+            pseudonym_key_id: "alias/mlsec-pseudonym".into(),
+            occurred_at_ms: 2,
+        },
+        ModelTrained {
+            event_id: id("train"),
+            correlation_id: "c1".into(),
+            model_name: "fraud".into(),
+            model_version: "abc".into(),
+            dataset: "transactions".into(),
+            dataset_digest: sha256_hex(b"d"),
+            algorithm: "logistic_regression".into(),
+            artifact: obj("fraud/abc/model.bin"),
+            auc: 0.91,
+            accuracy: 0.95,
+            train_rows: 800,
+            test_rows: 200,
+            occurred_at_ms: 3,
+        },
+        ModelPromoted {
+            event_id: id("govern"),
+            correlation_id: "c1".into(),
+            model_name: "fraud".into(),
+            model_version: "abc".into(),
+            stage: "production".into(),
+            artifact_sha256: sha256_hex(b"m"),
+            manifest: obj("fraud/abc/manifest.json"),
+            signature: obj("fraud/abc/signature"),
+            signing_key_id: "alias/mlsec-signing".into(),
+            auc: 0.91,
+            occurred_at_ms: 4,
+        },
+        RecordsScored {
+            event_id: id("score"),
+            correlation_id: "c1".into(),
+            dataset: "transactions_scoring".into(),
+            model_name: "fraud".into(),
+            model_version: "abc".into(),
+            scored: obj("transactions_scoring/model=fraud@abc/x.parquet"),
+            rows: 9,
+            flagged: 1,
+            occurred_at_ms: 5,
+        },
+    )
+}
+
+fn round_trip<E: PipelineEvent + PartialEq>(event: E) {
+    let json = Envelope::wrap(&event).unwrap().to_json();
+    let env = Envelope::from_json(&json).unwrap();
+    assert_eq!(env.schema, E::NAME);
+    assert_eq!(env.event_id, event.event_id());
+    assert_eq!(env.dataset.as_deref(), event.dataset());
+    assert_eq!(env.open::<E>().unwrap(), event);
+}
+
+#[test]
+fn every_event_round_trips_through_the_envelope() {
+    let (a, b, c, d, e, f) = samples();
+    round_trip(a);
+    round_trip(b);
+    round_trip(c);
+    round_trip(d);
+    round_trip(e);
+    round_trip(f);
+}
+
+fn rust_type_matches_avsc<E: PipelineEvent>() {
+    let derived = E::get_schema().canonical_form();
+    let file = E::schema().canonical_form();
+    assert_eq!(derived, file, "Rust type {} drifted from schemas/events/{}.avsc", E::NAME, E::NAME);
+}
+
+#[test]
+fn rust_types_match_the_avsc_files() {
+    rust_type_matches_avsc::<RawAccepted>();
+    rust_type_matches_avsc::<ObjectQuarantined>();
+    rust_type_matches_avsc::<DatasetCurated>();
+    rust_type_matches_avsc::<ModelTrained>();
+    rust_type_matches_avsc::<ModelPromoted>();
+    rust_type_matches_avsc::<RecordsScored>();
+}
+
+#[test]
+fn every_avsc_file_has_a_rust_type() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/events");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "avsc").then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+        })
+        .collect();
+    names.sort();
+    let mut known: Vec<String> = CATALOGUE.iter().map(|s| s.to_string()).collect();
+    known.sort();
+    assert_eq!(names, known);
+}
+
+#[test]
+fn a_payload_written_with_another_schema_is_rejected_by_fingerprint() {
+    let (raw, ..) = samples();
+    let mut env = Envelope::wrap(&raw).unwrap();
+    // Re-encode the same datum under a schema that differs by one extra field: a writer
+    // the consumer does not know. The consumer must refuse before decoding.
+    let other = Schema::parse_str(&RawAccepted::AVSC.replacen(
+        "\"fields\": [",
+        "\"fields\": [{\"name\": \"extra\", \"type\": \"string\", \"default\": \"\"},",
+        1,
+    ))
+    .unwrap();
+    let mut bytes = encode_single_object(RawAccepted::schema(), &raw).unwrap();
+    bytes[2..10].copy_from_slice(&fingerprint_of(&other));
+    use base64::Engine;
+    env.payload = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    match env.open::<RawAccepted>() {
+        Err(EventError::UnknownFingerprint { found, .. }) => assert_eq!(found, hex::encode(fingerprint_of(&other))),
+        other => panic!("expected UnknownFingerprint, got {other:?}"),
+    }
+}
+
+#[test]
+fn corrupt_payloads_are_permanent_errors_not_panics() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let (.., scored) = samples();
+    let good = Envelope::wrap(&scored).unwrap();
+    let bytes = encode_single_object(RecordsScored::schema(), &scored).unwrap();
+
+    let mut env = good.clone();
+    env.payload = b64(&bytes[..bytes.len() - 3]);
+    assert!(matches!(env.open::<RecordsScored>(), Err(EventError::Corrupt { .. })));
+
+    let mut env = good.clone();
+    env.payload = b64(&[bytes.as_slice(), b"junk"].concat());
+    assert!(matches!(env.open::<RecordsScored>(), Err(EventError::Corrupt { .. })));
+
+    let mut env = good.clone();
+    env.payload = b64(b"{\"not\":\"avro\"}");
+    assert!(matches!(env.open::<RecordsScored>(), Err(EventError::NotSingleObject)));
+
+    let mut env = good.clone();
+    env.payload = "%%%".into();
+    assert!(matches!(env.open::<RecordsScored>(), Err(EventError::Base64(_))));
+
+    let mut env = good.clone();
+    env.dataset = Some("someone_else".into());
+    assert!(matches!(env.open::<RecordsScored>(), Err(EventError::RoutingMismatch { field: "dataset" })));
+
+    assert!(matches!(good.open::<RawAccepted>(), Err(EventError::WrongSchema { .. })));
+    assert!(Envelope::from_json("{\"schema\":").is_err());
+}
+
+/// The gate for schema evolution: the current schema must read every released version.
+#[test]
+fn current_schemas_read_every_released_version() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/events");
+    for name in CATALOGUE {
+        let current = Schema::parse_str(&std::fs::read_to_string(format!("{root}/{name}.avsc")).unwrap()).unwrap();
+        let released_dir = format!("{root}/released/{name}");
+        let mut count = 0;
+        for entry in std::fs::read_dir(&released_dir).unwrap_or_else(|_| panic!("{released_dir} missing")) {
+            let path = entry.unwrap().path();
+            let old = Schema::parse_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            SchemaCompatibility::can_read(&old, &current)
+                .unwrap_or_else(|e| panic!("{name}: current schema cannot read {}: {e}", path.display()));
+            count += 1;
+        }
+        assert!(count >= 1, "{name} has no released version under {released_dir}");
+    }
+}
+
+#[test]
+fn the_compatibility_gate_catches_a_breaking_change() {
+    let current = RawAccepted::schema();
+    let breaking = Schema::parse_str(&RawAccepted::AVSC.replacen(
+        "\"fields\": [",
+        "\"fields\": [{\"name\": \"new_required\", \"type\": \"string\"},",
+        1,
+    ))
+    .unwrap();
+    assert!(
+        SchemaCompatibility::can_read(current, &breaking).is_err(),
+        "a new field without default must break readers of old data"
+    );
+    let compatible = Schema::parse_str(&RawAccepted::AVSC.replacen(
+        "\"fields\": [",
+        "\"fields\": [{\"name\": \"new_optional\", \"type\": [\"null\", \"string\"], \"default\": null},",
+        1,
+    ))
+    .unwrap();
+    assert!(SchemaCompatibility::can_read(current, &compatible).is_ok());
+}

@@ -1,0 +1,208 @@
+//! The Rust side of the event catalogue. Each type mirrors one `.avsc` file in
+//! `schemas/events/`; a test checks that the derived schema equals the file's
+//! canonical form, so the two cannot drift apart silently.
+
+use std::sync::OnceLock;
+
+use apache_avro::{AvroSchema, Schema};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::Zone;
+
+/// Implemented by every event type of the catalogue.
+pub trait PipelineEvent: Serialize + DeserializeOwned + AvroSchema + Clone + std::fmt::Debug {
+    /// Schema name; also the EventBridge `detail-type`.
+    const NAME: &'static str;
+    /// The `.avsc` text, embedded at build time.
+    const AVSC: &'static str;
+    /// The zone whose data the event announces.
+    const ZONE: Zone;
+    /// The parsed `.avsc` schema (parsed once).
+    fn schema() -> &'static Schema;
+    fn event_id(&self) -> &str;
+    fn correlation_id(&self) -> &str;
+    /// Dataset the event is about, if any (routing field in the envelope).
+    fn dataset(&self) -> Option<&str>;
+    /// Role of the dataset, for events that route by it (training vs scoring).
+    fn role(&self) -> Option<DatasetRole> {
+        None
+    }
+}
+
+/// A claim check: where an object lives and how to verify it; never the object's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "mlsec.events")]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+    pub sha256: String,
+    pub size: i64,
+}
+
+/// Role of a curated dataset: what the next zone does with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "mlsec.events")]
+pub enum DatasetRole {
+    #[serde(rename = "training")]
+    #[avro(rename = "training")]
+    Training,
+    #[serde(rename = "scoring")]
+    #[avro(rename = "scoring")]
+    Scoring,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "mlsec.events")]
+pub struct RawAccepted {
+    pub event_id: String,
+    pub correlation_id: String,
+    pub dataset: String,
+    pub contract_version: String,
+    pub source: ObjectRef,
+    pub original: ObjectRef,
+    pub parquet: ObjectRef,
+    pub rows: i64,
+    pub occurred_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "mlsec.events")]
+pub struct ObjectQuarantined {
+    pub event_id: String,
+    pub correlation_id: String,
+    pub dataset: Option<String>,
+    pub source_bucket: String,
+    pub source_key: String,
+    pub reason_code: String,
+    pub quarantined: ObjectRef,
+    pub reason_document: ObjectRef,
+    pub occurred_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "mlsec.events")]
+pub struct DatasetCurated {
+    pub event_id: String,
+    pub correlation_id: String,
+    pub dataset: String,
+    pub contract_version: String,
+    pub role: DatasetRole,
+    pub curated: ObjectRef,
+    pub rows_in: i64,
+    pub rows_out: i64,
+    pub rows_rejected: i64,
+    pub dataset_digest: String,
+    pub pseudonym_key_id: String,
+    pub occurred_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "mlsec.events")]
+pub struct ModelTrained {
+    pub event_id: String,
+    pub correlation_id: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub dataset: String,
+    pub dataset_digest: String,
+    pub algorithm: String,
+    pub artifact: ObjectRef,
+    pub auc: f64,
+    pub accuracy: f64,
+    pub train_rows: i64,
+    pub test_rows: i64,
+    pub occurred_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "mlsec.events")]
+pub struct ModelPromoted {
+    pub event_id: String,
+    pub correlation_id: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub stage: String,
+    pub artifact_sha256: String,
+    pub manifest: ObjectRef,
+    pub signature: ObjectRef,
+    pub signing_key_id: String,
+    pub auc: f64,
+    pub occurred_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "mlsec.events")]
+pub struct RecordsScored {
+    pub event_id: String,
+    pub correlation_id: String,
+    pub dataset: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub scored: ObjectRef,
+    pub rows: i64,
+    pub flagged: i64,
+    pub occurred_at_ms: i64,
+}
+
+macro_rules! pipeline_event {
+    ($ty:ident, $zone:expr, $dataset:expr $(, $($extra:tt)*)?) => {
+        impl PipelineEvent for $ty {
+            const NAME: &'static str = stringify!($ty);
+            const AVSC: &'static str =
+                include_str!(concat!("../../schemas/events/", stringify!($ty), ".avsc"));
+            const ZONE: Zone = $zone;
+            fn schema() -> &'static Schema {
+                static SCHEMA: OnceLock<Schema> = OnceLock::new();
+                SCHEMA.get_or_init(|| {
+                    Schema::parse_str(Self::AVSC)
+                        .expect(concat!("schemas/events/", stringify!($ty), ".avsc is valid Avro (checked by tests)"))
+                })
+            }
+            fn event_id(&self) -> &str {
+                &self.event_id
+            }
+            fn correlation_id(&self) -> &str {
+                &self.correlation_id
+            }
+            fn dataset(&self) -> Option<&str> {
+                let f: fn(&Self) -> Option<&str> = $dataset;
+                f(self)
+            }
+            $($($extra)*)?
+        }
+    };
+}
+
+pipeline_event!(RawAccepted, Zone::Raw, |e| Some(&e.dataset));
+pipeline_event!(ObjectQuarantined, Zone::Quarantine, |e| e.dataset.as_deref());
+pipeline_event!(
+    DatasetCurated,
+    Zone::Curated,
+    |e| Some(&e.dataset),
+    fn role(&self) -> Option<DatasetRole> {
+        Some(self.role)
+    }
+);
+pipeline_event!(ModelTrained, Zone::ModelFactory, |e| Some(&e.dataset));
+pipeline_event!(ModelPromoted, Zone::Registry, |_| None);
+pipeline_event!(RecordsScored, Zone::Serving, |e| Some(&e.dataset));
+
+/// Names of every event in the catalogue, in flow order.
+pub const CATALOGUE: [&str; 6] = [
+    RawAccepted::NAME,
+    ObjectQuarantined::NAME,
+    DatasetCurated::NAME,
+    ModelTrained::NAME,
+    ModelPromoted::NAME,
+    RecordsScored::NAME,
+];
+
+impl DatasetRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetRole::Training => "training",
+            DatasetRole::Scoring => "scoring",
+        }
+    }
+}

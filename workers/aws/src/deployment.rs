@@ -1,0 +1,117 @@
+//! A deployment: SDK clients, resource names and the topology, plus the resolution of
+//! key aliases to ARNs that every write needs.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use aws_config::{BehaviorVersion, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
+use mlsec_runtime::{
+    WorkError,
+    ports::{BucketRef, Ports},
+    topology::{Names, Topology},
+};
+use tokio::sync::Mutex;
+
+use crate::{
+    dynamo::{DynamoIdempotency, DynamoRegistry},
+    errors::classify,
+    eventbridge::EventBridgePublisher,
+    kms::KmsKeys,
+    s3::S3Store,
+};
+
+/// Clients and names for one deployment prefix.
+#[derive(Clone)]
+pub struct Deployment {
+    pub names: Names,
+    pub topology: Arc<Topology>,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub events: aws_sdk_eventbridge::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub kms: aws_sdk_kms::Client,
+    key_arns: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// Loads the SDK configuration from the environment. With `AWS_ENDPOINT_URL` set (the
+/// local stack) connections fail fast instead of retrying for seconds.
+pub async fn sdk_config() -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+        loader = loader.region(aws_config::Region::new("us-east-1"));
+    }
+    if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
+        loader = loader
+            .retry_config(RetryConfig::standard().with_max_attempts(2))
+            .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(2)).build());
+    }
+    loader.load().await
+}
+
+impl Deployment {
+    /// From the environment: `MLSEC_PREFIX` for names, AWS settings for the clients.
+    pub async fn from_env() -> Self {
+        Self::new(&sdk_config().await, Names::from_env(), Topology::builtin())
+    }
+
+    pub fn new(sdk: &SdkConfig, names: Names, topology: Topology) -> Self {
+        let local = std::env::var_os("AWS_ENDPOINT_URL").is_some();
+        let s3_conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(local).build();
+        Self {
+            names,
+            topology: Arc::new(topology),
+            s3: aws_sdk_s3::Client::from_conf(s3_conf),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            events: aws_sdk_eventbridge::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            kms: aws_sdk_kms::Client::new(sdk),
+            key_arns: Arc::default(),
+        }
+    }
+
+    /// ARN of a declared key (alias resolved once, then cached).
+    pub async fn key_arn(&self, key: &str) -> Result<String, WorkError> {
+        if let Some(arn) = self.key_arns.lock().await.get(key) {
+            return Ok(arn.clone());
+        }
+        let alias = self.names.key_alias(key);
+        let out = self.kms.describe_key().key_id(&alias).send().await.map_err(|e| classify("kms:DescribeKey", e))?;
+        let arn = out
+            .key_metadata()
+            .and_then(|m| m.arn())
+            .ok_or_else(|| WorkError::fatal(format!("key {alias} has no ARN")))?
+            .to_string();
+        self.key_arns.lock().await.insert(key.to_string(), arn.clone());
+        Ok(arn)
+    }
+
+    /// A writable bucket with its zone's key, as the topology declares it.
+    pub async fn bucket_ref(&self, bucket: &str) -> Result<BucketRef, WorkError> {
+        let decl = self
+            .topology
+            .buckets
+            .get(bucket)
+            .ok_or_else(|| WorkError::fatal(format!("bucket {bucket} is not in the topology")))?;
+        Ok(BucketRef { name: self.names.bucket(bucket), kms_key_arn: self.key_arn(&decl.key).await? })
+    }
+
+    /// The ports for `worker` (its events carry source `<prefix>.<worker>`).
+    pub fn ports(&self, worker: &str) -> Ports {
+        Ports {
+            store: Arc::new(S3Store::new(self.s3.clone())),
+            bus: Arc::new(EventBridgePublisher::new(
+                self.events.clone(),
+                self.names.bus(&self.topology),
+                self.names.event_source(worker),
+            )),
+            registry: Arc::new(DynamoRegistry::new(self.dynamodb.clone(), self.names.table("registry"))),
+            idempotency: Arc::new(DynamoIdempotency::new(self.dynamodb.clone(), self.names.table("idempotency"))),
+            keys: Arc::new(KmsKeys::new(self.kms.clone())),
+        }
+    }
+
+    /// URL of a queue by name.
+    pub async fn queue_url(&self, name: &str) -> Result<String, WorkError> {
+        let out = self.sqs.get_queue_url().queue_name(name).send().await.map_err(|e| classify("sqs:GetQueueUrl", e))?;
+        out.queue_url().map(str::to_string).ok_or_else(|| WorkError::fatal(format!("queue {name} has no URL")))
+    }
+}

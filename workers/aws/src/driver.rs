@@ -1,0 +1,144 @@
+//! The local driver: long-polls a worker's SQS queue and feeds the batch core, exactly
+//! as Lambda's event-source mapping would. A message is deleted only after the handler
+//! returned `Ok` (effects durable, next event published); a failed one is made visible
+//! again after `retry_delay` and, after maxReceiveCount receives, SQS moves it to the
+//! DLQ. A fatal failure stops the loop with the error.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use aws_sdk_sqs::{Client, types::DeleteMessageBatchRequestEntry};
+use mlsec_runtime::{Handler, WorkError, batch::process_batch, ports::Idempotency};
+use tracing::{error, info, warn};
+
+use crate::errors::classify;
+
+/// SQS returns at most 10 messages per receive.
+pub const MAX_RECEIVE_BATCH: i32 = 10;
+/// SQS's longest long-poll.
+pub const MAX_WAIT_SECONDS: i32 = 20;
+
+/// Counters of one driver run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DriverStats {
+    pub received: u64,
+    pub deleted: u64,
+    pub failed: u64,
+}
+
+pub struct LocalDriver {
+    pub sqs: Client,
+    pub queue_url: String,
+    pub handler: Arc<dyn Handler>,
+    pub idempotency: Arc<dyn Idempotency>,
+    /// Long-poll wait per receive (1..=20 s).
+    pub wait_seconds: i32,
+    /// Delay before a failed message becomes visible again.
+    pub retry_delay: Duration,
+}
+
+impl LocalDriver {
+    /// Polls until `shutdown` resolves (then finishes the batch in hand) or a fatal error.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<DriverStats, WorkError> {
+        let mut stats = DriverStats::default();
+        tokio::pin!(shutdown);
+        let worker = self.handler.name();
+        info!(worker, queue = %self.queue_url, "local driver started");
+        loop {
+            let receive = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(MAX_RECEIVE_BATCH)
+                .wait_time_seconds(self.wait_seconds.clamp(0, MAX_WAIT_SECONDS))
+                .send();
+            let out = tokio::select! {
+                // A receive cancelled mid-flight loses nothing: any message it took
+                // becomes visible again after the visibility timeout.
+                _ = &mut shutdown => break,
+                out = receive => out,
+            };
+            let out = match out {
+                Ok(out) => out,
+                Err(e) => {
+                    let e = classify("sqs:ReceiveMessage", e);
+                    if e.class() == mlsec_runtime::ErrorClass::Fatal {
+                        return Err(e);
+                    }
+                    warn!(worker, error = %e, "receive failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let messages = out.messages();
+            if messages.is_empty() {
+                continue;
+            }
+            stats.received += messages.len() as u64;
+            let mut receipts = std::collections::HashMap::new();
+            let mut batch = Vec::with_capacity(messages.len());
+            for m in messages {
+                if let (Some(id), Some(receipt)) = (m.message_id(), m.receipt_handle()) {
+                    receipts.insert(id.to_string(), receipt.to_string());
+                    batch.push((id.to_string(), m.body().unwrap_or_default().to_string()));
+                }
+            }
+            let report = process_batch(self.handler.as_ref(), &self.idempotency, batch).await;
+            let mut deletes = Vec::new();
+            for (id, outcome) in &report.outcomes {
+                let receipt = &receipts[id];
+                if outcome.deletable() {
+                    deletes.push(
+                        DeleteMessageBatchRequestEntry::builder()
+                            .id(id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_"))
+                            .receipt_handle(receipt)
+                            .build()
+                            .map_err(WorkError::fatal)?,
+                    );
+                } else {
+                    stats.failed += 1;
+                    let delay = self.retry_delay.as_secs().min(43_200) as i32;
+                    if let Err(e) = self
+                        .sqs
+                        .change_message_visibility()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(receipt)
+                        .visibility_timeout(delay)
+                        .send()
+                        .await
+                    {
+                        // Not fatal: the message simply becomes visible after the queue's timeout.
+                        warn!(worker, message_id = %id, error = %classify("sqs:ChangeMessageVisibility", e), "cannot shorten visibility");
+                    }
+                }
+            }
+            if !deletes.is_empty() {
+                let n = deletes.len() as u64;
+                match self.sqs.delete_message_batch().queue_url(&self.queue_url).set_entries(Some(deletes)).send().await
+                {
+                    Ok(out) => {
+                        let failed = out.failed().len() as u64;
+                        stats.deleted += n - failed;
+                        for f in out.failed() {
+                            // Redelivery is harmless: the idempotency table skips it.
+                            warn!(
+                                worker,
+                                entry = f.id(),
+                                code = f.code(),
+                                "delete failed; message will be redelivered"
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        warn!(worker, error = %classify("sqs:DeleteMessageBatch", e), "delete failed; messages will be redelivered")
+                    }
+                }
+            }
+            if let Some(reason) = report.fatal() {
+                error!(worker, reason, "stopping on fatal error");
+                return Err(WorkError::fatal(reason));
+            }
+        }
+        info!(worker, ?stats, "local driver stopped");
+        Ok(stats)
+    }
+}

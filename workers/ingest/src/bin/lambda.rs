@@ -1,0 +1,15 @@
+//! Lambda entry point of the ingest worker: SQS batch in, `batchItemFailures` out.
+
+use std::sync::Arc;
+
+use mlsec_runtime::{contract::Contracts, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let deployment = mlsec_aws::Deployment::from_env().await;
+    let contracts = Arc::new(Contracts::from_env()?);
+    let worker = mlsec_ingest::IngestWorker::from_deployment(&deployment, contracts).await?;
+    let idempotency = deployment.ports(mlsec_ingest::WORKER).idempotency;
+    mlsec_runtime::lambda::run(Arc::new(worker), idempotency).await
+}

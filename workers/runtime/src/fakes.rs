@@ -1,0 +1,327 @@
+//! In-memory ports for unit tests. They behave like the real services where it matters
+//! (versions on every put, SSE-KMS recorded per object, conditional registry writes),
+//! record every call, and fail on demand with a transient error.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use hex::encode;
+use mlsec_events::{Envelope, ObjectRef, sha256_hex};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    WorkError,
+    ports::{
+        BucketRef, ByteChunks, EventPublisher, Idempotency, KeyService, ModelRecord, ModelRegistry, ObjectHead,
+        ObjectStore, Ports, Result, Stage,
+    },
+};
+
+/// Fails the next `n` calls whose operation name starts with `op`.
+#[derive(Default)]
+struct Faults(Mutex<HashMap<String, usize>>);
+
+impl Faults {
+    fn arm(&self, op: &str, n: usize) {
+        self.0.lock().unwrap().insert(op.to_string(), n);
+    }
+    fn check(&self, op: &str) -> Result<()> {
+        let mut f = self.0.lock().unwrap();
+        for (k, n) in f.iter_mut() {
+            if op.starts_with(k.as_str()) && *n > 0 {
+                *n -= 1;
+                return Err(WorkError::transient(op, "injected fault"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    pub body: Bytes,
+    pub version_id: String,
+    pub kms_key_arn: String,
+    pub content_type: String,
+}
+
+/// In-memory versioned object store.
+#[derive(Default)]
+pub struct MemoryStore {
+    objects: Mutex<BTreeMap<(String, String), Vec<StoredObject>>>,
+    calls: Mutex<Vec<String>>,
+    faults: Faults,
+}
+
+impl MemoryStore {
+    /// Seeds an object as if a producer had uploaded it (landing bucket).
+    pub fn seed(&self, bucket: &str, key: &str, body: impl Into<Bytes>) -> String {
+        self.insert(bucket, key, body.into(), "seed-key", "application/octet-stream")
+    }
+    fn insert(&self, bucket: &str, key: &str, body: Bytes, kms: &str, ct: &str) -> String {
+        let mut objects = self.objects.lock().unwrap();
+        let versions = objects.entry((bucket.into(), key.into())).or_default();
+        let version_id = format!("v{}", versions.len() + 1);
+        versions.push(StoredObject {
+            body,
+            version_id: version_id.clone(),
+            kms_key_arn: kms.into(),
+            content_type: ct.into(),
+        });
+        version_id
+    }
+    /// Latest version of an object.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<StoredObject> {
+        self.objects.lock().unwrap().get(&(bucket.into(), key.into())).and_then(|v| v.last().cloned())
+    }
+    /// Every `(bucket, key)` held.
+    pub fn keys(&self) -> Vec<(String, String)> {
+        self.objects.lock().unwrap().keys().cloned().collect()
+    }
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+    /// The next `n` calls of `op` (`put`, `get`, `copy`, ...) fail transiently.
+    pub fn fail_next(&self, op: &str, n: usize) {
+        self.faults.arm(op, n);
+    }
+    fn enter(&self, op: &str, bucket: &str, key: &str) -> Result<()> {
+        self.calls.lock().unwrap().push(format!("{op} {bucket}/{key}"));
+        self.faults.check(op)
+    }
+    fn find(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<StoredObject> {
+        let objects = self.objects.lock().unwrap();
+        let versions = objects
+            .get(&(bucket.to_string(), key.to_string()))
+            .ok_or_else(|| WorkError::permanent("object_missing", format!("s3://{bucket}/{key}")))?;
+        match version {
+            Some(v) => versions.iter().find(|o| o.version_id == v).cloned(),
+            None => versions.last().cloned(),
+        }
+        .ok_or_else(|| WorkError::permanent("object_missing", format!("s3://{bucket}/{key}?{version:?}")))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryStore {
+    async fn head(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<ObjectHead> {
+        self.enter("head", bucket, key)?;
+        let o = self.find(bucket, key, version)?;
+        Ok(ObjectHead {
+            size: o.body.len() as i64,
+            version_id: Some(o.version_id),
+            etag: Some(encode(&Sha256::digest(&o.body)[..16])),
+            sse: Some("aws:kms".into()),
+            kms_key_id: Some(o.kms_key_arn),
+        })
+    }
+    async fn get(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Bytes> {
+        self.enter("get", bucket, key)?;
+        Ok(self.find(bucket, key, version)?.body)
+    }
+    async fn get_stream(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<ByteChunks> {
+        self.enter("get_stream", bucket, key)?;
+        let body = self.find(bucket, key, version)?.body;
+        // Small chunks so that tests exercise chunk boundaries.
+        let chunks: Vec<Result<Bytes>> =
+            (0..body.len()).step_by(7).map(|i| Ok(body.slice(i..(i + 7).min(body.len())))).collect();
+        Ok(Box::pin(futures::stream::iter(chunks)))
+    }
+    async fn put(&self, dest: &BucketRef, key: &str, body: Bytes, content_type: &str) -> Result<ObjectRef> {
+        self.enter("put", &dest.name, key)?;
+        let sha256 = sha256_hex(&body);
+        let size = body.len() as i64;
+        let version = self.insert(&dest.name, key, body, &dest.kms_key_arn, content_type);
+        Ok(ObjectRef { bucket: dest.name.clone(), key: key.into(), version_id: Some(version), sha256, size })
+    }
+    async fn copy(&self, source: &ObjectRef, dest: &BucketRef, key: &str) -> Result<ObjectRef> {
+        self.enter("copy", &dest.name, key)?;
+        let src = self.find(&source.bucket, &source.key, source.version_id.as_deref())?;
+        let version = self.insert(&dest.name, key, src.body, &dest.kms_key_arn, &src.content_type);
+        Ok(ObjectRef { bucket: dest.name.clone(), key: key.into(), version_id: Some(version), ..source.clone() })
+    }
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+        self.enter("list", bucket, prefix)?;
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|(b, k)| b == bucket && k.starts_with(prefix))
+            .map(|(_, k)| k.clone())
+            .collect())
+    }
+}
+
+/// Records published envelopes.
+#[derive(Default)]
+pub struct MemoryBus {
+    pub published: Mutex<Vec<Envelope>>,
+    faults: Faults,
+}
+
+impl MemoryBus {
+    pub fn events(&self) -> Vec<Envelope> {
+        self.published.lock().unwrap().clone()
+    }
+    pub fn fail_next(&self, n: usize) {
+        self.faults.arm("publish", n);
+    }
+}
+
+#[async_trait]
+impl EventPublisher for MemoryBus {
+    async fn publish(&self, events: &[Envelope]) -> Result<()> {
+        self.faults.check("publish")?;
+        self.published.lock().unwrap().extend_from_slice(events);
+        Ok(())
+    }
+}
+
+/// In-memory registry with the same conditional semantics as the DynamoDB adapter.
+#[derive(Default)]
+pub struct MemoryRegistry {
+    rows: Mutex<BTreeMap<(String, String), ModelRecord>>,
+    production: Mutex<HashMap<String, String>>,
+}
+
+#[async_trait]
+impl ModelRegistry for MemoryRegistry {
+    async fn put_candidate(&self, record: &ModelRecord) -> Result<bool> {
+        let mut rows = self.rows.lock().unwrap();
+        let key = (record.model_name.clone(), record.model_version.clone());
+        if rows.contains_key(&key) {
+            return Ok(false);
+        }
+        rows.insert(key, record.clone());
+        Ok(true)
+    }
+    async fn get(&self, model: &str, version: &str) -> Result<Option<ModelRecord>> {
+        Ok(self.rows.lock().unwrap().get(&(model.into(), version.into())).cloned())
+    }
+    async fn set_stage(&self, record: &ModelRecord) -> Result<()> {
+        let key = (record.model_name.clone(), record.model_version.clone());
+        let mut rows = self.rows.lock().unwrap();
+        if !rows.contains_key(&key) {
+            return Err(WorkError::permanent("unknown_model", format!("{}@{}", key.0, key.1)));
+        }
+        rows.insert(key, record.clone());
+        if record.stage == Stage::Production {
+            self.production.lock().unwrap().insert(record.model_name.clone(), record.model_version.clone());
+        }
+        Ok(())
+    }
+    async fn production(&self, model: &str) -> Result<Option<ModelRecord>> {
+        let version = self.production.lock().unwrap().get(model).cloned();
+        match version {
+            Some(v) => self.get(model, &v).await,
+            None => Ok(None),
+        }
+    }
+    async fn list(&self) -> Result<Vec<ModelRecord>> {
+        Ok(self.rows.lock().unwrap().values().cloned().collect())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryIdempotency {
+    done: Mutex<HashSet<String>>,
+    faults: Faults,
+}
+
+impl MemoryIdempotency {
+    pub fn fail_next(&self, n: usize) {
+        self.faults.arm("mark_done", n);
+    }
+}
+
+#[async_trait]
+impl Idempotency for MemoryIdempotency {
+    async fn is_done(&self, worker: &str, input_id: &str) -> Result<bool> {
+        Ok(self.done.lock().unwrap().contains(&format!("{worker}#{input_id}")))
+    }
+    async fn mark_done(&self, worker: &str, input_id: &str) -> Result<()> {
+        self.faults.check("mark_done")?;
+        self.done.lock().unwrap().insert(format!("{worker}#{input_id}"));
+        Ok(())
+    }
+}
+
+/// Local stand-in for KMS: HMAC keys and a "signature" that is an HMAC under a secret
+/// per key id — it verifies like a real signature (any changed byte fails).
+#[derive(Default)]
+pub struct FakeKeys {
+    pub calls: Mutex<Vec<String>>,
+}
+
+impl FakeKeys {
+    fn hmac(key_id: &str, msg: &[u8]) -> Vec<u8> {
+        let mut h = Sha256::new();
+        h.update(b"fake-kms-secret:");
+        h.update(key_id.as_bytes());
+        h.update([0]);
+        h.update(msg);
+        h.finalize().to_vec()
+    }
+}
+
+#[async_trait]
+impl KeyService for FakeKeys {
+    async fn mac(&self, key_id: &str, message: &[u8]) -> Result<Vec<u8>> {
+        self.calls.lock().unwrap().push(format!("mac {key_id}"));
+        Ok(Self::hmac(key_id, message))
+    }
+    async fn sign(&self, key_id: &str, digest: &[u8; 32]) -> Result<Vec<u8>> {
+        self.calls.lock().unwrap().push(format!("sign {key_id}"));
+        Ok(Self::hmac(key_id, digest))
+    }
+    async fn verify(&self, key_id: &str, digest: &[u8; 32], signature: &[u8]) -> Result<bool> {
+        self.calls.lock().unwrap().push(format!("verify {key_id}"));
+        Ok(Self::hmac(key_id, digest) == signature)
+    }
+}
+
+/// A full set of fakes, plus handles to inspect them.
+pub struct FakePorts {
+    pub store: Arc<MemoryStore>,
+    pub bus: Arc<MemoryBus>,
+    pub registry: Arc<MemoryRegistry>,
+    pub idempotency: Arc<MemoryIdempotency>,
+    pub keys: Arc<FakeKeys>,
+}
+
+impl FakePorts {
+    pub fn new() -> Self {
+        Self {
+            store: Arc::default(),
+            bus: Arc::default(),
+            registry: Arc::default(),
+            idempotency: Arc::default(),
+            keys: Arc::default(),
+        }
+    }
+    pub fn ports(&self) -> Ports {
+        Ports {
+            store: self.store.clone(),
+            bus: self.bus.clone(),
+            registry: self.registry.clone(),
+            idempotency: self.idempotency.clone(),
+            keys: self.keys.clone(),
+        }
+    }
+}
+
+impl Default for FakePorts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A bucket reference for tests.
+pub fn bucket(name: &str) -> BucketRef {
+    BucketRef { name: name.into(), kms_key_arn: format!("arn:aws:kms:us-east-1:000000000000:key/{name}") }
+}

@@ -1,0 +1,157 @@
+//! Ports: the narrow traits zone logic talks to. Adapters for AWS live in `mlsec-aws`;
+//! [`crate::fakes`] holds in-memory ones that record calls and fail on demand.
+
+use std::{pin::Pin, sync::Arc};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use mlsec_events::{Envelope, ObjectRef};
+use serde::{Deserialize, Serialize};
+
+use crate::WorkError;
+
+pub type Result<T, E = WorkError> = std::result::Result<T, E>;
+
+/// A bucket a worker writes to, with the KMS key its objects are encrypted under.
+/// There is no way to name a write destination without a key: every object the
+/// pipeline writes is SSE-KMS with its zone's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketRef {
+    pub name: String,
+    /// Full ARN of the zone's KMS key (resolved from the alias at start-up).
+    pub kms_key_arn: String,
+}
+
+/// What `HeadObject` says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: i64,
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+    /// `aws:kms` when SSE-KMS.
+    pub sse: Option<String>,
+    pub kms_key_id: Option<String>,
+}
+
+/// A stream of body chunks; memory stays bounded by the chunk size.
+pub type ByteChunks = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+
+/// Object storage (S3).
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    async fn head(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<ObjectHead>;
+    /// Reads a whole (small) object: model artifacts, manifests, curated datasets.
+    async fn get(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Bytes>;
+    /// Streams an object in chunks (landing objects of any size).
+    async fn get_stream(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<ByteChunks>;
+    /// Writes `body` under `key`, SSE-KMS with `dest`'s key. Returns the claim check.
+    async fn put(&self, dest: &BucketRef, key: &str, body: Bytes, content_type: &str) -> Result<ObjectRef>;
+    /// Server-side copy (no bytes through the worker), re-encrypted under `dest`'s key.
+    /// `source` carries the caller's verified digest and size of the source version.
+    async fn copy(&self, source: &ObjectRef, dest: &BucketRef, key: &str) -> Result<ObjectRef>;
+    /// Keys under a prefix (operators' listings and tests).
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>>;
+}
+
+/// Publishes pipeline events (EventBridge).
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// Publishes all `events` or fails; a partial failure is a transient error (the
+    /// input is redelivered and the same deterministic ids are published again).
+    async fn publish(&self, events: &[Envelope]) -> Result<()>;
+}
+
+/// Lifecycle stage of a registered model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Candidate,
+    Production,
+    Rejected,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Candidate => "candidate",
+            Stage::Production => "production",
+            Stage::Rejected => "rejected",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "candidate" => Some(Stage::Candidate),
+            "production" => Some(Stage::Production),
+            "rejected" => Some(Stage::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// One row of the model registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    pub model_name: String,
+    pub model_version: String,
+    pub stage: Stage,
+    pub dataset: String,
+    pub dataset_digest: String,
+    pub algorithm: String,
+    /// Hyper-parameters as JSON text.
+    pub params: String,
+    pub auc: f64,
+    pub accuracy: f64,
+    pub artifact: ObjectRef,
+    pub created_at_ms: i64,
+    #[serde(default)]
+    pub manifest: Option<ObjectRef>,
+    #[serde(default)]
+    pub signature: Option<ObjectRef>,
+    #[serde(default)]
+    pub signing_key_id: Option<String>,
+    /// Why the model is in its stage (gate results).
+    #[serde(default)]
+    pub stage_reason: Option<String>,
+}
+
+/// The model registry (DynamoDB).
+#[async_trait]
+pub trait ModelRegistry: Send + Sync {
+    /// Registers a candidate; returns false if that version already exists (redelivery).
+    async fn put_candidate(&self, record: &ModelRecord) -> Result<bool>;
+    async fn get(&self, model: &str, version: &str) -> Result<Option<ModelRecord>>;
+    /// Moves a version to `stage`; for production, atomically repoints the model's
+    /// production pointer to it.
+    async fn set_stage(&self, record: &ModelRecord) -> Result<()>;
+    async fn production(&self, model: &str) -> Result<Option<ModelRecord>>;
+    async fn list(&self) -> Result<Vec<ModelRecord>>;
+}
+
+/// Remembers which inputs a worker has fully handled, so duplicates are skipped.
+#[async_trait]
+pub trait Idempotency: Send + Sync {
+    async fn is_done(&self, worker: &str, input_id: &str) -> Result<bool>;
+    async fn mark_done(&self, worker: &str, input_id: &str) -> Result<()>;
+}
+
+/// Keys that never leave KMS: MACs for pseudonymisation subkeys, ECDSA signatures.
+#[async_trait]
+pub trait KeyService: Send + Sync {
+    /// HMAC-SHA-256 of `message` under the KMS HMAC key `key_id`.
+    async fn mac(&self, key_id: &str, message: &[u8]) -> Result<Vec<u8>>;
+    /// ECDSA-SHA-256 signature of a 32-byte digest.
+    async fn sign(&self, key_id: &str, digest: &[u8; 32]) -> Result<Vec<u8>>;
+    /// Verifies a signature made by [`KeyService::sign`]; `Ok(false)` when it does not match.
+    async fn verify(&self, key_id: &str, digest: &[u8; 32], signature: &[u8]) -> Result<bool>;
+}
+
+/// Everything a zone handler may touch.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn ObjectStore>,
+    pub bus: Arc<dyn EventPublisher>,
+    pub registry: Arc<dyn ModelRegistry>,
+    pub idempotency: Arc<dyn Idempotency>,
+    pub keys: Arc<dyn KeyService>,
+}

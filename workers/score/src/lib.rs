@@ -1,0 +1,175 @@
+//! Z6 (batch): scoring.
+//!
+//! Consumes `DatasetCurated` for scoring datasets. Looks up the production version of
+//! the model the contract names, verifies the manifest's KMS signature and the
+//! artifact's digest (refusing on any mismatch: nothing is scored), scores every row,
+//! writes the scored Parquet (pseudonymous ids, score, flag, model version) and emits
+//! `RecordsScored`. With no production model yet the failure is transient: the message is
+//! retried, then parked in the DLQ for replay once a model is promoted.
+
+use std::sync::Arc;
+
+use arrow::{
+    array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray},
+    datatypes::{DataType, Field, Schema},
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use mlsec_events::{DatasetCurated, DatasetRole, Envelope, RecordsScored, derive_event_id, sha256_hex};
+use mlsec_govern::manifest::load_verified;
+use mlsec_runtime::{
+    Handler, Inbound, WorkError,
+    contract::Contracts,
+    now_ms,
+    ports::{BucketRef, Ports},
+};
+use mlsec_train::model::{Artifact, SMARTCORE_VERSION, featurize};
+use parquet::{
+    arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder},
+    basic::{Compression, ZstdLevel},
+    file::properties::WriterProperties,
+};
+use tracing::info;
+
+pub const WORKER: &str = "score";
+
+pub struct ScoreWorker {
+    ports: Ports,
+    contracts: Arc<Contracts>,
+    scored: BucketRef,
+}
+
+impl ScoreWorker {
+    pub fn new(ports: Ports, contracts: Arc<Contracts>, scored: BucketRef) -> Self {
+        Self { ports, contracts, scored }
+    }
+
+    pub async fn from_deployment(dep: &mlsec_aws::Deployment, contracts: Arc<Contracts>) -> Result<Self, WorkError> {
+        Ok(Self::new(dep.ports(WORKER), contracts, dep.bucket_ref("scored").await?))
+    }
+}
+
+/// Scores a curated Parquet file; returns the scored Parquet, rows and flagged rows.
+pub fn score(
+    curated: Bytes,
+    artifact: &Artifact,
+    id_column: &str,
+    subject_column: &str,
+    version: &str,
+) -> Result<(Vec<u8>, u64, u64), String> {
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(curated).and_then(|b| b.build()).map_err(|e| e.to_string())?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(id_column, DataType::Utf8, false),
+        Field::new(subject_column, DataType::Utf8, true),
+        Field::new("score", DataType::Float64, true),
+        Field::new("flagged", DataType::Boolean, true),
+        Field::new("model", DataType::Utf8, false),
+    ]));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).map_err(|e| e.to_string())?;
+    let (mut rows, mut flagged) = (0u64, 0u64);
+    let model_label = format!("{}@{version}", artifact.model_name);
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let features = featurize(&batch, &artifact.features)?;
+        let mut scores = Vec::with_capacity(features.len());
+        for row in &features {
+            scores.push(match row {
+                Some(r) => Some(artifact.probabilities(std::slice::from_ref(r))?[0]),
+                None => None,
+            });
+        }
+        let flags: BooleanArray = scores.iter().map(|s| s.map(|s| s >= artifact.decision_threshold)).collect();
+        flagged += flags.true_count() as u64;
+        rows += batch.num_rows() as u64;
+        let col = |name: &str| batch.column_by_name(name).cloned().ok_or_else(|| format!("missing column {name}"));
+        let columns: Vec<ArrayRef> = vec![
+            col(id_column)?,
+            col(subject_column)?,
+            Arc::new(Float64Array::from(scores)),
+            Arc::new(flags),
+            Arc::new(StringArray::from(vec![model_label.as_str(); batch.num_rows()])),
+        ];
+        let out = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
+        writer.write(&out).map_err(|e| e.to_string())?;
+    }
+    Ok((writer.into_inner().map_err(|e| e.to_string())?, rows, flagged))
+}
+
+#[async_trait]
+impl Handler for ScoreWorker {
+    fn name(&self) -> &'static str {
+        WORKER
+    }
+
+    async fn handle(&self, message: &Inbound) -> Result<String, WorkError> {
+        let ev: DatasetCurated = message.event()?;
+        if ev.role != DatasetRole::Scoring {
+            return Ok(format!("{} is not a scoring dataset", ev.dataset));
+        }
+        let contract = self
+            .contracts
+            .dataset(&ev.dataset)
+            .ok_or_else(|| WorkError::permanent("unknown_dataset", format!("no contract for {}", ev.dataset)))?;
+        let model_name = contract
+            .scoring_model
+            .as_deref()
+            .ok_or_else(|| WorkError::permanent("no_scoring_model", format!("{} names no model", ev.dataset)))?;
+        let spec = self
+            .contracts
+            .model(model_name)
+            .ok_or_else(|| WorkError::permanent("unknown_model", model_name.to_string()))?;
+        let record = self.ports.registry.production(model_name).await?.ok_or_else(|| {
+            WorkError::transient("registry:production", format!("no production version of {model_name} yet"))
+        })?;
+        let (Some(manifest), Some(signature), Some(key)) =
+            (&record.manifest, &record.signature, &record.signing_key_id)
+        else {
+            return Err(WorkError::permanent("model_integrity", "production model without manifest or signature"));
+        };
+        let (m, artifact_bytes) =
+            load_verified(self.ports.store.as_ref(), self.ports.keys.as_ref(), manifest, signature, key).await?;
+        if m.model_version != record.model_version || m.artifact.sha256 != record.artifact.sha256 {
+            return Err(WorkError::permanent("model_integrity", "manifest does not describe the registered version"));
+        }
+        let artifact: Artifact = serde_json::from_slice(&artifact_bytes)
+            .map_err(|e| WorkError::permanent("model_integrity", format!("artifact does not parse: {e}")))?;
+        if artifact.smartcore_version != SMARTCORE_VERSION {
+            return Err(WorkError::permanent(
+                "model_incompatible",
+                format!("artifact built with smartcore {}", artifact.smartcore_version),
+            ));
+        }
+        let c = &ev.curated;
+        let data = self.ports.store.get(&c.bucket, &c.key, c.version_id.as_deref()).await?;
+        if sha256_hex(&data) != ev.dataset_digest {
+            return Err(WorkError::permanent(
+                "digest_mismatch",
+                format!("curated data s3://{}/{} changed", c.bucket, c.key),
+            ));
+        }
+        let (parquet, rows, flagged) =
+            score(data, &artifact, &spec.id_column, &spec.subject_column, &record.model_version)
+                .map_err(|e| WorkError::permanent("scoring_failed", e))?;
+        let key = format!("{}/model={}@{}/{}.parquet", ev.dataset, model_name, record.model_version, ev.dataset_digest);
+        let scored =
+            self.ports.store.put(&self.scored, &key, Bytes::from(parquet), "application/vnd.apache.parquet").await?;
+        let event = RecordsScored {
+            event_id: derive_event_id(&ev.event_id, WORKER),
+            correlation_id: ev.correlation_id.clone(),
+            dataset: ev.dataset.clone(),
+            model_name: model_name.to_string(),
+            model_version: record.model_version.clone(),
+            scored,
+            rows: rows as i64,
+            flagged: flagged as i64,
+            occurred_at_ms: now_ms(),
+        };
+        self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
+        info!(worker = WORKER, event_id = %event.event_id, dataset = %ev.dataset, rows, flagged, model_version = %record.model_version, "scored");
+        Ok(format!("scored {} rows={rows} flagged={flagged}", ev.dataset))
+    }
+}

@@ -1,0 +1,247 @@
+//! Z4: the model factory.
+//!
+//! Consumes `DatasetCurated` for training datasets. Fits the model its spec names
+//! (logistic regression, smartcore) on a deterministic train/holdout split, measures
+//! holdout AUC and accuracy, stores the artifact in the models bucket, registers the
+//! version at stage `candidate` with its lineage (dataset digest, params, metrics) and
+//! emits `ModelTrained`. The version id derives from the dataset digest and the spec, so a
+//! redelivered event re-registers nothing and re-emits the same event.
+
+pub mod model;
+
+use std::sync::Arc;
+
+use arrow::array::{Array, BooleanArray};
+use async_trait::async_trait;
+use bytes::Bytes;
+use mlsec_events::{DatasetCurated, DatasetRole, Envelope, ModelTrained, derive_event_id, sha256_hex};
+use mlsec_runtime::{
+    Handler, Inbound, WorkError,
+    contract::{Contracts, ModelSpec},
+    now_ms,
+    ports::{BucketRef, ModelRecord, Ports, Stage},
+    sample::Rng,
+};
+use model::{Artifact, Lr, auc, featurize};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use smartcore::{linalg::basic::matrix::DenseMatrix, linear::logistic_regression::LogisticRegressionParameters};
+use tracing::info;
+
+pub const WORKER: &str = "train";
+
+pub struct TrainWorker {
+    ports: Ports,
+    contracts: Arc<Contracts>,
+    models: BucketRef,
+}
+
+/// What a fit produced.
+pub struct Fitted {
+    pub artifact: Artifact,
+    pub auc: f64,
+    pub accuracy: f64,
+    pub train_rows: usize,
+    pub test_rows: usize,
+}
+
+impl TrainWorker {
+    pub fn new(ports: Ports, contracts: Arc<Contracts>, models: BucketRef) -> Self {
+        Self { ports, contracts, models }
+    }
+
+    pub async fn from_deployment(dep: &mlsec_aws::Deployment, contracts: Arc<Contracts>) -> Result<Self, WorkError> {
+        Ok(Self::new(dep.ports(WORKER), contracts, dep.bucket_ref("models").await?))
+    }
+}
+
+/// Fits `spec` on a curated Parquet file.
+pub fn fit(curated: Bytes, spec: &ModelSpec) -> Result<Fitted, String> {
+    if spec.algorithm != "logistic_regression" {
+        return Err(format!("unsupported algorithm {}", spec.algorithm));
+    }
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(curated).and_then(|b| b.build()).map_err(|e| e.to_string())?;
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let target = batch
+            .column_by_name(&spec.target)
+            .and_then(|c| c.as_any().downcast_ref::<BooleanArray>().cloned())
+            .ok_or_else(|| format!("target {} is not a boolean column", spec.target))?;
+        for (i, row) in featurize(&batch, &spec.features)?.into_iter().enumerate() {
+            if let Some(row) = row
+                && target.is_valid(i)
+            {
+                xs.push(row);
+                ys.push(i32::from(target.value(i)));
+            }
+        }
+    }
+    let positives = ys.iter().filter(|&&y| y == 1).count();
+    if xs.len() < 20 || positives < 2 || positives == ys.len() {
+        return Err(format!("{} usable rows with {positives} positives: too few to train", xs.len()));
+    }
+    // Deterministic shuffle (Fisher–Yates) and split.
+    let mut order: Vec<usize> = (0..xs.len()).collect();
+    let mut rng = Rng::new(spec.seed);
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    let n_test = ((xs.len() as f64) * spec.holdout_fraction).round() as usize;
+    let (test_idx, train_idx) = order.split_at(n_test);
+    let width = xs[0].len();
+    let scaling: Vec<(f64, f64)> = (0..width)
+        .map(|j| {
+            let n = train_idx.len() as f64;
+            let mean = train_idx.iter().map(|&i| xs[i][j]).sum::<f64>() / n;
+            let var = train_idx.iter().map(|&i| (xs[i][j] - mean).powi(2)).sum::<f64>() / n;
+            (mean, if var > 1e-12 { var.sqrt() } else { 1.0 })
+        })
+        .collect();
+    let scale = |r: &Vec<f64>| r.iter().zip(&scaling).map(|(x, (m, s))| (x - m) / s).collect::<Vec<f64>>();
+    let x_train: Vec<Vec<f64>> = train_idx.iter().map(|&i| scale(&xs[i])).collect();
+    let y_train: Vec<i32> = train_idx.iter().map(|&i| ys[i]).collect();
+    let alpha = spec.params.get("alpha").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let matrix = DenseMatrix::from_2d_vec(&x_train).map_err(|e| e.to_string())?;
+    let lr: Lr = Lr::fit(&matrix, &y_train, LogisticRegressionParameters::default().with_alpha(alpha))
+        .map_err(|e| format!("fit failed: {e}"))?;
+    let artifact = Artifact {
+        format: model::ARTIFACT_FORMAT,
+        smartcore_version: model::SMARTCORE_VERSION.into(),
+        model_name: spec.name.clone(),
+        algorithm: spec.algorithm.clone(),
+        features: spec.features.clone(),
+        scaling,
+        decision_threshold: spec.decision_threshold,
+        model: lr,
+    };
+    let test_rows: Vec<Vec<f64>> = test_idx.iter().map(|&i| xs[i].clone()).collect();
+    let test_labels: Vec<i32> = test_idx.iter().map(|&i| ys[i]).collect();
+    let p = artifact.probabilities(&test_rows)?;
+    let correct = p.iter().zip(&test_labels).filter(|(p, y)| i32::from(**p >= spec.decision_threshold) == **y).count();
+    Ok(Fitted {
+        auc: auc(&p, &test_labels),
+        accuracy: correct as f64 / test_labels.len().max(1) as f64,
+        train_rows: train_idx.len(),
+        test_rows: test_idx.len(),
+        artifact,
+    })
+}
+
+#[async_trait]
+impl Handler for TrainWorker {
+    fn name(&self) -> &'static str {
+        WORKER
+    }
+
+    async fn handle(&self, message: &Inbound) -> Result<String, WorkError> {
+        let ev: DatasetCurated = message.event()?;
+        if ev.role != DatasetRole::Training {
+            return Ok(format!("{} is not a training dataset", ev.dataset));
+        }
+        let Some(spec) = self.contracts.model_for_training(&ev.dataset) else {
+            return Ok(format!("no model spec trains on {}", ev.dataset));
+        };
+        let c = &ev.curated;
+        let bytes = self.ports.store.get(&c.bucket, &c.key, c.version_id.as_deref()).await?;
+        if sha256_hex(&bytes) != ev.dataset_digest {
+            return Err(WorkError::permanent(
+                "digest_mismatch",
+                format!("curated data s3://{}/{} changed", c.bucket, c.key),
+            ));
+        }
+        let spec_json = serde_json::to_string(&serde_json::json!({
+            "name": spec.name, "algorithm": spec.algorithm, "target": spec.target,
+            "features": spec.features, "params": spec.params, "seed": spec.seed,
+            "holdout": spec.holdout_fraction, "threshold": spec.decision_threshold,
+        }))
+        .map_err(WorkError::fatal)?;
+        let version = sha256_hex(format!("{}|{spec_json}", ev.dataset_digest).as_bytes())[..12].to_string();
+        let fitted = fit(bytes, spec).map_err(|e| WorkError::permanent("training_failed", e))?;
+        let artifact_bytes = serde_json::to_vec(&fitted.artifact).map_err(WorkError::fatal)?;
+        let artifact = self
+            .ports
+            .store
+            .put(
+                &self.models,
+                &format!("{}/{version}/model.json", spec.name),
+                Bytes::from(artifact_bytes),
+                "application/json",
+            )
+            .await?;
+        let record = ModelRecord {
+            model_name: spec.name.clone(),
+            model_version: version.clone(),
+            stage: Stage::Candidate,
+            dataset: ev.dataset.clone(),
+            dataset_digest: ev.dataset_digest.clone(),
+            algorithm: spec.algorithm.clone(),
+            params: serde_json::to_string(&spec.params).map_err(WorkError::fatal)?,
+            auc: fitted.auc,
+            accuracy: fitted.accuracy,
+            artifact: artifact.clone(),
+            created_at_ms: now_ms(),
+            manifest: None,
+            signature: None,
+            signing_key_id: None,
+            stage_reason: None,
+        };
+        let created = self.ports.registry.put_candidate(&record).await?;
+        let event = ModelTrained {
+            event_id: derive_event_id(&ev.event_id, WORKER),
+            correlation_id: ev.correlation_id.clone(),
+            model_name: spec.name.clone(),
+            model_version: version.clone(),
+            dataset: ev.dataset.clone(),
+            dataset_digest: ev.dataset_digest.clone(),
+            algorithm: spec.algorithm.clone(),
+            artifact,
+            auc: fitted.auc,
+            accuracy: fitted.accuracy,
+            train_rows: fitted.train_rows as i64,
+            test_rows: fitted.test_rows as i64,
+            occurred_at_ms: now_ms(),
+        };
+        self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
+        info!(worker = WORKER, event_id = %event.event_id, model = %spec.name, version = %version, auc = fitted.auc, created, "trained");
+        Ok(format!("trained {}@{version} auc={:.3}", spec.name, fitted.auc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use mlsec_runtime::{
+        contract::Contracts,
+        sample::{SampleKind, csv_bytes},
+    };
+
+    use super::*;
+
+    fn curated_training(rows: usize) -> (Bytes, Contracts) {
+        let c = Contracts::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts")).unwrap();
+        let mut gate =
+            mlsec_ingest::validate::CsvGate::new(c.dataset("transactions_training").unwrap(), vec![]).unwrap();
+        gate.push(&csv_bytes(SampleKind::Training, rows, 11)).unwrap();
+        (gate.finish().unwrap().parquet, c)
+    }
+
+    #[test]
+    fn the_sample_is_learnable_and_training_is_deterministic() {
+        let (data, c) = curated_training(4000);
+        let spec = c.model("fraud_lr").unwrap();
+        let a = fit(data.clone(), spec).unwrap();
+        assert!(a.auc > 0.75, "holdout AUC {}", a.auc);
+        assert_eq!(a.train_rows + a.test_rows, 4000);
+        let b = fit(data, spec).unwrap();
+        assert_eq!(a.auc, b.auc);
+    }
+
+    #[test]
+    fn a_width_mismatch_is_an_error_not_a_panic() {
+        let (data, c) = curated_training(500);
+        let f = fit(data, c.model("fraud_lr").unwrap()).unwrap();
+        assert!(f.artifact.probabilities(&[vec![1.0, 2.0]]).is_err());
+    }
+}
