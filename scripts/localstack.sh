@@ -16,8 +16,8 @@ MOTO_VERSION="5.2.5"
 MOTO_PORT="${MOTO_PORT:-4566}"
 STATE_DIR="$ROOT/.localstack"
 VENV="$ROOT/.venv"
-PID_FILE="$STATE_DIR/moto.pid"
-LOG_FILE="$STATE_DIR/moto.log"
+PID_FILE="$STATE_DIR/moto-$MOTO_PORT.pid"
+LOG_FILE="$STATE_DIR/moto-$MOTO_PORT.log"
 
 endpoint() { echo "http://127.0.0.1:$MOTO_PORT"; }
 

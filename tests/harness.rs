@@ -1,1 +1,99 @@
+//! Shared harness of the emulator tests: every test gets its own deployment prefix on
+//! the local stack (moto server), provisioned from the real topology with the real SDK.
+//!
+//! The stack must be running (`scripts/test.sh` starts it); the endpoint comes from
+//! `AWS_ENDPOINT_URL`.
 
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use mlsec_aws::{Deployment, deployment::sdk_config, provision};
+use mlsec_cli::local::{self, PollOptions, Running};
+use mlsec_runtime::{
+    contract::Contracts,
+    topology::{Names, Topology},
+};
+
+/// One isolated deployment on the local stack.
+pub struct Stack {
+    pub dep: Deployment,
+    pub contracts: Arc<Contracts>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Fast polling for tests: failed messages become visible again after one second.
+pub const TEST_POLL: PollOptions = PollOptions { wait_seconds: 1, retry_delay: Duration::from_secs(1) };
+
+impl Stack {
+    /// Provisions a fresh deployment named after the test.
+    pub async fn new(test: &str) -> Self {
+        assert!(
+            std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+            "AWS_ENDPOINT_URL is not set: run the emulator tests with scripts/test.sh (it starts moto)"
+        );
+        let unique = format!(
+            "{:x}{:x}",
+            std::process::id() % 0xfff,
+            (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 0xfffff) as u32
+                + COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let prefix = format!("t{unique}-{test}").to_lowercase().replace('_', "-");
+        let dep = Deployment::new(&sdk_config().await, Names::new(prefix), Topology::builtin());
+        provision::provision(&dep).await.expect("provisioning the local stack");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts");
+        let contracts = Arc::new(Contracts::load_dir(&dir).expect("repository contracts"));
+        Self { dep, contracts }
+    }
+
+    /// Starts workers in this process.
+    pub async fn start(&self, workers: &[&str]) -> Running {
+        local::start(&self.dep, self.contracts.clone(), workers, TEST_POLL).await.expect("starting workers")
+    }
+
+    pub fn bucket(&self, b: &str) -> String {
+        self.dep.names.bucket(b)
+    }
+
+    /// Keys of a bucket.
+    pub async fn keys(&self, bucket: &str) -> Vec<String> {
+        let out = self.dep.s3.list_objects_v2().bucket(self.bucket(bucket)).send().await.unwrap();
+        out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect()
+    }
+
+    /// Visible + in-flight messages of a queue.
+    pub async fn depth(&self, queue: &str) -> i64 {
+        let url = self.dep.queue_url(queue).await.unwrap();
+        let d = mlsec_aws::queues::depth(&self.dep.sqs, &url).await.unwrap();
+        d.visible + d.in_flight
+    }
+
+    /// Polls `f` until it returns true or `timeout` passes.
+    pub async fn eventually<F, Fut>(&self, timeout: Duration, mut f: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if f().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        false
+    }
+}
+
+/// Rows in a Parquet object.
+pub async fn parquet_rows(dep: &Deployment, bucket: &str, key: &str) -> usize {
+    let out = dep.s3.get_object().bucket(bucket).key(key).send().await.unwrap();
+    let bytes = out.body.collect().await.unwrap().into_bytes();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+    reader.map(|b| b.unwrap().num_rows()).sum()
+}

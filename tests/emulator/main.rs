@@ -1,1 +1,9 @@
+//! Emulator tests: the real AWS SDK against moto server, the whole chain. One binary
+//! (one link) for all of them; each test provisions its own prefix.
 
+mod chain;
+mod dlq;
+mod lambda;
+mod provisioning;
+mod quarantine;
+mod tamper;

@@ -1,0 +1,74 @@
+//! The Lambda entry of the ingest worker, called with a real-shape SQS event of two
+//! messages where one is corrupt, reports exactly that message in `batchItemFailures`;
+//! a redelivery of the good one is recognised as a duplicate.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_s3::primitives::ByteStream;
+use mlsec_cli::ops::drop_bytes;
+use mlsec_ingest::IngestWorker;
+use mlsec_runtime::{
+    inbound::eventbridge_body,
+    lambda::handle_sqs_event,
+    sample::{SampleKind, csv_bytes},
+};
+use mlsec_tests::Stack;
+
+fn sqs_event(records: &[(&str, String)]) -> SqsEvent {
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(id, body)| {
+            serde_json::json!({
+                "messageId": id,
+                "receiptHandle": format!("AQEB-{id}"),
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1764300000000",
+                    "SenderId": "AIDAEXAMPLE",
+                    "ApproximateFirstReceiveTimestamp": "1764300000001"
+                },
+                "messageAttributes": {},
+                "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:mlsec-ingest",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_entry_reports_exactly_the_corrupt_message() {
+    let stack = Stack::new("lambda").await;
+    let dep = &stack.dep;
+    let key = "bank-core/transactions_training/l.csv";
+    drop_bytes(dep, key, ByteStream::from(csv_bytes(SampleKind::Training, 30, 9))).await.unwrap();
+    let head = dep.s3.head_object().bucket(stack.bucket("landing")).key(key).send().await.unwrap();
+    let detail = serde_json::json!({
+        "version": "0",
+        "bucket": { "name": stack.bucket("landing") },
+        "object": { "key": key, "size": head.content_length(), "etag": head.e_tag(), "version-id": head.version_id() },
+        "reason": "PutObject"
+    });
+    let good = eventbridge_body("aws.s3", "Object Created", detail);
+    let corrupt = r#"{"version":"0","detail-type":"RawAccepted","source":"mlsec.ingest","detail":{"schema":"RawAccepted","payload":"%%%"}}"#;
+
+    let worker = IngestWorker::from_deployment(dep, stack.contracts.clone()).await.unwrap();
+    let idempotency = dep.ports("ingest").idempotency;
+    let event = sqs_event(&[("msg-good", good.clone()), ("msg-corrupt", corrupt.to_string())]);
+    let response = handle_sqs_event(&worker, &idempotency, event).await.unwrap();
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, vec!["msg-corrupt"]);
+    let raw = stack.keys("raw").await;
+    assert_eq!(raw.len(), 2, "original + Parquet of the good message: {raw:?}");
+
+    // Redelivery of the good message: no failure, and no second copy in raw.
+    let again = handle_sqs_event(&worker, &idempotency, sqs_event(&[("msg-good-2", good)])).await.unwrap();
+    assert!(again.batch_item_failures.is_empty());
+    let versions = dep.s3.list_object_versions().bucket(stack.bucket("raw")).send().await.unwrap();
+    assert_eq!(versions.versions().len(), 2, "the duplicate wrote nothing");
+    let _ = Arc::strong_count(&stack.contracts);
+}
