@@ -94,6 +94,7 @@ impl Stack {
 pub async fn parquet_rows(dep: &Deployment, bucket: &str, key: &str) -> usize {
     let out = dep.s3.get_object().bucket(bucket).key(key).send().await.unwrap();
     let bytes = out.body.collect().await.unwrap().into_bytes();
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
     reader.map(|b| b.unwrap().num_rows()).sum()
 }

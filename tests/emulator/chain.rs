@@ -17,9 +17,13 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 async fn training_then_scoring_reaches_a_subscriber_and_every_object_uses_its_zone_key() {
     let stack = Stack::new("chain").await;
     let dep = &stack.dep;
-    let sub = Subscription::create(dep, "consumer", &["RecordsScored".into(), "DatasetCurated".into(), "ModelPromoted".into()])
-        .await
-        .unwrap();
+    let sub = Subscription::create(
+        dep,
+        "consumer",
+        &["RecordsScored".into(), "DatasetCurated".into(), "ModelPromoted".into()],
+    )
+    .await
+    .unwrap();
     let running = stack.start(&WORKERS).await;
 
     let training = csv_bytes(SampleKind::Training, 3000, 1);

@@ -21,7 +21,9 @@ async fn a_transient_failure_ends_in_the_dlq_and_replay_returns_it() {
     let queue = dep.names.queue("score");
     let dlq = dep.names.dlq("score");
     let parked = stack
-        .eventually(Duration::from_secs(60), || async { stack.depth(&dlq).await == 1 && stack.depth(&queue).await == 0 })
+        .eventually(Duration::from_secs(60), || async {
+            stack.depth(&dlq).await == 1 && stack.depth(&queue).await == 0
+        })
         .await;
     running.stop().await.unwrap();
     assert!(parked, "after maxReceiveCount the message is in the DLQ");

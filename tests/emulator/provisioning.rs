@@ -33,7 +33,8 @@ async fn provisioning_twice_is_harmless_and_queues_follow_the_topology() {
         let name = stack.bucket(bucket);
         // moto 5.2 answers GetBucketVersioning with a root element the SDK rejects, so
         // versioning is checked by its effect: a put returns a version id.
-        let put = dep.s3.put_object().bucket(&name).key("probe").body(ByteStream::from_static(b"x")).send().await.unwrap();
+        let put =
+            dep.s3.put_object().bucket(&name).key("probe").body(ByteStream::from_static(b"x")).send().await.unwrap();
         assert!(put.version_id().is_some_and(|v| v != "null"), "{name} is versioned");
         let enc = dep.s3.get_bucket_encryption().bucket(&name).send().await.unwrap();
         let rule = &enc.server_side_encryption_configuration().unwrap().rules()[0];

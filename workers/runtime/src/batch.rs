@@ -104,3 +104,103 @@ async fn process_one(handler: &dyn Handler, idempotency: &dyn Idempotency, id: &
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use aws_lambda_events::event::sqs::SqsEvent;
+
+    use super::*;
+    use crate::{fakes::MemoryIdempotency, inbound::eventbridge_body, lambda::handle_sqs_event};
+
+    /// Succeeds, fails transiently or fatally depending on the object key; records calls.
+    #[derive(Default)]
+    struct Scripted {
+        calls: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Handler for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        async fn handle(&self, message: &Inbound) -> Result<String, WorkError> {
+            let key = message.object_created()?.key.clone();
+            self.calls.lock().unwrap().push(key.clone());
+            match key.as_str() {
+                "transient" => Err(WorkError::transient("test", "throttled")),
+                "fatal" => Err(WorkError::fatal("misconfigured")),
+                _ => Ok("done".into()),
+            }
+        }
+    }
+
+    fn body(key: &str) -> String {
+        eventbridge_body(
+            "aws.s3",
+            "Object Created",
+            serde_json::json!({"bucket": {"name": "b"}, "object": {"key": key}}),
+        )
+    }
+
+    fn idem() -> (Arc<MemoryIdempotency>, Arc<dyn Idempotency>) {
+        let m = Arc::new(MemoryIdempotency::default());
+        (m.clone(), m)
+    }
+
+    #[tokio::test]
+    async fn outcomes_follow_the_error_class_and_only_failures_are_kept() {
+        let h = Scripted::default();
+        let (_, idem) = idem();
+        let report = process_batch(
+            &h,
+            &idem,
+            vec![("1".into(), body("ok")), ("2".into(), body("transient")), ("3".into(), "garbage".into())],
+        )
+        .await;
+        assert_eq!(report.outcomes[0].1, Outcome::Done);
+        assert!(matches!(report.outcomes[1].1, Outcome::Failed { class: ErrorClass::Transient, .. }));
+        assert!(matches!(report.outcomes[2].1, Outcome::Failed { class: ErrorClass::Permanent, .. }));
+        assert_eq!(report.failed_ids(), vec!["2", "3"]);
+        assert!(report.fatal().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_input_is_skipped_without_calling_the_handler() {
+        let h = Scripted::default();
+        let (_, idem) = idem();
+        process_batch(&h, &idem, vec![("1".into(), body("ok"))]).await;
+        let again = process_batch(&h, &idem, vec![("9".into(), body("ok"))]).await;
+        assert_eq!(again.outcomes[0].1, Outcome::Duplicate);
+        assert_eq!(h.calls.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn if_completion_cannot_be_recorded_the_message_is_kept() {
+        let h = Scripted::default();
+        let (fake, idem) = idem();
+        fake.fail_next(1);
+        let report = process_batch(&h, &idem, vec![("1".into(), body("ok"))]).await;
+        assert_eq!(report.failed_ids(), vec!["1"]);
+    }
+
+    fn sqs_event(records: &[(&str, String)]) -> SqsEvent {
+        let records: Vec<_> = records
+            .iter()
+            .map(|(id, b)| serde_json::json!({"messageId": id, "body": b, "eventSource": "aws:sqs"}))
+            .collect();
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_lambda_driver_reports_failed_ids_and_fails_the_invocation_on_fatal() {
+        let h = Scripted::default();
+        let (_, idem) = idem();
+        let r = handle_sqs_event(&h, &idem, sqs_event(&[("a", body("ok")), ("b", body("transient"))])).await.unwrap();
+        let ids: Vec<_> = r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+        assert_eq!(ids, vec!["b"]);
+        let err = handle_sqs_event(&h, &idem, sqs_event(&[("c", body("fatal"))])).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Fatal);
+    }
+}
