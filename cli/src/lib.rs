@@ -2,6 +2,7 @@
 //! runs: building workers, the local drivers, `drop`, `subscribe`, `status`, `dlq` and
 //! the demo.
 
+pub mod bench;
 pub mod demo;
 pub mod local;
 pub mod ops;

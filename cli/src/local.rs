@@ -76,6 +76,8 @@ pub async fn start(
     let (tx, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     for name in names {
+        let decl = dep.topology.workers.get(*name).ok_or_else(|| WorkError::fatal(format!("unknown worker {name}")))?;
+        let visibility_timeout = Duration::from_secs(decl.queue.visibility_timeout_seconds as u64);
         let handler = build(dep, contracts.clone(), name).await?;
         let driver = LocalDriver {
             sqs: dep.sqs.clone(),
@@ -84,6 +86,7 @@ pub async fn start(
             idempotency: dep.ports(name).idempotency,
             wait_seconds: opts.wait_seconds,
             retry_delay: opts.retry_delay,
+            visibility_timeout,
         };
         let mut rx = rx.clone();
         let name = name.to_string();

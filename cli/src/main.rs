@@ -73,6 +73,16 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Measure rows/s and peak memory of each stage's data path on the sample (run in release).
+    Bench {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Stages after ingest to include: curate, train, score.
+        #[arg(long, value_delimiter = ',', default_value = "curate,train,score")]
+        stages: Vec<String>,
+        #[arg(long, default_value = "out/bench")]
+        work_dir: PathBuf,
+    },
     /// Run the whole chain on the local stack and print a summary.
     Demo {
         #[arg(long, default_value_t = 20_000)]
@@ -187,6 +197,22 @@ async fn main() -> Result<()> {
             let mut f =
                 std::io::BufWriter::new(std::fs::File::create(&out).with_context(|| out.display().to_string())?);
             write_csv(&mut f, kind, rows, seed)?;
+        }
+        Command::Bench { rows, stages, work_dir } => {
+            let contracts = Contracts::from_env()?;
+            let stages: Vec<&str> = stages.iter().map(String::as_str).collect();
+            let results = mlsec_cli::bench::run(&contracts, rows, &work_dir, &stages).map_err(anyhow::Error::msg)?;
+            println!("{:<8} {:>10} {:>9} {:>14} {:>14}", "stage", "rows", "seconds", "rows/s", "peak RSS MiB");
+            for m in &results {
+                println!(
+                    "{:<8} {:>10} {:>9.3} {:>14.0} {:>14.1}",
+                    m.stage, m.rows, m.seconds, m.rows_per_second, m.peak_rss_mib
+                );
+            }
+            if !cfg!(debug_assertions) {
+                return Ok(());
+            }
+            eprintln!("note: debug build; run with --release for representative figures");
         }
         Command::Demo { training_rows, scoring_rows, out_dir, timeout_seconds } => {
             let contracts = Arc::new(Contracts::from_env()?);

@@ -34,24 +34,36 @@ pub fn encode_single_object<T: Serialize>(schema: &Schema, value: &T) -> Result<
     Ok(out)
 }
 
-/// Decodes a single object whose writer schema must be `schema` (checked by fingerprint
-/// before any byte of the datum is read). Trailing bytes are corruption, not padding.
-pub fn decode_single_object<T: DeserializeOwned>(schema: &Schema, bytes: &[u8]) -> Result<T, EventError> {
+/// Decodes a single object written with `schema` or with one of its `released` earlier
+/// versions (then resolved to `schema`). The writer is identified by fingerprint before
+/// any byte of the datum is read; an unknown fingerprint is refused. Trailing bytes are
+/// corruption, not padding.
+pub fn decode_single_object<T: DeserializeOwned>(
+    schema: &Schema,
+    released: &[Schema],
+    bytes: &[u8],
+) -> Result<T, EventError> {
     let name = schema_name(schema);
     if bytes.len() < HEADER_LEN || bytes[..2] != SINGLE_OBJECT_MARKER {
         return Err(EventError::NotSingleObject);
     }
-    let expected = fingerprint_of(schema);
-    if bytes[2..HEADER_LEN] != expected {
-        return Err(EventError::UnknownFingerprint {
-            schema: name,
-            found: hex::encode(&bytes[2..HEADER_LEN]),
-            known: hex::encode(expected),
-        });
-    }
+    let found = &bytes[2..HEADER_LEN];
+    let writer = if found == fingerprint_of(schema) {
+        None
+    } else {
+        Some(released.iter().find(|r| found == fingerprint_of(r)).ok_or_else(|| {
+            let known: Vec<String> =
+                std::iter::once(schema).chain(released).map(|s| hex::encode(fingerprint_of(s))).collect();
+            EventError::UnknownFingerprint { schema: name.clone(), found: hex::encode(found), known: known.join(",") }
+        })?)
+    };
     let corrupt = |message: String| EventError::Corrupt { schema: name.clone(), message };
     let mut datum = &bytes[HEADER_LEN..];
-    let reader = GenericDatumReader::builder(schema).build().map_err(|e| corrupt(e.to_string()))?;
+    let reader = match writer {
+        None => GenericDatumReader::builder(schema).build(),
+        Some(w) => GenericDatumReader::builder(w).reader_schema(schema).build(),
+    }
+    .map_err(|e| corrupt(e.to_string()))?;
     let value = reader.read_value(&mut datum).map_err(|e| corrupt(e.to_string()))?;
     if !datum.is_empty() {
         return Err(corrupt(format!("{} trailing bytes after the datum", datum.len())));

@@ -80,8 +80,14 @@ impl Envelope {
         if self.schema != E::NAME {
             return Err(EventError::WrongSchema { expected: E::NAME.into(), found: self.schema.clone() });
         }
+        if self.zone != E::ZONE {
+            return Err(EventError::RoutingMismatch { field: "zone" });
+        }
         let bytes = B64.decode(self.payload.as_bytes())?;
-        let event: E = codec::decode_single_object(E::schema(), &bytes)?;
+        let event: E = codec::decode_single_object(E::schema(), E::released(), &bytes)?;
+        if bytes.get(2..10).map(hex::encode).as_deref() != Some(self.fingerprint.as_str()) {
+            return Err(EventError::RoutingMismatch { field: "fingerprint" });
+        }
         if event.event_id() != self.event_id {
             return Err(EventError::RoutingMismatch { field: "event_id" });
         }

@@ -164,10 +164,53 @@ fn a_payload_written_with_another_schema_is_rejected_by_fingerprint() {
     bytes[2..10].copy_from_slice(&fingerprint_of(&other));
     use base64::Engine;
     env.payload = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    env.fingerprint = hex::encode(fingerprint_of(&other));
     match env.open::<RawAccepted>() {
         Err(EventError::UnknownFingerprint { found, .. }) => assert_eq!(found, hex::encode(fingerprint_of(&other))),
         other => panic!("expected UnknownFingerprint, got {other:?}"),
     }
+}
+
+#[test]
+fn a_payload_written_with_a_released_older_version_is_resolved_to_the_current_type() {
+    // Simulate a current schema that gained an optional field since v1: data written
+    // with v1 (the "released" schema) must decode with the new reader.
+    let (raw, ..) = samples();
+    let v1 = RawAccepted::schema();
+    let bytes = encode_single_object(v1, &raw).unwrap();
+    let newer = Schema::parse_str(&RawAccepted::AVSC.replacen(
+        "\"fields\": [",
+        "\"fields\": [{\"name\": \"source_system\", \"type\": [\"null\", \"string\"], \"default\": null},",
+        1,
+    ))
+    .unwrap();
+    assert_ne!(fingerprint_of(&newer), fingerprint_of(v1));
+    #[derive(serde::Deserialize)]
+    struct Newer {
+        source_system: Option<String>,
+        event_id: String,
+        rows: i64,
+    }
+    let decoded: Newer = decode_single_object(&newer, std::slice::from_ref(v1), &bytes).unwrap();
+    assert_eq!((decoded.source_system, decoded.event_id, decoded.rows), (None, raw.event_id.clone(), raw.rows));
+    // Without v1 among the released versions the same bytes are refused.
+    assert!(matches!(decode_single_object::<Newer>(&newer, &[], &bytes), Err(EventError::UnknownFingerprint { .. })));
+}
+
+fn released_list_matches_the_directory<E: PipelineEvent>() {
+    let dir = format!("{}/../schemas/events/released/{}", env!("CARGO_MANIFEST_DIR"), E::NAME);
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(E::released().len(), files, "{}: list every file of {dir} in pipeline_event!", E::NAME);
+}
+
+#[test]
+fn every_released_version_is_readable_at_run_time() {
+    released_list_matches_the_directory::<RawAccepted>();
+    released_list_matches_the_directory::<ObjectQuarantined>();
+    released_list_matches_the_directory::<DatasetCurated>();
+    released_list_matches_the_directory::<ModelTrained>();
+    released_list_matches_the_directory::<ModelPromoted>();
+    released_list_matches_the_directory::<RecordsScored>();
 }
 
 #[test]
@@ -193,6 +236,14 @@ fn corrupt_payloads_are_permanent_errors_not_panics() {
     let mut env = good.clone();
     env.payload = "%%%".into();
     assert!(matches!(env.open::<RecordsScored>(), Err(EventError::Base64(_))));
+
+    let mut env = good.clone();
+    env.zone = Zone::Raw;
+    assert!(matches!(env.open::<RecordsScored>(), Err(EventError::RoutingMismatch { field: "zone" })));
+
+    let mut env = good.clone();
+    env.fingerprint = "0000000000000000".into();
+    assert!(matches!(env.open::<RecordsScored>(), Err(EventError::RoutingMismatch { field: "fingerprint" })));
 
     let mut env = good.clone();
     env.dataset = Some("someone_else".into());

@@ -19,6 +19,9 @@ pub trait PipelineEvent: Serialize + DeserializeOwned + AvroSchema + Clone + std
     const ZONE: Zone;
     /// The parsed `.avsc` schema (parsed once).
     fn schema() -> &'static Schema;
+    /// Earlier released versions (`schemas/events/released/<Name>/`) this build can still
+    /// read: payloads written with them are resolved to [`PipelineEvent::schema`].
+    fn released() -> &'static [Schema];
     fn event_id(&self) -> &str;
     fn correlation_id(&self) -> &str;
     /// Dataset the event is about, if any (routing field in the envelope).
@@ -145,8 +148,10 @@ pub struct RecordsScored {
     pub occurred_at_ms: i64,
 }
 
+/// Implements [`PipelineEvent`]. Every released version of the schema must be listed
+/// (`released: ["v1", ...]`); a test checks the list against `schemas/events/released/`.
 macro_rules! pipeline_event {
-    ($ty:ident, $zone:expr, $dataset:expr $(, $($extra:tt)*)?) => {
+    ($ty:ident, $zone:expr, $dataset:expr, released: [$($v:literal),*] $(, $($extra:tt)*)?) => {
         impl PipelineEvent for $ty {
             const NAME: &'static str = stringify!($ty);
             const AVSC: &'static str =
@@ -157,6 +162,15 @@ macro_rules! pipeline_event {
                 SCHEMA.get_or_init(|| {
                     Schema::parse_str(Self::AVSC)
                         .expect(concat!("schemas/events/", stringify!($ty), ".avsc is valid Avro (checked by tests)"))
+                })
+            }
+            fn released() -> &'static [Schema] {
+                static RELEASED: OnceLock<Vec<Schema>> = OnceLock::new();
+                RELEASED.get_or_init(|| {
+                    [$(include_str!(concat!("../../schemas/events/released/", stringify!($ty), "/", $v, ".avsc"))),*]
+                        .iter()
+                        .map(|text| Schema::parse_str(text).expect("released schemas are valid Avro (checked by tests)"))
+                        .collect()
                 })
             }
             fn event_id(&self) -> &str {
@@ -174,19 +188,20 @@ macro_rules! pipeline_event {
     };
 }
 
-pipeline_event!(RawAccepted, Zone::Raw, |e| Some(&e.dataset));
-pipeline_event!(ObjectQuarantined, Zone::Quarantine, |e| e.dataset.as_deref());
+pipeline_event!(RawAccepted, Zone::Raw, |e| Some(&e.dataset), released: ["v1"]);
+pipeline_event!(ObjectQuarantined, Zone::Quarantine, |e| e.dataset.as_deref(), released: ["v1"]);
 pipeline_event!(
     DatasetCurated,
     Zone::Curated,
     |e| Some(&e.dataset),
+    released: ["v1"],
     fn role(&self) -> Option<DatasetRole> {
         Some(self.role)
     }
 );
-pipeline_event!(ModelTrained, Zone::ModelFactory, |e| Some(&e.dataset));
-pipeline_event!(ModelPromoted, Zone::Registry, |_| None);
-pipeline_event!(RecordsScored, Zone::Serving, |e| Some(&e.dataset));
+pipeline_event!(ModelTrained, Zone::ModelFactory, |e| Some(&e.dataset), released: ["v1"]);
+pipeline_event!(ModelPromoted, Zone::Registry, |_| None, released: ["v1"]);
+pipeline_event!(RecordsScored, Zone::Serving, |e| Some(&e.dataset), released: ["v1"]);
 
 /// Names of every event in the catalogue, in flow order.
 pub const CATALOGUE: [&str; 6] = [

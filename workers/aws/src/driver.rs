@@ -2,11 +2,16 @@
 //! as Lambda's event-source mapping would. A message is deleted only after the handler
 //! returned `Ok` (effects durable, next event published); a failed one is made visible
 //! again after `retry_delay` and, after maxReceiveCount receives, SQS moves it to the
-//! DLQ. A fatal failure stops the loop with the error.
+//! DLQ. A fatal failure stops the loop with the error. While a batch is in hand its
+//! messages' visibility is extended every half timeout (training can outlast it), so
+//! another consumer never sees a message that is still being worked on.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use aws_sdk_sqs::{Client, types::DeleteMessageBatchRequestEntry};
+use aws_sdk_sqs::{
+    Client,
+    types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry},
+};
 use mlsec_runtime::{Handler, WorkError, batch::process_batch, ports::Idempotency};
 use tracing::{error, info, warn};
 
@@ -34,6 +39,14 @@ pub struct LocalDriver {
     pub wait_seconds: i32,
     /// Delay before a failed message becomes visible again.
     pub retry_delay: Duration,
+    /// The queue's visibility timeout; in-flight messages are extended by this much
+    /// every half of it.
+    pub visibility_timeout: Duration,
+}
+
+/// SQS batch entry ids allow only alphanumerics, `-` and `_`.
+fn entry_id(message_id: &str) -> String {
+    message_id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_")
 }
 
 impl LocalDriver {
@@ -82,14 +95,17 @@ impl LocalDriver {
                     batch.push((id.to_string(), m.body().unwrap_or_default().to_string()));
                 }
             }
-            let report = process_batch(self.handler.as_ref(), &self.idempotency, batch).await;
+            let report = tokio::select! {
+                report = process_batch(self.handler.as_ref(), &self.idempotency, batch) => report,
+                never = self.keep_invisible(&receipts) => match never {},
+            };
             let mut deletes = Vec::new();
             for (id, outcome) in &report.outcomes {
                 let receipt = &receipts[id];
                 if outcome.deletable() {
                     deletes.push(
                         DeleteMessageBatchRequestEntry::builder()
-                            .id(id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_"))
+                            .id(entry_id(id))
                             .receipt_handle(receipt)
                             .build()
                             .map_err(WorkError::fatal)?,
@@ -140,5 +156,42 @@ impl LocalDriver {
         }
         info!(worker, ?stats, "local driver stopped");
         Ok(stats)
+    }
+
+    /// Extends the visibility of the messages in hand every half timeout, forever (the
+    /// caller drops this future when the batch is done).
+    async fn keep_invisible(&self, receipts: &std::collections::HashMap<String, String>) -> std::convert::Infallible {
+        let period = (self.visibility_timeout / 2).max(Duration::from_secs(1));
+        let seconds = self.visibility_timeout.as_secs().clamp(1, 43_200) as i32;
+        loop {
+            tokio::time::sleep(period).await;
+            let entries: Vec<_> = receipts
+                .iter()
+                .filter_map(|(id, receipt)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(entry_id(id))
+                        .receipt_handle(receipt)
+                        .visibility_timeout(seconds)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let sent = self
+                .sqs
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match sent {
+                Ok(out) if out.failed().is_empty() => {}
+                Ok(out) => {
+                    warn!(worker = self.handler.name(), failed = out.failed().len(), "visibility extension failed")
+                }
+                Err(e) => {
+                    warn!(worker = self.handler.name(), error = %classify("sqs:ChangeMessageVisibilityBatch", e), "visibility extension failed")
+                }
+            }
+        }
     }
 }

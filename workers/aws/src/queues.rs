@@ -1,7 +1,7 @@
 //! Operators' queue tools: depths, DLQ listing and DLQ replay.
 //!
-//! moto has no `StartMessageMoveTask`, and a bank wants filtering, dry runs and an audit
-//! line per message anyway, so replay is our own loop: receive from the DLQ → send to
+//! moto has no `StartMessageMoveTask`, and operators want dry runs and an audit line per
+//! message anyway, so replay is our own loop: receive from the DLQ → send to
 //! the source queue → delete from the DLQ only after the send succeeded. A crash between
 //! send and delete leaves a copy in both queues; the workers' idempotency table makes
 //! the second delivery a no-op, so nothing is lost and nothing is done twice.
@@ -60,8 +60,9 @@ fn detail_type(body: &str) -> Option<String> {
         .and_then(|v| v.get("detail-type").and_then(|d| d.as_str()).map(str::to_string))
 }
 
-/// Lists up to `max` messages of a DLQ without consuming them (each is received with a
-/// 0-second visibility, so it is immediately visible again).
+/// Lists up to `max` messages of a DLQ without removing them: each is received with a
+/// 0-second visibility, so it is immediately visible again. (Receiving raises a
+/// message's receive count; a DLQ has no redrive policy, so that moves nothing.)
 pub async fn list(sqs: &Client, dlq_url: &str, max: usize) -> Result<Vec<DlqMessage>, WorkError> {
     let mut seen = std::collections::BTreeMap::new();
     // Receives are sampled; a few rounds find most messages of a small DLQ.

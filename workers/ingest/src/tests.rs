@@ -134,3 +134,50 @@ async fn a_failed_publish_is_transient_and_nothing_is_acknowledged() {
     let e: Envelope = f.bus.events().remove(0);
     assert_eq!(e.event_id, mlsec_events::derive_event_id(&msg.input_id(), WORKER));
 }
+
+#[tokio::test]
+async fn an_object_over_the_contract_size_limit_is_quarantined_without_parsing() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
+    let path = dir.join("transactions_training.yaml");
+    let text = std::fs::read_to_string(&path).unwrap().replace("value: 268435456", "value: 1000");
+    let mut contracts = Contracts::load_dir(&dir).unwrap();
+    let i = contracts.datasets.iter().position(|d| d.dataset == "transactions_training").unwrap();
+    contracts.datasets[i] = mlsec_runtime::contract::DatasetContract::parse(&path, &text).unwrap();
+    assert_eq!(contracts.datasets[i].max_object_bytes, 1000);
+    let f = FakePorts::new();
+    let w = IngestWorker::new(
+        f.ports(),
+        Arc::new(contracts),
+        IngestConfig { landing_bucket: LANDING.into(), raw: bucket("t-raw"), quarantine: bucket("t-quarantine") },
+    );
+    let body = csv_bytes(SampleKind::Training, 50, 1);
+    assert!(body.len() > 1000);
+    let msg = drop_object(&f, KEY, body.clone());
+    w.handle(&msg).await.unwrap();
+    let e: ObjectQuarantined = f.bus.events()[0].open().unwrap();
+    assert_eq!(e.reason_code, "too_large");
+    // The quarantined copy is still content-addressed by the full object's digest.
+    assert_eq!(e.quarantined.sha256, mlsec_events::sha256_hex(&body));
+}
+
+#[tokio::test]
+async fn reason_documents_locate_bad_values_without_quoting_them() {
+    let good = String::from_utf8(csv_bytes(SampleKind::Training, 3, 1)).unwrap();
+    let mut lines: Vec<String> = good.lines().map(str::to_string).collect();
+    let secret = "SECRET-VALUE-4242";
+    // The amount column of the second data row gets a non-number.
+    let mut fields: Vec<String> = lines[2].split(',').map(str::to_string).collect();
+    fields[4] = secret.into();
+    lines[2] = fields.join(",");
+    let f = FakePorts::new();
+    let w = worker(&f);
+    w.handle(&drop_object(&f, KEY, (lines.join("\n") + "\n").into_bytes())).await.unwrap();
+    let e: ObjectQuarantined = f.bus.events()[0].open().unwrap();
+    assert_eq!(e.reason_code, "unparseable_value");
+    let doc = f.store.object("t-quarantine", &e.reason_document.key).unwrap().body;
+    let doc: serde_json::Value = serde_json::from_slice(&doc).unwrap();
+    assert_eq!(doc["evidence"]["column"], "amount");
+    assert_eq!(doc["evidence"]["line"], 3);
+    assert!(!doc.to_string().contains(secret), "the reason document must not quote data: {doc}");
+    assert!(!f.bus.events()[0].to_json().contains(secret));
+}

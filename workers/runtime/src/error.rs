@@ -7,7 +7,7 @@
 //! | `Fatal` | the worker is misconfigured (missing bucket, key, contract dir) | the invocation fails | the loop stops with the error |
 //!
 //! Bad *data* (a hostile or malformed object) is not an error: the zone quarantines it
-//! with a reason code and the message completes. See `docs/adr/0004-error-classes.md`.
+//! with a reason code and the message completes. See `docs/adr/0004-error-classes-and-dlq.md`.
 
 /// The class of a [`WorkError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

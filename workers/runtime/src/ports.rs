@@ -102,6 +102,11 @@ pub struct ModelRecord {
     pub params: String,
     pub auc: f64,
     pub accuracy: f64,
+    /// Rows of the training and holdout splits.
+    #[serde(default)]
+    pub train_rows: i64,
+    #[serde(default)]
+    pub test_rows: i64,
     pub artifact: ObjectRef,
     pub created_at_ms: i64,
     #[serde(default)]

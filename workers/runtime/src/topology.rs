@@ -1,6 +1,7 @@
 //! The topology declaration (`terraform/topology.json`): keys, buckets, tables, the
 //! pipeline bus and the workers with their queues and triggers. The local provisioner
-//! and Terraform both read this one file; a test keeps them in step.
+//! reads this one file; the Terraform modules (issue 3) are to read the same file, with
+//! a test keeping them in step.
 
 use std::collections::BTreeMap;
 

@@ -37,15 +37,18 @@ pub struct ScoreWorker {
     ports: Ports,
     contracts: Arc<Contracts>,
     scored: BucketRef,
+    /// The governance signing key, from the deployment, never from the registry row:
+    /// whoever can write the registry must not be able to name their own key.
+    signing_key_id: String,
 }
 
 impl ScoreWorker {
-    pub fn new(ports: Ports, contracts: Arc<Contracts>, scored: BucketRef) -> Self {
-        Self { ports, contracts, scored }
+    pub fn new(ports: Ports, contracts: Arc<Contracts>, scored: BucketRef, signing_key_id: String) -> Self {
+        Self { ports, contracts, scored, signing_key_id }
     }
 
     pub async fn from_deployment(dep: &mlsec_aws::Deployment, contracts: Arc<Contracts>) -> Result<Self, WorkError> {
-        Ok(Self::new(dep.ports(WORKER), contracts, dep.bucket_ref("scored").await?))
+        Ok(Self::new(dep.ports(WORKER), contracts, dep.bucket_ref("scored").await?, dep.key_arn("signing").await?))
     }
 }
 
@@ -125,13 +128,20 @@ impl Handler for ScoreWorker {
         let record = self.ports.registry.production(model_name).await?.ok_or_else(|| {
             WorkError::transient("registry:production", format!("no production version of {model_name} yet"))
         })?;
-        let (Some(manifest), Some(signature), Some(key)) =
-            (&record.manifest, &record.signature, &record.signing_key_id)
-        else {
+        let (Some(manifest), Some(signature)) = (&record.manifest, &record.signature) else {
             return Err(WorkError::permanent("model_integrity", "production model without manifest or signature"));
         };
-        let (m, artifact_bytes) =
-            load_verified(self.ports.store.as_ref(), self.ports.keys.as_ref(), manifest, signature, key).await?;
+        if record.signing_key_id.as_deref() != Some(self.signing_key_id.as_str()) {
+            return Err(WorkError::permanent("model_integrity", "model was not signed with the governance key"));
+        }
+        let (m, artifact_bytes) = load_verified(
+            self.ports.store.as_ref(),
+            self.ports.keys.as_ref(),
+            manifest,
+            signature,
+            &self.signing_key_id,
+        )
+        .await?;
         if m.model_version != record.model_version || m.artifact.sha256 != record.artifact.sha256 {
             return Err(WorkError::permanent("model_integrity", "manifest does not describe the registered version"));
         }
@@ -173,3 +183,6 @@ impl Handler for ScoreWorker {
         Ok(format!("scored {} rows={rows} flagged={flagged}", ev.dataset))
     }
 }
+
+#[cfg(test)]
+mod tests;

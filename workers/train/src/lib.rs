@@ -157,6 +157,14 @@ impl Handler for TrainWorker {
         }))
         .map_err(WorkError::fatal)?;
         let version = sha256_hex(format!("{}|{spec_json}", ev.dataset_digest).as_bytes())[..12].to_string();
+        let event_id = derive_event_id(&ev.event_id, WORKER);
+        if let Some(existing) = self.ports.registry.get(&spec.name, &version).await? {
+            // Redelivery (or the same data dropped twice): nothing is refitted or
+            // re-uploaded; the event is re-emitted from the registered record.
+            let event = trained_event(event_id, &ev, &existing);
+            self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
+            return Ok(format!("{}@{version} already registered", spec.name));
+        }
         let fitted = fit(bytes, spec).map_err(|e| WorkError::permanent("training_failed", e))?;
         let artifact_bytes = serde_json::to_vec(&fitted.artifact).map_err(WorkError::fatal)?;
         let artifact = self
@@ -179,6 +187,8 @@ impl Handler for TrainWorker {
             params: serde_json::to_string(&spec.params).map_err(WorkError::fatal)?,
             auc: fitted.auc,
             accuracy: fitted.accuracy,
+            train_rows: fitted.train_rows as i64,
+            test_rows: fitted.test_rows as i64,
             artifact: artifact.clone(),
             created_at_ms: now_ms(),
             manifest: None,
@@ -187,24 +197,28 @@ impl Handler for TrainWorker {
             stage_reason: None,
         };
         let created = self.ports.registry.put_candidate(&record).await?;
-        let event = ModelTrained {
-            event_id: derive_event_id(&ev.event_id, WORKER),
-            correlation_id: ev.correlation_id.clone(),
-            model_name: spec.name.clone(),
-            model_version: version.clone(),
-            dataset: ev.dataset.clone(),
-            dataset_digest: ev.dataset_digest.clone(),
-            algorithm: spec.algorithm.clone(),
-            artifact,
-            auc: fitted.auc,
-            accuracy: fitted.accuracy,
-            train_rows: fitted.train_rows as i64,
-            test_rows: fitted.test_rows as i64,
-            occurred_at_ms: now_ms(),
-        };
+        let event = trained_event(event_id, &ev, &record);
         self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
         info!(worker = WORKER, event_id = %event.event_id, model = %spec.name, version = %version, auc = fitted.auc, created, "trained");
         Ok(format!("trained {}@{version} auc={:.3}", spec.name, fitted.auc))
+    }
+}
+
+fn trained_event(event_id: String, input: &DatasetCurated, record: &ModelRecord) -> ModelTrained {
+    ModelTrained {
+        event_id,
+        correlation_id: input.correlation_id.clone(),
+        model_name: record.model_name.clone(),
+        model_version: record.model_version.clone(),
+        dataset: record.dataset.clone(),
+        dataset_digest: record.dataset_digest.clone(),
+        algorithm: record.algorithm.clone(),
+        artifact: record.artifact.clone(),
+        auc: record.auc,
+        accuracy: record.accuracy,
+        train_rows: record.train_rows,
+        test_rows: record.test_rows,
+        occurred_at_ms: now_ms(),
     }
 }
 

@@ -1,0 +1,108 @@
+//! `mlsec bench`: throughput and peak memory of each stage's data path on the sample,
+//! in-process (no AWS calls), so the numbers measure our code rather than the emulator.
+//! Run it in release: `cargo run --release -p mlsec-cli --bin mlsec -- bench`.
+
+use std::{
+    io::{BufReader, Read},
+    path::Path,
+    time::Instant,
+};
+
+use bytes::Bytes;
+use mlsec_runtime::{
+    contract::Contracts,
+    sample::{SampleKind, write_csv},
+};
+use serde::Serialize;
+
+/// One stage's measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    pub stage: &'static str,
+    pub rows: u64,
+    pub input_bytes: u64,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+    /// Peak resident set size of the process so far (VmHWM), MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// Peak RSS of this process in MiB (Linux; 0 elsewhere).
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn measure(stage: &'static str, rows: u64, input_bytes: u64, started: Instant) -> Measurement {
+    let seconds = started.elapsed().as_secs_f64();
+    Measurement {
+        stage,
+        rows,
+        input_bytes,
+        seconds,
+        rows_per_second: rows as f64 / seconds,
+        peak_rss_mib: peak_rss_mib(),
+    }
+}
+
+/// Runs the stages in flow order on `rows` generated rows; the CSV is written to
+/// `work_dir` first and streamed from disk in 1 MiB chunks, so the input is never held
+/// in memory whole.
+pub fn run(contracts: &Contracts, rows: usize, work_dir: &Path, stages: &[&str]) -> Result<Vec<Measurement>, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    std::fs::create_dir_all(work_dir).map_err(|e| err(&e))?;
+    let csv_path = work_dir.join(format!("bench-training-{rows}.csv"));
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv_path).map_err(|e| err(&e))?);
+        write_csv(&mut f, SampleKind::Training, rows, 1).map_err(|e| err(&e))?;
+    }
+    let input_bytes = std::fs::metadata(&csv_path).map_err(|e| err(&e))?.len();
+    let contract = contracts.dataset("transactions_training").ok_or("no transactions_training contract")?;
+    let mut out = Vec::new();
+
+    // Ingest: UTF-8/control/header checks, typed decode, Parquet (zstd).
+    let started = Instant::now();
+    let mut gate = mlsec_ingest::validate::CsvGate::new(contract, vec![]).map_err(|r| r.detail)?;
+    let mut reader = BufReader::new(std::fs::File::open(&csv_path).map_err(|e| err(&e))?);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| err(&e))?;
+        if n == 0 {
+            break;
+        }
+        gate.push(&buf[..n]).map_err(|r| format!("{:?}: {}", r.reason_code, r.detail))?;
+    }
+    let accepted = gate.finish().map_err(|r| format!("{:?}: {}", r.reason_code, r.detail))?;
+    out.push(measure("ingest", accepted.rows, input_bytes, started));
+    let raw = accepted.parquet;
+
+    if stages.contains(&"curate") || stages.contains(&"train") || stages.contains(&"score") {
+        // Curate: not-null rules + HMAC of two columns + drop of one.
+        let started = Instant::now();
+        let curated = mlsec_curate::transform::curate(raw.clone(), contract, &[7u8; 32], vec![])?;
+        out.push(measure("curate", curated.rows_in, raw.len() as u64, started));
+        let curated = Bytes::from(curated.parquet);
+        if stages.contains(&"train") || stages.contains(&"score") {
+            let spec = contracts.model("fraud_lr").ok_or("no fraud_lr spec")?;
+            let started = Instant::now();
+            let fitted = mlsec_train::fit(curated.clone(), spec)?;
+            out.push(measure("train", (fitted.train_rows + fitted.test_rows) as u64, curated.len() as u64, started));
+            if stages.contains(&"score") {
+                let started = Instant::now();
+                let (_, scored, _) = mlsec_score::score(
+                    curated.clone(),
+                    &fitted.artifact,
+                    &spec.id_column,
+                    &spec.subject_column,
+                    "bench",
+                )?;
+                out.push(measure("score", scored, curated.len() as u64, started));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&csv_path);
+    Ok(out)
+}
