@@ -63,9 +63,12 @@ pub fn run(contracts: &Contracts, rows: usize, work_dir: &Path, stages: &[&str])
     let contract = contracts.dataset("transactions_training").ok_or("no transactions_training contract")?;
     let mut out = Vec::new();
 
-    // Ingest: UTF-8/control/header checks, typed decode, Parquet (zstd).
+    // Ingest: UTF-8/control/header checks, typed decode, Parquet (zstd) spilled to a
+    // file, as the worker does.
     let started = Instant::now();
-    let mut gate = mlsec_ingest::validate::CsvGate::new(contract, vec![]).map_err(|r| r.detail)?;
+    let spill = work_dir.join(format!("bench-raw-{rows}.parquet"));
+    let sink = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&spill).map_err(|e| err(&e))?);
+    let mut gate = mlsec_ingest::validate::CsvGate::with_sink(contract, vec![], sink).map_err(|r| r.detail)?;
     let mut reader = BufReader::new(std::fs::File::open(&csv_path).map_err(|e| err(&e))?);
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -76,8 +79,10 @@ pub fn run(contracts: &Contracts, rows: usize, work_dir: &Path, stages: &[&str])
         gate.push(&buf[..n]).map_err(|r| format!("{:?}: {}", r.reason_code, r.detail))?;
     }
     let accepted = gate.finish().map_err(|r| format!("{:?}: {}", r.reason_code, r.detail))?;
+    accepted.parquet.into_inner().map_err(|e| e.error().to_string())?;
     out.push(measure("ingest", accepted.rows, input_bytes, started));
-    let raw = accepted.parquet;
+    let raw = Bytes::from(std::fs::read(&spill).map_err(|e| err(&e))?);
+    let _ = std::fs::remove_file(&spill);
 
     if stages.contains(&"curate") || stages.contains(&"train") || stages.contains(&"score") {
         // Curate: not-null rules + HMAC of two columns + drop of one.

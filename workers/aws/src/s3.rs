@@ -120,6 +120,39 @@ impl ObjectStore for S3Store {
         })
     }
 
+    async fn put_file(
+        &self,
+        dest: &BucketRef,
+        key: &str,
+        path: &std::path::Path,
+        content_type: &str,
+    ) -> Result<ObjectRef> {
+        let (sha256, size) = file_digest(path).await?;
+        let body = ByteStream::from_path(path).await.map_err(|e| WorkError::transient("read spill file", e))?;
+        let out = self
+            .client
+            .put_object()
+            .bucket(&dest.name)
+            .key(key)
+            .content_type(content_type)
+            .content_length(size as i64)
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&dest.kms_key_arn)
+            .bucket_key_enabled(true)
+            .metadata(SHA256_METADATA, &sha256)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify("s3:PutObject", e))?;
+        Ok(ObjectRef {
+            bucket: dest.name.clone(),
+            key: key.to_string(),
+            version_id: out.version_id().map(str::to_string),
+            sha256,
+            size: size as i64,
+        })
+    }
+
     async fn copy(&self, source: &ObjectRef, dest: &BucketRef, key: &str) -> Result<ObjectRef> {
         let out = self
             .client
@@ -153,6 +186,31 @@ impl ObjectStore for S3Store {
         }
         Ok(keys)
     }
+}
+
+/// SHA-256 and size of a file, read in 1 MiB blocks off the async runtime.
+async fn file_digest(path: &std::path::Path) -> Result<(String, u64)> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use sha2::Digest;
+        use std::io::Read;
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok::<_, std::io::Error>((hex::encode(hasher.finalize()), size))
+    })
+    .await
+    .map_err(|e| WorkError::fatal(format!("digest task: {e}")))?
+    .map_err(|e| WorkError::transient("read spill file", e))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ fn contracts() -> Arc<Contracts> {
 fn raw_parquet(contracts: &Contracts, dataset: &str, csv: &[u8]) -> Bytes {
     let mut gate = CsvGate::new(contracts.dataset(dataset).unwrap(), vec![]).unwrap();
     gate.push(csv).unwrap();
-    gate.finish().unwrap().parquet
+    gate.finish().unwrap().into_bytes()
 }
 
 async fn raw_event(f: &FakePorts, contracts: &Contracts, dataset: &str, csv: &[u8]) -> Inbound {

@@ -11,7 +11,7 @@ pub mod reason;
 pub mod sniff;
 pub mod validate;
 
-use std::sync::Arc;
+use std::{fs::File, io::BufWriter, path::PathBuf, sync::Arc};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -62,15 +62,44 @@ impl IngestWorker {
     }
 }
 
+/// The raw Parquet is spilled to a local file while the object streams through, so
+/// memory stays flat in the object's size; the file is removed when this is dropped.
+struct SpillFile {
+    path: PathBuf,
+}
+
+impl SpillFile {
+    /// In `MLSEC_SPILL_DIR`, else the system temp dir (Lambda: `/tmp`, ephemeral storage).
+    fn create(input_id: &str) -> Result<(Self, BufWriter<File>), WorkError> {
+        let dir = std::env::var_os("MLSEC_SPILL_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        // Unique per process and call: the same input may be handled twice concurrently.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = &input_id[..input_id.len().min(16)];
+        let path = dir.join(format!("mlsec-ingest-{}-{seq}-{id}.parquet", std::process::id()));
+        let file = File::create(&path)
+            .map_err(|e| WorkError::transient("create spill file", format!("{}: {e}", path.display())))?;
+        Ok((Self { path }, BufWriter::with_capacity(1 << 20, file)))
+    }
+}
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// The landing object after one streaming pass.
 struct Inspected {
     source: ObjectRef,
-    verdict: Result<Accepted, Rejection>,
+    verdict: Result<Accepted<BufWriter<File>>, Rejection>,
+    spill: Option<SpillFile>,
 }
 
 impl IngestWorker {
     async fn inspect(
         &self,
+        input_id: &str,
         bucket: &str,
         key: &str,
         version: Option<&str>,
@@ -88,13 +117,16 @@ impl IngestWorker {
             )),
             Some(_) => None,
         };
+        let mut spill = None;
         let mut gate = match (contract, &rejection) {
             (Some(c), None) => {
                 let lineage = vec![
                     ("mlsec.contract".to_string(), format!("{}@{}", c.id, c.version)),
                     ("mlsec.source".to_string(), format!("s3://{bucket}/{key}")),
                 ];
-                match CsvGate::new(c, lineage) {
+                let (file, sink) = SpillFile::create(input_id)?;
+                spill = Some(file);
+                match CsvGate::with_sink(c, lineage, sink) {
                     Ok(g) => Some(g),
                     Err(r) => {
                         rejection = Some(r);
@@ -131,7 +163,7 @@ impl IngestWorker {
             sha256: hex::encode(hasher.finalize()),
             size: size as i64,
         };
-        Ok(Inspected { source, verdict })
+        Ok(Inspected { source, verdict, spill })
     }
 
     async fn accept(
@@ -140,15 +172,17 @@ impl IngestWorker {
         correlation_id: String,
         contract: &DatasetContract,
         source: ObjectRef,
-        accepted: Accepted,
+        accepted: Accepted<BufWriter<File>>,
+        spill: &SpillFile,
     ) -> Result<String, WorkError> {
         let store = &self.ports.store;
         let sha = source.sha256.clone();
         let dataset = &contract.dataset;
         let original = store.copy(&source, &self.config.raw, &format!("original/{dataset}/{sha}")).await?;
         let parquet_key = format!("{dataset}/ingest_date={}/{sha}.parquet", utc_date(now_ms()));
+        accepted.parquet.into_inner().map_err(|e| WorkError::transient("flush spill file", e.error()))?;
         let parquet =
-            store.put(&self.config.raw, &parquet_key, accepted.parquet, "application/vnd.apache.parquet").await?;
+            store.put_file(&self.config.raw, &parquet_key, &spill.path, "application/vnd.apache.parquet").await?;
         let event = RawAccepted {
             event_id,
             correlation_id,
@@ -227,11 +261,14 @@ impl Handler for IngestWorker {
         let input_id = message.input_id();
         let event_id = derive_event_id(&input_id, WORKER);
         let contract = self.contracts.for_landing_key(&created.key);
-        let inspected = self.inspect(&created.bucket, &created.key, created.version_id.as_deref(), contract).await?;
-        match (inspected.verdict, contract) {
-            (Ok(accepted), Some(c)) => self.accept(event_id, input_id, c, inspected.source, accepted).await,
-            (Err(rejection), c) => self.quarantine(event_id, input_id, c, inspected.source, rejection).await,
-            (Ok(_), None) => Err(WorkError::fatal("accepted an object without a contract")),
+        let inspected =
+            self.inspect(&input_id, &created.bucket, &created.key, created.version_id.as_deref(), contract).await?;
+        match (inspected.verdict, contract, &inspected.spill) {
+            (Ok(accepted), Some(c), Some(spill)) => {
+                self.accept(event_id, input_id, c, inspected.source, accepted, spill).await
+            }
+            (Err(rejection), c, _) => self.quarantine(event_id, input_id, c, inspected.source, rejection).await,
+            (Ok(_), _, _) => Err(WorkError::fatal("accepted an object without a contract")),
         }
     }
 }

@@ -10,7 +10,7 @@
 //! 4. arrow-csv decodes rows into the contract's types; a ragged row or a value that
 //!    does not parse rejects the object (row-level rejects come with issue 4).
 
-use std::sync::Arc;
+use std::{io::Write, sync::Arc};
 
 use arrow::{
     array::RecordBatch,
@@ -56,9 +56,14 @@ pub fn raw_schema(contract: &DatasetContract) -> SchemaRef {
     ))
 }
 
+/// Rows per Parquet row group. The writer holds one row group's encoded pages in memory,
+/// so this bounds its memory whatever the object's size.
+pub const ROW_GROUP_ROWS: usize = 262_144;
+
 /// Zstd-compressed Parquet properties with lineage metadata.
 pub fn parquet_properties(metadata: Vec<(String, String)>) -> WriterProperties {
     WriterProperties::builder()
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("3 is a valid zstd level")))
         .set_key_value_metadata(Some(metadata.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect()))
         .build()
@@ -70,30 +75,46 @@ enum Stage {
     Rows,
 }
 
-/// Result of a successful validation.
+/// Result of a successful validation: the Parquet sink, closed, and the row count.
 #[derive(Debug)]
-pub struct Accepted {
-    pub parquet: Bytes,
+pub struct Accepted<W = Vec<u8>> {
+    pub parquet: W,
     pub rows: u64,
 }
 
-/// The streaming validator.
-pub struct CsvGate {
+impl Accepted<Vec<u8>> {
+    /// The Parquet bytes (in-memory sink).
+    pub fn into_bytes(self) -> Bytes {
+        Bytes::from(self.parquet)
+    }
+}
+
+/// The streaming validator. `W` is where the Parquet goes: a `Vec<u8>` in tests and
+/// benchmarks, a spill file in the worker (so memory does not grow with the object).
+pub struct CsvGate<W: Write + Send = Vec<u8>> {
     contract: DatasetContract,
     stage: Stage,
     utf8_carry: Vec<u8>,
     /// Bytes of the object consumed so far (for evidence offsets).
     offset: u64,
     decoder: Decoder,
-    writer: ArrowWriter<Vec<u8>>,
+    writer: ArrowWriter<W>,
     rows: u64,
 }
 
-impl CsvGate {
+impl CsvGate<Vec<u8>> {
+    /// A gate writing its Parquet to memory.
     pub fn new(contract: &DatasetContract, lineage: Vec<(String, String)>) -> Result<Self, Rejection> {
+        Self::with_sink(contract, lineage, Vec::new())
+    }
+}
+
+impl<W: Write + Send> CsvGate<W> {
+    /// A gate writing its Parquet to `sink`.
+    pub fn with_sink(contract: &DatasetContract, lineage: Vec<(String, String)>, sink: W) -> Result<Self, Rejection> {
         let schema = raw_schema(contract);
         let decoder = ReaderBuilder::new(schema.clone()).with_header(true).with_batch_size(BATCH_ROWS).build_decoder();
-        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(parquet_properties(lineage)))
+        let writer = ArrowWriter::try_new(sink, schema, Some(parquet_properties(lineage)))
             .map_err(|e| Rejection::new(ReasonCode::UnparseableValue, format!("cannot start Parquet writer: {e}")))?;
         Ok(Self {
             contract: contract.clone(),
@@ -255,7 +276,7 @@ impl CsvGate {
     }
 
     /// Ends the object: flushes the last rows and closes the Parquet file.
-    pub fn finish(mut self) -> Result<Accepted, Rejection> {
+    pub fn finish(mut self) -> Result<Accepted<W>, Rejection> {
         match std::mem::replace(&mut self.stage, Stage::Rows) {
             Stage::Sniffing(head) => {
                 self.end_sniffing(head)?;
@@ -280,10 +301,10 @@ impl CsvGate {
         if self.rows == 0 {
             return Err(Rejection::new(ReasonCode::Empty, "no data rows after the header"));
         }
-        let bytes = self
+        let parquet = self
             .writer
             .into_inner()
             .map_err(|e| Rejection::new(ReasonCode::UnparseableValue, format!("cannot close Parquet: {e}")))?;
-        Ok(Accepted { parquet: Bytes::from(bytes), rows: self.rows })
+        Ok(Accepted { parquet, rows: self.rows })
     }
 }

@@ -138,6 +138,16 @@ impl ObjectStore for MemoryStore {
         let version = self.insert(&dest.name, key, body, &dest.kms_key_arn, content_type);
         Ok(ObjectRef { bucket: dest.name.clone(), key: key.into(), version_id: Some(version), sha256, size })
     }
+    async fn put_file(
+        &self,
+        dest: &BucketRef,
+        key: &str,
+        path: &std::path::Path,
+        content_type: &str,
+    ) -> Result<ObjectRef> {
+        let body = std::fs::read(path).map_err(|e| WorkError::transient("read spill file", e))?;
+        self.put(dest, key, Bytes::from(body), content_type).await
+    }
     async fn copy(&self, source: &ObjectRef, dest: &BucketRef, key: &str) -> Result<ObjectRef> {
         self.enter("copy", &dest.name, key)?;
         let src = self.find(&source.bucket, &source.key, source.version_id.as_deref())?;

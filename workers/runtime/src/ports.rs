@@ -47,6 +47,15 @@ pub trait ObjectStore: Send + Sync {
     async fn get_stream(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<ByteChunks>;
     /// Writes `body` under `key`, SSE-KMS with `dest`'s key. Returns the claim check.
     async fn put(&self, dest: &BucketRef, key: &str, body: Bytes, content_type: &str) -> Result<ObjectRef>;
+    /// Writes the file at `path` under `key` (streamed from disk: large outputs are spilled
+    /// to a local file rather than held in memory), SSE-KMS with `dest`'s key.
+    async fn put_file(
+        &self,
+        dest: &BucketRef,
+        key: &str,
+        path: &std::path::Path,
+        content_type: &str,
+    ) -> Result<ObjectRef>;
     /// Server-side copy (no bytes through the worker), re-encrypted under `dest`'s key.
     /// `source` carries the caller's verified digest and size of the source version.
     async fn copy(&self, source: &ObjectRef, dest: &BucketRef, key: &str) -> Result<ObjectRef>;

@@ -37,7 +37,7 @@ async fn curated(f: &FakePorts, c: &Contracts, kind: SampleKind, rows: usize, id
     let contract = c.dataset(dataset).unwrap();
     let mut gate = mlsec_ingest::validate::CsvGate::new(contract, vec![]).unwrap();
     gate.push(&csv_bytes(kind, rows, 21)).unwrap();
-    let raw = gate.finish().unwrap().parquet;
+    let raw = gate.finish().unwrap().into_bytes();
     let out = mlsec_curate::transform::curate(raw, contract, &[1; 32], vec![]).unwrap();
     let stored: ObjectRef =
         f.store.put(&bucket("t-curated"), &format!("{dataset}/{id}.parquet"), out.parquet.into(), "x").await.unwrap();

@@ -238,7 +238,7 @@ mod tests {
         let mut gate =
             mlsec_ingest::validate::CsvGate::new(c.dataset("transactions_training").unwrap(), vec![]).unwrap();
         gate.push(&csv_bytes(SampleKind::Training, rows, 11)).unwrap();
-        (gate.finish().unwrap().parquet, c)
+        (gate.finish().unwrap().into_bytes(), c)
     }
 
     #[test]
