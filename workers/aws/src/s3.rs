@@ -27,6 +27,41 @@ impl S3Store {
     pub fn new(client: Client) -> Self {
         Self { client }
     }
+
+    /// The one place objects are written: SSE-KMS with the destination zone's key, an S3
+    /// Bucket Key, and the pipeline's SHA-256 in the object metadata.
+    async fn put_body(
+        &self,
+        dest: &BucketRef,
+        key: &str,
+        content_type: &str,
+        sha256: String,
+        size: u64,
+        body: ByteStream,
+    ) -> Result<ObjectRef> {
+        let out = self
+            .client
+            .put_object()
+            .bucket(&dest.name)
+            .key(key)
+            .content_type(content_type)
+            .content_length(size as i64)
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&dest.kms_key_arn)
+            .bucket_key_enabled(true)
+            .metadata(SHA256_METADATA, &sha256)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify("s3:PutObject", e))?;
+        Ok(ObjectRef {
+            bucket: dest.name.clone(),
+            key: key.to_string(),
+            version_id: out.version_id().map(str::to_string),
+            sha256,
+            size: size as i64,
+        })
+    }
 }
 
 fn copy_source(bucket: &str, key: &str, version: Option<&str>) -> String {
@@ -95,29 +130,8 @@ impl ObjectStore for S3Store {
     }
 
     async fn put(&self, dest: &BucketRef, key: &str, body: Bytes, content_type: &str) -> Result<ObjectRef> {
-        let sha256 = sha256_hex(&body);
-        let size = body.len() as i64;
-        let out = self
-            .client
-            .put_object()
-            .bucket(&dest.name)
-            .key(key)
-            .content_type(content_type)
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(&dest.kms_key_arn)
-            .bucket_key_enabled(true)
-            .metadata(SHA256_METADATA, &sha256)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| classify("s3:PutObject", e))?;
-        Ok(ObjectRef {
-            bucket: dest.name.clone(),
-            key: key.to_string(),
-            version_id: out.version_id().map(str::to_string),
-            sha256,
-            size,
-        })
+        let (sha256, size) = (sha256_hex(&body), body.len() as u64);
+        self.put_body(dest, key, content_type, sha256, size, ByteStream::from(body)).await
     }
 
     async fn put_file(
@@ -129,28 +143,7 @@ impl ObjectStore for S3Store {
     ) -> Result<ObjectRef> {
         let (sha256, size) = file_digest(path).await?;
         let body = ByteStream::from_path(path).await.map_err(|e| WorkError::transient("read spill file", e))?;
-        let out = self
-            .client
-            .put_object()
-            .bucket(&dest.name)
-            .key(key)
-            .content_type(content_type)
-            .content_length(size as i64)
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(&dest.kms_key_arn)
-            .bucket_key_enabled(true)
-            .metadata(SHA256_METADATA, &sha256)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| classify("s3:PutObject", e))?;
-        Ok(ObjectRef {
-            bucket: dest.name.clone(),
-            key: key.to_string(),
-            version_id: out.version_id().map(str::to_string),
-            sha256,
-            size: size as i64,
-        })
+        self.put_body(dest, key, content_type, sha256, size, body).await
     }
 
     async fn copy(&self, source: &ObjectRef, dest: &BucketRef, key: &str) -> Result<ObjectRef> {

@@ -16,12 +16,12 @@ use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use mlsec_events::{DatasetCurated, Envelope, RawAccepted, derive_event_id, sha256_hex};
+use mlsec_events::{DatasetCurated, Envelope, RawAccepted, derive_event_id};
 use mlsec_runtime::{
     Handler, Inbound, WorkError,
     contract::Contracts,
     now_ms,
-    ports::{BucketRef, Ports},
+    ports::{BucketRef, Ports, get_verified},
 };
 use tokio::sync::Mutex;
 use tracing::info;
@@ -88,13 +88,7 @@ impl Handler for CurateWorker {
             ));
         }
         let p = &raw.parquet;
-        let bytes = self.ports.store.get(&p.bucket, &p.key, p.version_id.as_deref()).await?;
-        if sha256_hex(&bytes) != p.sha256 {
-            return Err(WorkError::permanent(
-                "digest_mismatch",
-                format!("s3://{}/{} does not match its claim check", p.bucket, p.key),
-            ));
-        }
+        let bytes = get_verified(self.ports.store.as_ref(), p, &p.sha256).await?;
         let subkey = self.subkey(&contract.domain).await?;
         let lineage = vec![
             ("mlsec.contract".to_string(), format!("{}@{}", contract.id, contract.version)),

@@ -63,6 +63,20 @@ pub trait ObjectStore: Send + Sync {
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>>;
 }
 
+/// Reads the object a claim check points to (its pinned version) and verifies its SHA-256
+/// against `expected_sha256`; a mismatch (the object changed after the claim was made)
+/// is a permanent `digest_mismatch`.
+pub async fn get_verified(store: &dyn ObjectStore, object: &ObjectRef, expected_sha256: &str) -> Result<Bytes> {
+    let bytes = store.get(&object.bucket, &object.key, object.version_id.as_deref()).await?;
+    if mlsec_events::sha256_hex(&bytes) != expected_sha256 {
+        return Err(WorkError::permanent(
+            "digest_mismatch",
+            format!("s3://{}/{} does not match its claim check", object.bucket, object.key),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Publishes pipeline events (EventBridge).
 #[async_trait]
 pub trait EventPublisher: Send + Sync {

@@ -15,13 +15,13 @@ use arrow::{
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use mlsec_events::{DatasetCurated, DatasetRole, Envelope, RecordsScored, derive_event_id, sha256_hex};
+use mlsec_events::{DatasetCurated, DatasetRole, Envelope, RecordsScored, derive_event_id};
 use mlsec_govern::manifest::load_verified;
 use mlsec_runtime::{
     Handler, Inbound, WorkError,
     contract::Contracts,
     now_ms,
-    ports::{BucketRef, Ports},
+    ports::{BucketRef, Ports, get_verified},
 };
 use mlsec_train::model::{Artifact, SMARTCORE_VERSION, featurize};
 use parquet::{
@@ -154,13 +154,7 @@ impl Handler for ScoreWorker {
             ));
         }
         let c = &ev.curated;
-        let data = self.ports.store.get(&c.bucket, &c.key, c.version_id.as_deref()).await?;
-        if sha256_hex(&data) != ev.dataset_digest {
-            return Err(WorkError::permanent(
-                "digest_mismatch",
-                format!("curated data s3://{}/{} changed", c.bucket, c.key),
-            ));
-        }
+        let data = get_verified(self.ports.store.as_ref(), c, &ev.dataset_digest).await?;
         let (parquet, rows, flagged) =
             score(data, &artifact, &spec.id_column, &spec.subject_column, &record.model_version)
                 .map_err(|e| WorkError::permanent("scoring_failed", e))?;

@@ -19,7 +19,7 @@ use mlsec_runtime::{
     Handler, Inbound, WorkError,
     contract::{Contracts, ModelSpec},
     now_ms,
-    ports::{BucketRef, ModelRecord, Ports, Stage},
+    ports::{BucketRef, ModelRecord, Ports, Stage, get_verified},
     sample::Rng,
 };
 use model::{Artifact, Lr, auc, featurize};
@@ -143,13 +143,7 @@ impl Handler for TrainWorker {
             return Ok(format!("no model spec trains on {}", ev.dataset));
         };
         let c = &ev.curated;
-        let bytes = self.ports.store.get(&c.bucket, &c.key, c.version_id.as_deref()).await?;
-        if sha256_hex(&bytes) != ev.dataset_digest {
-            return Err(WorkError::permanent(
-                "digest_mismatch",
-                format!("curated data s3://{}/{} changed", c.bucket, c.key),
-            ));
-        }
+        let bytes = get_verified(self.ports.store.as_ref(), c, &ev.dataset_digest).await?;
         let spec_json = serde_json::to_string(&serde_json::json!({
             "name": spec.name, "algorithm": spec.algorithm, "target": spec.target,
             "features": spec.features, "params": spec.params, "seed": spec.seed,
