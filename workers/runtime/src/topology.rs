@@ -56,6 +56,7 @@ pub struct WorkerDecl {
     pub trigger: Trigger,
     pub reads: Vec<String>,
     pub writes: Vec<String>,
+    /// Keys the worker may use; `<key>:sign` or `<key>:verify` narrows a signing key.
     pub keys: Vec<String>,
     pub tables: Vec<String>,
     pub emits: Vec<String>,
@@ -84,18 +85,26 @@ pub struct QueueDecl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     pub prefix: String,
+    pub bucket_suffix: Option<String>,
 }
 
 impl Names {
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self { prefix: prefix.into(), bucket_suffix: None }
     }
-    /// From `MLSEC_PREFIX`, default `mlsec`.
+    /// From `MLSEC_PREFIX` (default `mlsec`) and `MLSEC_BUCKET_SUFFIX` (on AWS, what
+    /// makes bucket names globally unique, e.g. the account id; unset locally).
     pub fn from_env() -> Self {
-        Self::new(std::env::var("MLSEC_PREFIX").unwrap_or_else(|_| "mlsec".into()))
+        let mut names = Self::new(std::env::var("MLSEC_PREFIX").unwrap_or_else(|_| "mlsec".into()));
+        names.bucket_suffix = std::env::var("MLSEC_BUCKET_SUFFIX").ok().filter(|s| !s.is_empty());
+        names
     }
+    /// `<prefix>-<bucket>[-<suffix>]`, as Terraform names them.
     pub fn bucket(&self, b: &str) -> String {
-        format!("{}-{b}", self.prefix)
+        match &self.bucket_suffix {
+            Some(suffix) => format!("{}-{b}-{suffix}", self.prefix),
+            None => format!("{}-{b}", self.prefix),
+        }
     }
     pub fn queue(&self, worker: &str) -> String {
         format!("{}-{worker}", self.prefix)
@@ -137,8 +146,13 @@ impl Topology {
                 }
             }
             for k in &w.keys {
-                if !t.keys.contains_key(k) {
-                    return Err(format!("worker {name} uses undeclared key {k}"));
+                // `signing:sign` / `signing:verify` narrow an asymmetric key to one use.
+                let (key, access) = k.split_once(':').unwrap_or((k, ""));
+                if !t.keys.contains_key(key) {
+                    return Err(format!("worker {name} uses undeclared key {key}"));
+                }
+                if !["", "sign", "verify"].contains(&access) {
+                    return Err(format!("worker {name}: unknown key access {access}"));
                 }
             }
             for tb in &w.tables {
@@ -205,9 +219,29 @@ mod tests {
     }
 
     #[test]
+    fn bucket_names_carry_the_deployment_suffix_when_set() {
+        let mut n = Names::new("mlsec");
+        assert_eq!(n.bucket("raw"), "mlsec-raw");
+        n.bucket_suffix = Some("123456789012".into());
+        assert_eq!(n.bucket("raw"), "mlsec-raw-123456789012");
+        assert_eq!(n.queue("ingest"), "mlsec-ingest");
+    }
+
+    #[test]
+    fn key_access_suffixes_are_checked() {
+        let ok = TOPOLOGY_JSON.replace("\"signing:verify\"", "\"signing\"");
+        assert!(Topology::parse(&ok).is_ok());
+        let bad = TOPOLOGY_JSON.replace("\"signing:verify\"", "\"signing:everything\"");
+        assert!(Topology::parse(&bad).unwrap_err().contains("unknown key access"));
+        let bad = TOPOLOGY_JSON.replace("\"signing:verify\"", "\"nosuchkey:verify\"");
+        assert!(Topology::parse(&bad).unwrap_err().contains("undeclared key nosuchkey"));
+    }
+
+    #[test]
     fn dangling_references_are_rejected() {
-        let bad = TOPOLOGY_JSON.replace("\"reads\": [\"raw\"]", "\"reads\": [\"nowhere\"]");
-        assert!(Topology::parse(&bad).unwrap_err().contains("nowhere"));
+        let mut t: serde_json::Value = serde_json::from_str(TOPOLOGY_JSON).unwrap();
+        t["workers"]["curate"]["reads"] = serde_json::json!(["nowhere"]);
+        assert!(Topology::parse(&t.to_string()).unwrap_err().contains("nowhere"));
     }
 
     #[test]

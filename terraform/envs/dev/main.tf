@@ -1,0 +1,104 @@
+# Example root: the whole topology from terraform/topology.json, the same declaration
+# the local provisioner (`mlsec provision`) reads.
+
+locals {
+  topology = jsondecode(file("${path.module}/../../topology.json"))
+  workers  = local.topology.workers
+  suffix   = data.aws_caller_identity.current.account_id
+  # Per key, the worker roles that use it.
+  key_users = {
+    for key, _ in local.topology.keys : key => [
+      for w, decl in local.workers : module.roles.role_arns[w] if contains([for k in decl.keys : split(":", k)[0]], key)
+    ]
+  }
+}
+
+data "aws_caller_identity" "current" {}
+
+module "roles" {
+  source      = "../../modules/roles"
+  name_prefix = var.name_prefix
+  workers     = toset(keys(local.workers))
+}
+
+module "kms" {
+  source      = "../../modules/kms"
+  name_prefix = var.name_prefix
+  keys        = local.topology.keys
+  key_users   = local.key_users
+  service_users = {
+    pipeline   = ["events.amazonaws.com", "sqs.amazonaws.com", "logs.${var.region}.amazonaws.com", "dynamodb.amazonaws.com"]
+    quarantine = ["logging.s3.amazonaws.com"]
+  }
+}
+
+module "buckets" {
+  source              = "../../modules/buckets"
+  name_prefix         = var.name_prefix
+  name_suffix         = local.suffix
+  buckets             = local.topology.buckets
+  key_arns            = module.kms.key_arns
+  object_lock_buckets = var.object_lock_buckets
+}
+
+module "tables" {
+  source      = "../../modules/tables"
+  name_prefix = var.name_prefix
+  tables      = local.topology.tables
+  kms_key_arn = module.kms.key_arns["pipeline"]
+}
+
+module "events" {
+  source       = "../../modules/events"
+  name_prefix  = var.name_prefix
+  pipeline_bus = local.topology.pipeline_bus
+  kms_key_arn  = module.kms.key_arns["pipeline"]
+}
+
+resource "aws_sns_topic" "alarms" {
+  name              = "${var.name_prefix}-alarms"
+  kms_master_key_id = module.kms.key_arns["pipeline"]
+}
+
+resource "aws_sns_topic_subscription" "alarms" {
+  count     = var.alarm_email == null ? 0 : 1
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
+}
+
+module "worker" {
+  source          = "../../modules/worker"
+  for_each        = local.workers
+  name_prefix     = var.name_prefix
+  name            = each.key
+  worker          = each.value
+  role_name       = module.roles.role_names[each.key]
+  role_arn        = module.roles.role_arns[each.key]
+  bucket_names    = module.buckets.bucket_names
+  bucket_arns     = module.buckets.bucket_arns
+  key_arns        = module.kms.key_arns
+  table_arns      = module.tables.table_arns
+  bus_name        = module.events.bus_name
+  bus_arn         = module.events.bus_arn
+  bucket_suffix   = local.suffix
+  lambda_zip      = "${var.lambda_zip_dir}/${each.key}-lambda/bootstrap.zip"
+  architecture    = var.architecture
+  alarm_topic_arn = aws_sns_topic.alarms.arn
+}
+
+resource "aws_budgets_budget" "monthly" {
+  name         = "${var.name_prefix}-monthly"
+  budget_type  = "COST"
+  limit_amount = tostring(var.monthly_budget_usd)
+  limit_unit   = "USD"
+  time_unit    = "MONTHLY"
+
+  notification {
+    comparison_operator       = "GREATER_THAN"
+    threshold                 = 80
+    threshold_type            = "PERCENTAGE"
+    notification_type         = "ACTUAL"
+    subscriber_sns_topic_arns = [aws_sns_topic.alarms.arn]
+  }
+}

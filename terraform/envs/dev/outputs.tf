@@ -1,0 +1,19 @@
+output "landing_bucket" {
+  description = "Drop objects here under <source>/<dataset>/."
+  value       = module.buckets.bucket_names["landing"]
+}
+
+output "pipeline_bus" {
+  description = "The pipeline bus; consumers add rules here (mlsec subscribe)."
+  value       = module.events.bus_name
+}
+
+output "queues" {
+  description = "Queue and DLQ URL per worker."
+  value       = { for w, m in module.worker : w => { queue = m.queue_url, dlq = m.dlq_url } }
+}
+
+output "worker_env" {
+  description = "Environment for running mlsec against this deployment."
+  value       = "export MLSEC_PREFIX=${var.name_prefix} MLSEC_BUCKET_SUFFIX=${local.suffix} AWS_REGION=${var.region}"
+}

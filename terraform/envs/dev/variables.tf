@@ -1,0 +1,45 @@
+variable "region" {
+  description = "AWS region to deploy to."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "name_prefix" {
+  description = "Deployment prefix of every resource name (the workers' MLSEC_PREFIX)."
+  type        = string
+  default     = "mlsec"
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,20}$", var.name_prefix))
+    error_message = "Use 2-21 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "lambda_zip_dir" {
+  description = "Directory holding <worker>-lambda/bootstrap.zip as built by `make package`."
+  type        = string
+  default     = "../../../target/lambda"
+}
+
+variable "architecture" {
+  description = "Lambda architecture of every worker (x86_64 or arm64)."
+  type        = string
+  default     = "x86_64"
+}
+
+variable "alarm_email" {
+  description = "E-mail subscribed to the DLQ, error and budget alarms (null for none)."
+  type        = string
+  default     = null
+}
+
+variable "monthly_budget_usd" {
+  description = "Monthly cost budget; an alert fires at 80% of it."
+  type        = number
+  default     = 50
+}
+
+variable "object_lock_buckets" {
+  description = "Buckets created with Object Lock in governance mode (e.g. [\"raw\"])."
+  type        = set(string)
+  default     = []
+}

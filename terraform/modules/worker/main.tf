@@ -1,0 +1,237 @@
+# One zone worker: its queue and DLQ, the rule that feeds the queue, the Lambda function
+# and its event-source mapping, its least-privilege policy, its logs and alarms.
+
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+
+locals {
+  full_name = "${var.name_prefix}-${var.name}"
+  # Lambda timeout: a sixth of the visibility timeout, as AWS recommends for SQS sources.
+  timeout_seconds = min(900, max(3, floor(var.worker.queue.visibility_timeout_seconds / 6)))
+  key_names       = [for k in var.worker.keys : split(":", k)[0]]
+  key_access      = { for k in var.worker.keys : split(":", k)[0] => try(split(":", k)[1], "") }
+  symmetric_keys  = [for k in local.key_names : k if !contains(["pseudonym", "signing"], k)]
+  event_pattern = var.worker.trigger.s3_bucket != null ? jsonencode({
+    source        = ["aws.s3"]
+    "detail-type" = [var.worker.trigger.detail_type]
+    detail        = { bucket = { name = [var.bucket_names[var.worker.trigger.s3_bucket]] } }
+    }) : jsonencode(merge({
+      source        = [{ prefix = "${var.name_prefix}." }]
+      "detail-type" = [var.worker.trigger.detail_type]
+    }, var.worker.trigger.role == null ? {} : { detail = { role = [var.worker.trigger.role] } }))
+}
+
+resource "aws_sqs_queue" "dlq" {
+  name                      = "${local.full_name}-dlq"
+  message_retention_seconds = 1209600
+  max_message_size          = 262144
+  kms_master_key_id         = var.key_arns["pipeline"]
+}
+
+resource "aws_sqs_queue" "queue" {
+  name                       = local.full_name
+  visibility_timeout_seconds = var.worker.queue.visibility_timeout_seconds
+  max_message_size           = 262144
+  kms_master_key_id          = var.key_arns["pipeline"]
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.dlq.arn
+    maxReceiveCount     = var.worker.queue.max_receive_count
+  })
+}
+
+resource "aws_cloudwatch_event_rule" "trigger" {
+  name           = local.full_name
+  description    = "Feeds the ${var.name} worker's queue"
+  event_bus_name = var.worker.trigger.bus == "default" ? "default" : var.bus_name
+  event_pattern  = local.event_pattern
+}
+
+resource "aws_cloudwatch_event_target" "queue" {
+  rule           = aws_cloudwatch_event_rule.trigger.name
+  event_bus_name = aws_cloudwatch_event_rule.trigger.event_bus_name
+  target_id      = "queue"
+  arn            = aws_sqs_queue.queue.arn
+}
+
+data "aws_iam_policy_document" "queue" {
+  statement {
+    sid       = "OnlyItsRule"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.queue.arn]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_cloudwatch_event_rule.trigger.arn]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "queue" {
+  queue_url = aws_sqs_queue.queue.id
+  policy    = data.aws_iam_policy_document.queue.json
+}
+
+resource "aws_cloudwatch_log_group" "worker" {
+  name              = "/aws/lambda/${local.full_name}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.key_arns["pipeline"]
+}
+
+# The worker's permissions: its own queue, the buckets it reads and writes, the keys and
+# tables the topology gives it, the pipeline bus if it emits, and its own log group.
+data "aws_iam_policy_document" "worker" {
+  statement {
+    sid       = "OwnQueue"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+    resources = [aws_sqs_queue.queue.arn]
+  }
+
+  statement {
+    sid       = "ReadInputBuckets"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+    resources = [for b in var.worker.reads : "${var.bucket_arns[b]}/*"]
+  }
+
+  statement {
+    sid       = "ListInputBuckets"
+    actions   = ["s3:ListBucket", "s3:ListBucketVersions"]
+    resources = [for b in var.worker.reads : var.bucket_arns[b]]
+  }
+
+  statement {
+    sid       = "WriteOutputBuckets"
+    actions   = ["s3:PutObject"]
+    resources = [for b in var.worker.writes : "${var.bucket_arns[b]}/*"]
+  }
+
+  statement {
+    sid       = "UseZoneKeys"
+    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    resources = [for k in local.symmetric_keys : var.key_arns[k]]
+  }
+
+  dynamic "statement" {
+    for_each = contains(local.key_names, "pseudonym") ? [1] : []
+    content {
+      sid       = "DerivePseudonymSubkeys"
+      actions   = ["kms:GenerateMac", "kms:DescribeKey"]
+      resources = [for k in local.key_names : var.key_arns[k] if k == "pseudonym"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = contains(local.key_names, "signing") ? [1] : []
+    content {
+      sid       = "SigningKey"
+      actions   = local.key_access["signing"] == "sign" ? ["kms:Sign", "kms:DescribeKey"] : ["kms:Verify", "kms:DescribeKey"]
+      resources = [for k in local.key_names : var.key_arns[k] if k == "signing"]
+    }
+  }
+
+  statement {
+    sid       = "Tables"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"]
+    resources = [for t in var.worker.tables : var.table_arns[t]]
+  }
+
+  dynamic "statement" {
+    for_each = length(var.worker.emits) > 0 ? [1] : []
+    content {
+      sid       = "PublishOnPipelineBus"
+      actions   = ["events:PutEvents"]
+      resources = [var.bus_arn]
+    }
+  }
+
+  statement {
+    sid       = "OwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.worker.arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "worker" {
+  name   = "${local.full_name}-least-privilege"
+  role   = var.role_name
+  policy = data.aws_iam_policy_document.worker.json
+}
+
+resource "aws_lambda_function" "worker" {
+  #checkov:skip=CKV_AWS_116:SQS-triggered; failed messages go to the queue's redrive DLQ (a Lambda DLQ only serves async invocations)
+  #checkov:skip=CKV_AWS_50:X-Ray needs xray:Put* on "*", which the no-wildcard worker policy forbids; logs carry correlation ids
+  #checkov:skip=CKV_AWS_117:VPC placement is optional (var.vpc); workers call only AWS APIs
+  #checkov:skip=CKV_AWS_272:Code signing is optional (var.code_signing_config_arn); zips are built from a pinned lockfile in CI
+  function_name                  = local.full_name
+  description                    = "mlsec ${var.name} worker (${var.worker.zone})"
+  role                           = var.role_arn
+  filename                       = var.lambda_zip
+  source_code_hash               = filebase64sha256(var.lambda_zip)
+  handler                        = "bootstrap"
+  runtime                        = "provided.al2023"
+  architectures                  = [var.architecture]
+  memory_size                    = var.memory_mb
+  timeout                        = local.timeout_seconds
+  reserved_concurrent_executions = var.reserved_concurrency
+  kms_key_arn                    = var.key_arns["pipeline"]
+  code_signing_config_arn        = var.code_signing_config_arn
+
+  dynamic "vpc_config" {
+    for_each = var.vpc == null ? [] : [var.vpc]
+    content {
+      subnet_ids         = vpc_config.value.subnet_ids
+      security_group_ids = vpc_config.value.security_group_ids
+    }
+  }
+
+  environment {
+    variables = {
+      MLSEC_PREFIX        = var.name_prefix
+      MLSEC_BUCKET_SUFFIX = var.bucket_suffix
+      MLSEC_CONTRACTS_DIR = "/var/task/contracts"
+      RUST_LOG            = "info"
+    }
+  }
+
+  depends_on = [aws_iam_role_policy.worker, aws_cloudwatch_log_group.worker]
+}
+
+resource "aws_lambda_event_source_mapping" "queue" {
+  event_source_arn        = aws_sqs_queue.queue.arn
+  function_name           = aws_lambda_function.worker.arn
+  batch_size              = var.batch_size
+  function_response_types = ["ReportBatchItemFailures"]
+}
+
+resource "aws_cloudwatch_metric_alarm" "dlq_depth" {
+  alarm_name          = "${local.full_name}-dlq-not-empty"
+  alarm_description   = "Messages are parked in the ${var.name} DLQ: see mlsec dlq list ${var.name}"
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.dlq.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_topic_arn == null ? [] : [var.alarm_topic_arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "errors" {
+  alarm_name          = "${local.full_name}-errors"
+  alarm_description   = "The ${var.name} worker's invocations fail"
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = aws_lambda_function.worker.function_name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_topic_arn == null ? [] : [var.alarm_topic_arn]
+}

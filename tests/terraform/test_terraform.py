@@ -1,0 +1,220 @@
+"""Static checks of terraform/ (no Terraform binary or provider can be downloaded here).
+
+- every .tf file parses (python-hcl2);
+- the example root builds everything from terraform/topology.json, and the worker module
+  gives every worker its queue, DLQ, rule, target, role policy, function, event-source
+  mapping (ReportBatchItemFailures) and alarms;
+- the worker policy never grants "*" actions or resources, and every resource it names
+  derives from the worker's own declaration (reads, writes, keys, tables) or its own
+  queue, log group and the pipeline bus.
+checkov runs separately (scripts/check-terraform.sh).
+"""
+
+import json
+import pathlib
+import re
+
+import hcl2
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2] / "terraform"
+TOPOLOGY = json.loads((ROOT / "topology.json").read_text())
+
+
+def load(path):
+    with open(path) as fh:
+        return hcl2.load(fh)
+
+
+def blocks(doc, kind, type_=None):
+    """{name: body} of the resource/data blocks of one type in a parsed file."""
+    out = {}
+    for entry in doc.get(kind, []):
+        for t, named in entry.items():
+            if type_ is None or t == type_:
+                for name, body in named.items():
+                    out[name] = body
+    return out
+
+
+def module_resources(module):
+    res = {}
+    for f in (ROOT / "modules" / module).glob("*.tf"):
+        for entry in load(f).get("resource", []):
+            for t, named in entry.items():
+                res.setdefault(t, set()).update(named.keys())
+    return res
+
+
+def val(v):
+    """python-hcl2 wraps attribute values in a one-element list; unwrap it."""
+    while isinstance(v, list) and len(v) == 1:
+        v = v[0]
+    return v
+
+
+def strip(v):
+    v = val(v)
+    return v.strip('"') if isinstance(v, str) else v
+
+
+def test_every_tf_file_parses():
+    files = sorted(ROOT.rglob("*.tf"))
+    assert len(files) >= 20
+    for f in files:
+        load(f)
+
+
+def test_every_module_has_the_standard_files_and_described_variables_and_outputs():
+    for module in sorted(p for p in (ROOT / "modules").iterdir() if p.is_dir()):
+        names = {p.name for p in module.glob("*.tf")}
+        assert {"main.tf", "variables.tf", "outputs.tf", "versions.tf"} <= names, module
+        for var in load(module / "variables.tf").get("variable", []):
+            for name, body in var.items():
+                assert body.get("description"), f"{module.name}: variable {name} has no description"
+                assert body.get("type") and "any" not in str(body["type"]), f"{module.name}: variable {name} must be typed"
+        for out in load(module / "outputs.tf").get("output", []):
+            for name, body in out.items():
+                assert body.get("description"), f"{module.name}: output {name} has no description"
+
+
+def test_the_example_root_builds_everything_from_the_topology_file():
+    main = (ROOT / "envs" / "dev" / "main.tf").read_text()
+    m = re.search(r'topology\s*=\s*jsondecode\(file\("\$\{path\.module\}/([^"]+)"\)\)', main)
+    assert m, "envs/dev must read the topology with jsondecode(file(...))"
+    assert (ROOT / "envs" / "dev" / m.group(1)).resolve() == (ROOT / "topology.json").resolve()
+    doc = load(ROOT / "envs" / "dev" / "main.tf")
+    modules = {}
+    for entry in doc["module"]:
+        modules.update(entry)
+    assert strip(modules["worker"]["for_each"]) == "${local.workers}"
+    assert "local.topology.workers" in main
+    assert strip(modules["kms"]["keys"]) == "${local.topology.keys}"
+    assert strip(modules["buckets"]["buckets"]) == "${local.topology.buckets}"
+    assert strip(modules["tables"]["tables"]) == "${local.topology.tables}"
+    assert strip(modules["events"]["pipeline_bus"]) == "${local.topology.pipeline_bus}"
+    assert strip(modules["roles"]["workers"]) == "${toset(keys(local.workers))}"
+
+
+def test_every_worker_gets_queue_dlq_rule_role_function_mapping_and_alarms():
+    res = module_resources("worker")
+    assert res["aws_sqs_queue"] == {"queue", "dlq"}
+    assert res["aws_cloudwatch_event_rule"] == {"trigger"}
+    assert res["aws_cloudwatch_event_target"] == {"queue"}
+    assert res["aws_sqs_queue_policy"] == {"queue"}
+    assert res["aws_iam_role_policy"] == {"worker"}
+    assert res["aws_lambda_function"] == {"worker"}
+    assert res["aws_lambda_event_source_mapping"] == {"queue"}
+    assert res["aws_cloudwatch_metric_alarm"] == {"dlq_depth", "errors"}
+    assert res["aws_cloudwatch_log_group"] == {"worker"}
+    assert module_resources("roles")["aws_iam_role"] == {"worker"}
+    main = load(ROOT / "modules" / "worker" / "main.tf")
+    esm = blocks(main, "resource", "aws_lambda_event_source_mapping")["queue"]
+    assert val(esm["function_response_types"]) == "ReportBatchItemFailures"
+    queue = blocks(main, "resource", "aws_sqs_queue")["queue"]
+    assert "var.worker.queue.visibility_timeout_seconds" in str(queue["visibility_timeout_seconds"])
+    assert "var.worker.queue.max_receive_count" in str(queue["redrive_policy"])
+    # Every worker of the declaration satisfies the module's typed input.
+    for name, decl in TOPOLOGY["workers"].items():
+        assert decl["trigger"]["bus"] in ("default", "pipeline"), name
+        assert set(decl) >= {"zone", "trigger", "reads", "writes", "keys", "tables", "emits", "queue"}, name
+
+
+# ---- IAM: the worker policy ----
+
+ALLOWED_RESOURCE_SOURCES = {
+    "OwnQueue": ["aws_sqs_queue.queue.arn"],
+    "ReadInputBuckets": ["var.worker.reads"],
+    "ListInputBuckets": ["var.worker.reads"],
+    "WriteOutputBuckets": ["var.worker.writes"],
+    "UseZoneKeys": ["local.symmetric_keys"],
+    "DerivePseudonymSubkeys": ["local.key_names"],
+    "SigningKey": ["local.key_names"],
+    "Tables": ["var.worker.tables"],
+    "PublishOnPipelineBus": ["var.bus_arn"],
+    "OwnLogs": ["aws_cloudwatch_log_group.worker.arn"],
+}
+
+
+def policy_statements(doc):
+    body = blocks(doc, "data", "aws_iam_policy_document")["worker"]
+    statements = list(body.get("statement", []))
+    for dyn in body.get("dynamic", []):
+        for _, d in dyn.items():
+            content = d["content"]
+            statements.extend(content if isinstance(content, list) else [content])
+    return statements
+
+
+def policy_violations(doc):
+    problems = []
+    for st in policy_statements(doc):
+        sid = strip(st.get("sid"))
+        actions = val(st.get("actions"))
+        actions_text = json.dumps(actions)
+        if re.search(r'"[a-z0-9]+:\*"|"\*"', actions_text) or re.search(r":[A-Za-z]*\*", actions_text):
+            problems.append(f"{sid}: wildcard action {actions_text}")
+        resources = json.dumps(val(st.get("resources")))
+        if re.search(r'"\*"', resources) or "arn:aws" in resources:
+            problems.append(f"{sid}: literal or wildcard resource {resources}")
+        allowed = ALLOWED_RESOURCE_SOURCES.get(sid)
+        if allowed is None:
+            problems.append(f"{sid}: statement not in the reviewed list")
+        elif not any(src in resources for src in allowed):
+            problems.append(f"{sid}: resources {resources} do not derive from {allowed}")
+        if sid in ("ReadInputBuckets", "ListInputBuckets") and "var.worker.writes" in resources:
+            problems.append(f"{sid}: reads must not cover output buckets")
+        if sid == "WriteOutputBuckets" and "var.worker.reads" in resources:
+            problems.append(f"{sid}: writes must not cover input buckets")
+    return problems
+
+
+def test_worker_policies_are_least_privilege():
+    doc = load(ROOT / "modules" / "worker" / "main.tf")
+    assert len(policy_statements(doc)) == len(ALLOWED_RESOURCE_SOURCES)
+    assert policy_violations(doc) == []
+
+
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        ('actions   = ["s3:PutObject"]', 'actions   = ["s3:*"]', "wildcard action"),
+        (
+            'resources = [for b in var.worker.writes : "${var.bucket_arns[b]}/*"]',
+            'resources = ["*"]',
+            "literal or wildcard resource",
+        ),
+        (
+            'resources = [for b in var.worker.writes : "${var.bucket_arns[b]}/*"]',
+            'resources = [for b in var.worker.reads : "${var.bucket_arns[b]}/*"]',
+            "writes must not cover input buckets",
+        ),
+        (
+            'resources = [for t in var.worker.tables : var.table_arns[t]]',
+            'resources = [for t in keys(var.table_arns) : var.table_arns[t]]',
+            "do not derive",
+        ),
+    ],
+)
+def test_the_policy_check_catches_a_widened_policy(tmp_path, old, new, expected):
+    text = (ROOT / "modules" / "worker" / "main.tf").read_text()
+    assert old in text
+    widened = tmp_path / "main.tf"
+    widened.write_text(text.replace(old, new, 1))
+    problems = policy_violations(load(widened))
+    assert any(expected in p for p in problems), problems
+
+
+def test_each_worker_touches_only_its_zones():
+    zones_of_bucket = {"landing": "z1", "raw": "z2", "quarantine": "z2", "curated": "z3", "models": "z4", "scored": "z6"}
+    allowed_writes = {"ingest": {"raw", "quarantine"}, "curate": {"curated"}, "train": {"models"}, "govern": {"models"}, "score": {"scored"}}
+    for name, decl in TOPOLOGY["workers"].items():
+        assert set(decl["writes"]) == allowed_writes[name], f"{name} writes {decl['writes']}"
+        for b in decl["reads"] + decl["writes"]:
+            assert b in zones_of_bucket
+        keys = {k.split(":")[0] for k in decl["keys"]}
+        bucket_keys = {TOPOLOGY["buckets"][b]["key"] for b in decl["reads"] + decl["writes"]}
+        assert bucket_keys <= keys, f"{name} lacks keys for its buckets"
+        assert keys - bucket_keys <= {"pipeline", "pseudonym", "signing"}, f"{name} has keys beyond its zones: {keys - bucket_keys}"
+    assert "signing:sign" in TOPOLOGY["workers"]["govern"]["keys"]
+    assert "signing:verify" in TOPOLOGY["workers"]["score"]["keys"]
