@@ -94,6 +94,8 @@ def test_the_example_root_builds_everything_from_the_topology_file():
     assert strip(modules["tables"]["tables"]) == "${local.topology.tables}"
     assert strip(modules["events"]["pipeline_bus"]) == "${local.topology.pipeline_bus}"
     assert strip(modules["roles"]["workers"]) == "${toset(keys(local.workers))}"
+    # Data events of every zone bucket are recorded (CloudTrail).
+    assert strip(modules["audit"]["data_event_bucket_arns"]) == "${values(module.buckets.bucket_arns)}"
 
 
 def test_every_worker_gets_queue_dlq_rule_role_function_mapping_and_alarms():

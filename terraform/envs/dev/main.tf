@@ -27,7 +27,7 @@ module "kms" {
   keys        = local.topology.keys
   key_users   = local.key_users
   service_users = {
-    pipeline   = ["events.amazonaws.com", "sqs.amazonaws.com", "logs.${var.region}.amazonaws.com", "dynamodb.amazonaws.com"]
+    pipeline   = ["events.amazonaws.com", "sqs.amazonaws.com", "logs.${var.region}.amazonaws.com", "dynamodb.amazonaws.com", "cloudtrail.amazonaws.com", "sns.amazonaws.com"]
     quarantine = ["logging.s3.amazonaws.com"]
   }
 }
@@ -60,6 +60,28 @@ resource "aws_sns_topic" "alarms" {
   kms_master_key_id = module.kms.key_arns["pipeline"]
 }
 
+data "aws_iam_policy_document" "alarms" {
+  statement {
+    sid       = "AlarmSourcesPublish"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alarms.arn]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com", "budgets.amazonaws.com", "cloudtrail.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+}
+
+resource "aws_sns_topic_policy" "alarms" {
+  arn    = aws_sns_topic.alarms.arn
+  policy = data.aws_iam_policy_document.alarms.json
+}
+
 resource "aws_sns_topic_subscription" "alarms" {
   count     = var.alarm_email == null ? 0 : 1
   topic_arn = aws_sns_topic.alarms.arn
@@ -85,6 +107,15 @@ module "worker" {
   lambda_zip      = "${var.lambda_zip_dir}/${each.key}-lambda/bootstrap.zip"
   architecture    = var.architecture
   alarm_topic_arn = aws_sns_topic.alarms.arn
+}
+
+module "audit" {
+  source                 = "../../modules/audit"
+  name_prefix            = var.name_prefix
+  name_suffix            = local.suffix
+  data_event_bucket_arns = values(module.buckets.bucket_arns)
+  kms_key_arn            = module.kms.key_arns["pipeline"]
+  alarm_topic_arn        = aws_sns_topic.alarms.arn
 }
 
 resource "aws_budgets_budget" "monthly" {
