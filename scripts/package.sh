@@ -16,7 +16,8 @@ if [ ! -f "$VENV/.installed" ] || [ "$(cat "$VENV/.installed")" != "$REQS" ]; th
   echo "$REQS" >"$VENV/.installed"
 fi
 export PATH="$PWD/$VENV/bin:$PATH"
+arch_flag="--${ARCH//_/-}"
 for worker in ingest curate train govern score; do
-  cargo lambda build --release --locked --"$ARCH" --output-format zip --include contracts --bin "$worker-lambda"
+  cargo lambda build --release --locked "$arch_flag" --output-format zip --include contracts --bin "$worker-lambda"
 done
 ls -l target/lambda/*-lambda/bootstrap.zip

@@ -5,12 +5,17 @@ locals {
   topology = jsondecode(file("${path.module}/../../topology.json"))
   workers  = local.topology.workers
   suffix   = data.aws_caller_identity.current.account_id
-  # Per key, the worker roles that use it.
-  key_users = {
+  # Per key, the worker roles that use it; producers upload into landing; operators
+  # read queues, DLQs and the registry (pipeline key).
+  worker_key_users = {
     for key, _ in local.topology.keys : key => [
       for w, decl in local.workers : module.roles.role_arns[w] if contains([for k in decl.keys : split(":", k)[0]], key)
     ]
   }
+  key_users = merge(local.worker_key_users, {
+    landing  = concat(local.worker_key_users["landing"], var.producer_role_arns)
+    pipeline = concat(local.worker_key_users["pipeline"], var.operator_role_arns)
+  })
 }
 
 data "aws_caller_identity" "current" {}
@@ -27,7 +32,7 @@ module "kms" {
   keys        = local.topology.keys
   key_users   = local.key_users
   service_users = {
-    pipeline   = ["events.amazonaws.com", "sqs.amazonaws.com", "logs.${var.region}.amazonaws.com", "dynamodb.amazonaws.com", "cloudtrail.amazonaws.com", "sns.amazonaws.com"]
+    pipeline   = ["events.amazonaws.com", "logs.${var.region}.amazonaws.com", "cloudtrail.amazonaws.com", "cloudwatch.amazonaws.com", "budgets.amazonaws.com"]
     quarantine = ["logging.s3.amazonaws.com"]
   }
 }
@@ -115,7 +120,6 @@ module "audit" {
   name_suffix            = local.suffix
   data_event_bucket_arns = values(module.buckets.bucket_arns)
   kms_key_arn            = module.kms.key_arns["pipeline"]
-  alarm_topic_arn        = aws_sns_topic.alarms.arn
 }
 
 resource "aws_budgets_budget" "monthly" {

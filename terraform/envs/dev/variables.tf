@@ -15,7 +15,7 @@ variable "name_prefix" {
 }
 
 variable "lambda_zip_dir" {
-  description = "Directory holding <worker>-lambda/bootstrap.zip as built by `make package`."
+  description = "Directory holding <worker>-lambda/bootstrap.zip as built by scripts/package.sh."
   type        = string
   default     = "../../../target/lambda"
 }
@@ -41,5 +41,17 @@ variable "monthly_budget_usd" {
 variable "object_lock_buckets" {
   description = "Buckets created with Object Lock in governance mode (e.g. [\"raw\"])."
   type        = set(string)
+  default     = []
+}
+
+variable "producer_role_arns" {
+  description = "Roles of the producers that upload into the landing bucket (they need the landing key)."
+  type        = list(string)
+  default     = []
+}
+
+variable "operator_role_arns" {
+  description = "Roles of the operators who run mlsec status / dlq list / dlq replay (they need the pipeline key)."
+  type        = list(string)
   default     = []
 }

@@ -18,11 +18,6 @@ variable "kms_key_arn" {
   type        = string
 }
 
-variable "alarm_topic_arn" {
-  description = "SNS topic notified when log files are delivered."
-  type        = string
-}
-
 variable "log_retention_days" {
   description = "Days the trail's CloudWatch log group keeps events."
   type        = number

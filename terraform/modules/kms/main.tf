@@ -31,6 +31,22 @@ data "aws_iam_policy_document" "key" {
     }
   }
 
+  # DynamoDB, Lambda and CloudWatch Logs use the key through grants on the caller's behalf.
+  statement {
+    sid       = "GrantsForAwsResources"
+    actions   = ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = [local.account_root]
+    }
+    condition {
+      test     = "Bool"
+      variable = "kms:GrantIsForAWSResource"
+      values   = ["true"]
+    }
+  }
+
   dynamic "statement" {
     for_each = length(lookup(var.key_users, each.key, [])) > 0 ? [1] : []
     content {

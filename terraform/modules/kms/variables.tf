@@ -17,7 +17,7 @@ variable "keys" {
 }
 
 variable "key_users" {
-  description = "Per key, the ARNs of the worker roles allowed to use it (from the topology's workers.*.keys)."
+  description = "Per key, the ARNs of the roles allowed to use it: the worker roles the topology gives it, plus producers (landing) and operators (pipeline)."
   type        = map(list(string))
 }
 

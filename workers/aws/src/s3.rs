@@ -28,6 +28,22 @@ impl S3Store {
         Self { client }
     }
 
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput> {
+        self.client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| classify("s3:GetObject", e))
+    }
+
     /// The one place objects are written: SSE-KMS with the destination zone's key, an S3
     /// Bucket Key, and the pipeline's SHA-256 in the object metadata.
     async fn put_body(
@@ -100,29 +116,13 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Bytes> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .set_version_id(version.map(str::to_string))
-            .send()
-            .await
-            .map_err(|e| classify("s3:GetObject", e))?;
+        let out = self.get_object(bucket, key, version).await?;
         let body = out.body.collect().await.map_err(|e| WorkError::transient("s3:GetObject body", e))?;
         Ok(body.into_bytes())
     }
 
     async fn get_stream(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<ByteChunks> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .set_version_id(version.map(str::to_string))
-            .send()
-            .await
-            .map_err(|e| classify("s3:GetObject", e))?;
+        let out = self.get_object(bucket, key, version).await?;
         let stream = futures::stream::unfold(out.body, |mut body| async move {
             body.next().await.map(|chunk| (chunk.map_err(|e| WorkError::transient("s3:GetObject body", e)), body))
         });
