@@ -169,16 +169,6 @@ impl ObjectStore for S3Store {
             size: source.size,
         })
     }
-
-    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
-        let mut keys = Vec::new();
-        let mut pages = self.client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify("s3:ListObjectsV2", e))?;
-            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
-        }
-        Ok(keys)
-    }
 }
 
 /// SHA-256 and size of a file, read in 1 MiB blocks off the async runtime.

@@ -57,6 +57,10 @@ async fn a_valid_sample_is_accepted_into_raw_with_parquet_and_event() {
     assert_eq!(event.rows, 500);
     assert_eq!(event.dataset, "transactions_training");
     assert_eq!(event.source.sha256, mlsec_events::sha256_hex(&body));
+    // The original is a server-side copy of the pinned landing version: no bytes through the worker.
+    let calls = f.store.calls();
+    assert!(calls.iter().any(|c| c == &format!("copy t-raw/{}", event.original.key)), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("put t-raw/original/")), "{calls:?}");
     let original = f.store.object("t-raw", &event.original.key).unwrap();
     assert_eq!(original.body.as_ref(), body.as_slice());
     assert_eq!(original.kms_key_arn, bucket("t-raw").kms_key_arn);

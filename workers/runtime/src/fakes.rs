@@ -154,17 +154,6 @@ impl ObjectStore for MemoryStore {
         let version = self.insert(&dest.name, key, src.body, &dest.kms_key_arn, &src.content_type);
         Ok(ObjectRef { bucket: dest.name.clone(), key: key.into(), version_id: Some(version), ..source.clone() })
     }
-    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
-        self.enter("list", bucket, prefix)?;
-        Ok(self
-            .objects
-            .lock()
-            .unwrap()
-            .keys()
-            .filter(|(b, k)| b == bucket && k.starts_with(prefix))
-            .map(|(_, k)| k.clone())
-            .collect())
-    }
 }
 
 /// Records published envelopes.

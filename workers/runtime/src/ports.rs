@@ -59,8 +59,6 @@ pub trait ObjectStore: Send + Sync {
     /// Server-side copy (no bytes through the worker), re-encrypted under `dest`'s key.
     /// `source` carries the caller's verified digest and size of the source version.
     async fn copy(&self, source: &ObjectRef, dest: &BucketRef, key: &str) -> Result<ObjectRef>;
-    /// Keys under a prefix (operators' listings and tests).
-    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>>;
 }
 
 /// Reads the object a claim check points to (its pinned version) and verifies its SHA-256

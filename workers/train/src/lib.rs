@@ -183,7 +183,7 @@ impl Handler for TrainWorker {
             accuracy: fitted.accuracy,
             train_rows: fitted.train_rows as i64,
             test_rows: fitted.test_rows as i64,
-            artifact: artifact.clone(),
+            artifact,
             created_at_ms: now_ms(),
             manifest: None,
             signature: None,
