@@ -78,6 +78,8 @@ export AWS_REGION=us-east-1
 # moto's dummy credentials (not secrets):
 export AWS_ACCESS_KEY_ID=testing
 export AWS_SECRET_ACCESS_KEY=testing
+# moto's fixed account id: the deployment's own account (\`allowedWriters: [self]\`).
+export MLSEC_ACCOUNT_ID=123456789012
 ENV
 }
 

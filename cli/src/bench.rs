@@ -68,7 +68,8 @@ pub fn run(contracts: &Contracts, rows: usize, work_dir: &Path, stages: &[&str])
     let started = Instant::now();
     let spill = work_dir.join(format!("bench-raw-{rows}.parquet"));
     let sink = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&spill).map_err(|e| err(&e))?);
-    let mut gate = mlsec_ingest::validate::CsvGate::with_sink(contract, vec![], sink).map_err(|r| r.detail)?;
+    let mut gate = mlsec_ingest::validate::Gate::with_sink(contract, mlsec_runtime::now_ms(), vec![], sink)
+        .map_err(|r| r.detail)?;
     let mut reader = BufReader::new(std::fs::File::open(&csv_path).map_err(|e| err(&e))?);
     let mut buf = vec![0u8; 1 << 20];
     loop {

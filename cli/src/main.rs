@@ -62,6 +62,11 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Quarantined objects: list, show, release.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
     /// Write a deterministic sample CSV (training has the is_fraud label).
     Sample {
         #[arg(long, value_parser = ["training", "scoring"])]
@@ -111,6 +116,27 @@ enum DlqCommand {
         max: u64,
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// List quarantined contents with their reason codes (no data values).
+    List {
+        #[arg(long)]
+        dataset: Option<String>,
+    },
+    /// Show one content's reason document (evidence: offset, line, column, rule).
+    Show { dataset: String, sha256: String },
+    /// Release one content: recorded with the approver and reason, then copied back to
+    /// its landing key. Malware-class and unparseable contents are refused.
+    Release {
+        dataset: String,
+        sha256: String,
+        #[arg(long)]
+        approver: String,
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -190,6 +216,20 @@ async fn main() -> Result<()> {
                 check_worker(&dep, &worker)?;
                 let r = ops::dlq_replay(&dep, &worker, max, dry_run).await?;
                 println!("{}", serde_json::to_string(&r)?);
+            }
+        },
+        Command::Quarantine { command } => match command {
+            QuarantineCommand::List { dataset } => {
+                for e in ops::quarantine_list(&dep, dataset.as_deref()).await? {
+                    println!("{}", serde_json::to_string(&e)?);
+                }
+            }
+            QuarantineCommand::Show { dataset, sha256 } => {
+                println!("{}", serde_json::to_string_pretty(&ops::quarantine_show(&dep, &dataset, &sha256).await?)?);
+            }
+            QuarantineCommand::Release { dataset, sha256, approver, reason } => {
+                let record = ops::quarantine_release(&dep, &dataset, &sha256, &approver, &reason).await?;
+                println!("{}", serde_json::to_string_pretty(&record)?);
             }
         },
         Command::Sample { kind, rows, seed, out } => {

@@ -49,7 +49,8 @@ async fn the_lambda_entry_reports_exactly_the_corrupt_message() {
         "version": "0",
         "bucket": { "name": stack.bucket("landing") },
         "object": { "key": key, "size": head.content_length(), "etag": head.e_tag(), "version-id": head.version_id() },
-        "reason": "PutObject"
+        "reason": "PutObject",
+        "requester": "123456789012"
     });
     let good = eventbridge_body("aws.s3", "Object Created", detail);
     let corrupt = r#"{"version":"0","detail-type":"RawAccepted","source":"mlsec.ingest","detail":{"schema":"RawAccepted","payload":"%%%"}}"#;
@@ -61,11 +62,11 @@ async fn the_lambda_entry_reports_exactly_the_corrupt_message() {
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, vec!["msg-corrupt"]);
     let raw = stack.keys("raw").await;
-    assert_eq!(raw.len(), 2, "original + Parquet of the good message: {raw:?}");
+    assert_eq!(raw.len(), 3, "original, Parquet and ledger entry of the good message: {raw:?}");
 
     // Redelivery of the good message: no failure, and no second copy in raw.
     let again = handle_sqs_event(&worker, &idempotency, sqs_event(&[("msg-good-2", good)])).await.unwrap();
     assert!(again.batch_item_failures.is_empty());
     let versions = dep.s3.list_object_versions().bucket(stack.bucket("raw")).send().await.unwrap();
-    assert_eq!(versions.versions().len(), 2, "the duplicate wrote nothing");
+    assert_eq!(versions.versions().len(), 3, "the duplicate wrote nothing");
 }

@@ -120,6 +120,10 @@ def test_every_worker_gets_queue_dlq_rule_role_function_mapping_and_alarms():
     for name, decl in TOPOLOGY["workers"].items():
         assert decl["trigger"]["bus"] in ("default", "pipeline"), name
         assert set(decl) >= {"zone", "trigger", "reads", "writes", "keys", "tables", "emits", "queue"}, name
+        # Record reads are narrow key patterns, never a whole bucket.
+        for bucket, patterns in decl.get("reads_records", {}).items():
+            assert bucket in TOPOLOGY["buckets"], (name, bucket)
+            assert all(p not in ("*", "/*", "") for p in patterns), (name, bucket, patterns)
 
 
 # ---- IAM: the worker policy ----
@@ -128,6 +132,8 @@ ALLOWED_RESOURCE_SOURCES = {
     "OwnQueue": ["aws_sqs_queue.queue.arn"],
     "ReadInputBuckets": ["var.worker.reads"],
     "ListInputBuckets": ["var.worker.reads"],
+    "ReadOwnRecords": ["var.worker.reads_records"],
+    "ListRecordBuckets": ["var.worker.reads_records"],
     "WriteOutputBuckets": ["var.worker.writes"],
     "UseZoneKeys": ["local.symmetric_keys"],
     "DerivePseudonymSubkeys": ["local.key_names"],

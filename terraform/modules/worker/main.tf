@@ -102,6 +102,29 @@ data "aws_iam_policy_document" "worker" {
     resources = [for b in var.worker.reads : var.bucket_arns[b]]
   }
 
+  # The worker's own records in buckets it does not consume (the gateway's content ledger
+  # and release records), by key pattern. Listing is granted on those buckets so that a
+  # missing record is a 404, not a 403; listing shows keys (dataset/sha256), not content.
+  dynamic "statement" {
+    for_each = length(var.worker.reads_records) > 0 ? [1] : []
+    content {
+      sid     = "ReadOwnRecords"
+      actions = ["s3:GetObject", "s3:GetObjectVersion"]
+      resources = flatten([
+        for b, patterns in var.worker.reads_records : [for p in patterns : "${var.bucket_arns[b]}/${p}"]
+      ])
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(var.worker.reads_records) > 0 ? [1] : []
+    content {
+      sid       = "ListRecordBuckets"
+      actions   = ["s3:ListBucket"]
+      resources = [for b in keys(var.worker.reads_records) : var.bucket_arns[b]]
+    }
+  }
+
   statement {
     sid       = "WriteOutputBuckets"
     actions   = ["s3:PutObject"]
@@ -192,6 +215,7 @@ resource "aws_lambda_function" "worker" {
       MLSEC_PREFIX        = var.name_prefix
       MLSEC_BUCKET_SUFFIX = var.bucket_suffix
       MLSEC_CONTRACTS_DIR = "/var/task/contracts"
+      MLSEC_ACCOUNT_ID    = data.aws_caller_identity.current.account_id
       RUST_LOG            = "info"
     }
   }

@@ -18,8 +18,9 @@ variable "worker" {
       detail_type = string
       role        = optional(string)
     })
-    reads  = list(string)
-    writes = list(string)
+    reads         = list(string)
+    reads_records = optional(map(list(string)), {})
+    writes        = list(string)
     keys   = list(string)
     tables = list(string)
     emits  = list(string)

@@ -5,7 +5,6 @@ use std::{path::Path, sync::Arc};
 use arrow::array::{Array, StringArray};
 use bytes::Bytes;
 use mlsec_events::{DatasetCurated, DatasetRole, Envelope, ObjectRef, RawAccepted, sha256_hex};
-use mlsec_ingest::validate::CsvGate;
 use mlsec_runtime::{
     ErrorClass, Handler, Inbound,
     contract::Contracts,
@@ -23,9 +22,7 @@ fn contracts() -> Arc<Contracts> {
 }
 
 fn raw_parquet(contracts: &Contracts, dataset: &str, csv: &[u8]) -> Bytes {
-    let mut gate = CsvGate::new(contracts.dataset(dataset).unwrap(), vec![]).unwrap();
-    gate.push(csv).unwrap();
-    gate.finish().unwrap().into_bytes()
+    mlsec_ingest::validate::to_parquet(contracts.dataset(dataset).unwrap(), csv).unwrap()
 }
 
 async fn raw_event(f: &FakePorts, contracts: &Contracts, dataset: &str, csv: &[u8]) -> Inbound {

@@ -1,15 +1,24 @@
 //! Z1 → Z2: the ingestion gateway.
 //!
 //! Consumes S3 "Object Created" notifications for the landing bucket. The object's
-//! landing prefix selects its data contract; the bytes are streamed once through a
-//! SHA-256 and the [`validate::CsvGate`]. Accepted objects land in the raw bucket as a
-//! byte-identical copy (server-side copy of the exact version that was hashed) and a
-//! typed Parquet, under content-addressed keys, and `RawAccepted` is emitted. Anything
-//! else goes to the quarantine bucket with a reason document and `ObjectQuarantined`.
+//! landing prefix selects its data contract, whose `allowedWriters` the S3 requester must
+//! be among; the bytes are streamed once through a SHA-256 and the [`validate::Gate`].
+//! Accepted objects land in the raw bucket as a byte-identical copy (server-side copy of
+//! the exact version that was hashed), a typed Parquet and, if rows were rejected, a
+//! rejects Parquet beside it, under content-addressed keys, and `RawAccepted` is emitted.
+//! Anything else goes to the quarantine bucket with a reason document and
+//! `ObjectQuarantined`. Event ids derive from the content, so the same bytes dropped
+//! twice give the same event, and a content ledger in the raw bucket makes the second
+//! drop a no-op.
 
+pub mod csv;
+pub mod jsonl;
 pub mod reason;
+pub mod release;
+pub mod rows;
 pub mod sniff;
 pub mod validate;
+pub mod values;
 
 use std::{fs::File, io::BufWriter, path::PathBuf, sync::Arc};
 
@@ -25,9 +34,10 @@ use mlsec_runtime::{
     utc_date,
 };
 use reason::{ReasonCode, Rejection};
+use release::ReleaseRecord;
 use sha2::{Digest, Sha256};
-use tracing::info;
-use validate::{Accepted, CsvGate};
+use tracing::{info, warn};
+use validate::{Accepted, Gate};
 
 /// Worker name (queue, rule, event source, idempotency namespace).
 pub const WORKER: &str = "ingest";
@@ -38,6 +48,8 @@ pub struct IngestConfig {
     pub landing_bucket: String,
     pub raw: BucketRef,
     pub quarantine: BucketRef,
+    /// This deployment's AWS account (`allowedWriters: [self]`), from `MLSEC_ACCOUNT_ID`.
+    pub account_id: Option<String>,
 }
 
 pub struct IngestWorker {
@@ -57,7 +69,16 @@ impl IngestWorker {
             landing_bucket: dep.names.bucket("landing"),
             raw: dep.bucket_ref("raw").await?,
             quarantine: dep.bucket_ref("quarantine").await?,
+            account_id: std::env::var("MLSEC_ACCOUNT_ID").ok().filter(|a| !a.is_empty()),
         };
+        if config.account_id.is_none()
+            && contracts.datasets.iter().any(|c| c.ingest.allowed_writers.iter().any(|w| w == "self"))
+        {
+            warn!(
+                worker = WORKER,
+                "MLSEC_ACCOUNT_ID is not set: drops to contracts allowing `self` will be quarantined as untrusted_source"
+            );
+        }
         Ok(Self::new(dep.ports(WORKER), contracts, config))
     }
 }
@@ -111,10 +132,10 @@ impl IngestWorker {
         let version = version.map(str::to_string).or(head.version_id);
         let mut rejection = match contract {
             None => Some(Rejection::new(ReasonCode::UnknownSource, "the landing prefix matches no data contract")),
-            Some(c) if head.size < 0 || head.size as u64 > c.max_object_bytes => Some(Rejection::new(
-                ReasonCode::TooLarge,
-                format!("{} bytes exceed the contract's limit of {}", head.size, c.max_object_bytes),
-            )),
+            Some(c) if head.size < 0 || head.size as u64 > c.ingest.max_object_bytes => Some(
+                Rejection::new(ReasonCode::TooLarge, format!("{} bytes exceed the contract's limit", head.size))
+                    .rule(format!("maxObjectBytes={}", c.ingest.max_object_bytes)),
+            ),
             Some(_) => None,
         };
         let mut spill = None;
@@ -126,7 +147,7 @@ impl IngestWorker {
                 ];
                 let (file, sink) = SpillFile::create(input_id)?;
                 spill = Some(file);
-                match CsvGate::with_sink(c, lineage, sink) {
+                match Gate::with_sink(c, now_ms(), lineage, sink) {
                     Ok(g) => Some(g),
                     Err(r) => {
                         rejection = Some(r);
@@ -143,6 +164,18 @@ impl IngestWorker {
             let chunk = chunk?;
             hasher.update(&chunk);
             size += chunk.len() as u64;
+            if let Some(c) = contract
+                && rejection.is_none()
+                && size > c.ingest.max_object_bytes
+            {
+                // Larger than HeadObject said (a pinned version cannot change; this guards
+                // an unversioned read): stop validating.
+                rejection = Some(
+                    Rejection::new(ReasonCode::TooLarge, "the object is larger than announced")
+                        .rule(format!("maxObjectBytes={}", c.ingest.max_object_bytes)),
+                );
+                gate = None;
+            }
             if let Some(g) = gate.as_mut()
                 && let Err(r) = g.push(&chunk)
             {
@@ -166,23 +199,63 @@ impl IngestWorker {
         Ok(Inspected { source, verdict, spill })
     }
 
+    /// Raw-bucket key of the content ledger entry: written last, after the event, so its
+    /// presence means the content was fully accepted before.
+    fn ledger_key(dataset: &str, sha256: &str) -> String {
+        format!("_ledger/{dataset}/{sha256}.json")
+    }
+
+    async fn already_accepted(&self, dataset: &str, sha256: &str) -> Result<Option<String>, WorkError> {
+        let key = Self::ledger_key(dataset, sha256);
+        let Some(body) = get_optional(self.ports.store.as_ref(), &self.config.raw.name, &key).await? else {
+            return Ok(None);
+        };
+        let entry: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        Ok(Some(entry["event_id"].as_str().unwrap_or("unknown").to_string()))
+    }
+
+    /// The approver's release of this exact content, if one is recorded.
+    async fn release_of(&self, dataset: &str, sha256: &str) -> Result<Option<ReleaseRecord>, WorkError> {
+        let key = release::release_key(dataset, sha256);
+        let Some(body) = get_optional(self.ports.store.as_ref(), &self.config.quarantine.name, &key).await? else {
+            return Ok(None);
+        };
+        match ReleaseRecord::parse(&body) {
+            Some(r) if r.sha256 == sha256 && r.dataset == dataset => Ok(Some(r)),
+            _ => {
+                warn!(worker = WORKER, dataset, sha256, "release record does not match the content; ignored");
+                Ok(None)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn accept(
         &self,
-        event_id: String,
         correlation_id: String,
         contract: &DatasetContract,
         source: ObjectRef,
         accepted: Accepted<BufWriter<File>>,
         spill: &SpillFile,
+        released: Option<&ReleaseRecord>,
     ) -> Result<String, WorkError> {
         let store = &self.ports.store;
         let sha = source.sha256.clone();
         let dataset = &contract.dataset;
+        let event_id = derive_event_id(&format!("accepted:{dataset}:{sha}"), WORKER);
         let original = store.copy(&source, &self.config.raw, &format!("original/{dataset}/{sha}")).await?;
-        let parquet_key = format!("{dataset}/ingest_date={}/{sha}.parquet", utc_date(now_ms()));
+        let base = format!("{dataset}/ingest_date={}/{sha}", utc_date(now_ms()));
         accepted.parquet.into_inner().map_err(|e| WorkError::transient("flush spill file", e.error()))?;
-        let parquet =
-            store.put_file(&self.config.raw, &parquet_key, &spill.path, "application/vnd.apache.parquet").await?;
+        let parquet = store.put_file(&self.config.raw, &format!("{base}.parquet"), &spill.path, PARQUET).await?;
+        if !accepted.rejects.is_empty() {
+            let names: Vec<String> = contract.columns.iter().map(|c| c.name.clone()).collect();
+            let lineage = vec![
+                ("mlsec.contract".to_string(), format!("{}@{}", contract.id, contract.version)),
+                ("mlsec.source_sha256".to_string(), sha.clone()),
+            ];
+            let body = Bytes::from(rows::rejects_parquet(&accepted.rejects, &names, lineage));
+            store.put(&self.config.raw, &format!("{base}.rejects.parquet"), body, PARQUET).await?;
+        }
         let event = RawAccepted {
             event_id,
             correlation_id,
@@ -195,13 +268,23 @@ impl IngestWorker {
             occurred_at_ms: now_ms(),
         };
         self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
-        info!(worker = WORKER, event_id = %event.event_id, dataset = %dataset, rows = accepted.rows, sha256 = %sha, "accepted");
-        Ok(format!("accepted {dataset} rows={}", accepted.rows))
+        let ledger = serde_json::json!({
+            "event_id": event.event_id,
+            "rows": accepted.rows,
+            "rows_rejected": accepted.rejects.len(),
+            "released_by": released.map(|r| r.approver.clone()),
+            "accepted_at_ms": now_ms(),
+        });
+        let body = Bytes::from(serde_json::to_vec(&ledger).map_err(WorkError::fatal)?);
+        store.put(&self.config.raw, &Self::ledger_key(dataset, &sha), body, "application/json").await?;
+        info!(worker = WORKER, event_id = %event.event_id, dataset = %dataset, rows = accepted.rows,
+            rows_rejected = accepted.rejects.len(), format = accepted.format, gzip = accepted.gzip,
+            released_by = released.map(|r| r.approver.as_str()), sha256 = %sha, "accepted");
+        Ok(format!("accepted {dataset} rows={} rejected={}", accepted.rows, accepted.rejects.len()))
     }
 
     async fn quarantine(
         &self,
-        event_id: String,
         correlation_id: String,
         contract: Option<&DatasetContract>,
         source: ObjectRef,
@@ -209,16 +292,23 @@ impl IngestWorker {
     ) -> Result<String, WorkError> {
         let store = &self.ports.store;
         let dataset = contract.map(|c| c.dataset.clone());
+        let dataset_dir = dataset.as_deref().unwrap_or(release::UNREGISTERED);
+        let code = rejection.reason_code.as_str();
+        let event_id = derive_event_id(&format!("quarantined:{dataset_dir}:{}:{code}", source.sha256), WORKER);
         let file = source.key.rsplit('/').next().unwrap_or("object");
-        let base = format!("{}/{}", dataset.as_deref().unwrap_or("_unregistered"), source.sha256);
+        let base = format!("{dataset_dir}/{}", source.sha256);
         let quarantined = store.copy(&source, &self.config.quarantine, &format!("{base}/{file}")).await?;
         let document = serde_json::json!({
-            "reason_code": rejection.reason_code.as_str(),
+            "reason_code": code,
             "detail": rejection.detail,
             "evidence": rejection.evidence,
+            "malware_class": rejection.reason_code.malware_class(),
+            "releasable": rejection.reason_code.releasable() && contract.is_some(),
             "source": { "bucket": source.bucket, "key": source.key, "version_id": source.version_id },
+            "quarantined_object": { "bucket": quarantined.bucket, "key": quarantined.key, "version_id": quarantined.version_id },
             "sha256": source.sha256,
             "size": source.size,
+            "dataset": dataset,
             "contract": contract.map(|c| format!("{}@{}", c.id, c.version)),
             "event_id": event_id,
             "correlation_id": correlation_id,
@@ -233,14 +323,29 @@ impl IngestWorker {
             dataset,
             source_bucket: source.bucket.clone(),
             source_key: source.key.clone(),
-            reason_code: rejection.reason_code.as_str().to_string(),
+            reason_code: code.to_string(),
             quarantined,
             reason_document,
             occurred_at_ms: now_ms(),
         };
         self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
-        info!(worker = WORKER, event_id = %event.event_id, reason = rejection.reason_code.as_str(), sha256 = %source.sha256, "quarantined");
-        Ok(format!("quarantined {}", rejection.reason_code.as_str()))
+        info!(worker = WORKER, event_id = %event.event_id, reason = code, sha256 = %source.sha256, "quarantined");
+        Ok(format!("quarantined {code}"))
+    }
+}
+
+const PARQUET: &str = "application/vnd.apache.parquet";
+
+/// Reads a small object, `None` when it does not exist.
+async fn get_optional(
+    store: &dyn mlsec_runtime::ports::ObjectStore,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Bytes>, WorkError> {
+    match store.get(bucket, key, None).await {
+        Ok(body) => Ok(Some(body)),
+        Err(WorkError::Permanent { reason: "object_missing", .. }) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -259,19 +364,55 @@ impl Handler for IngestWorker {
             ));
         }
         let input_id = message.input_id();
-        let event_id = derive_event_id(&input_id, WORKER);
         let contract = self.contracts.for_landing_key(&created.key);
         let inspected =
             self.inspect(&input_id, &created.bucket, &created.key, created.version_id.as_deref(), contract).await?;
-        match (inspected.verdict, contract, &inspected.spill) {
-            (Ok(accepted), Some(c), Some(spill)) => {
-                self.accept(event_id, input_id, c, inspected.source, accepted, spill).await
+        let untrusted = contract
+            .filter(|c| !c.ingest.writer_allowed(created.requester.as_deref(), self.config.account_id.as_deref()));
+        let untrusted = untrusted.map(|_| {
+            Rejection::new(ReasonCode::UntrustedSource, "the requester may not write this dataset's landing prefix")
+                .rule("allowedWriters")
+        });
+        let (c, accepted) = match (contract, inspected.verdict) {
+            (Some(c), Ok(accepted)) => (c, accepted),
+            (_, verdict) => {
+                let rejection = match (verdict, untrusted) {
+                    // What the content is outranks who sent it: malware is never releasable.
+                    (Err(r), _) if r.reason_code.malware_class() => r,
+                    (_, Some(u)) => u,
+                    (Err(r), None) => r,
+                    (Ok(_), None) => {
+                        Rejection::new(ReasonCode::UnknownSource, "the landing prefix matches no data contract")
+                    }
+                };
+                return self.quarantine(input_id, contract, inspected.source, rejection).await;
             }
-            (Err(rejection), c, _) => self.quarantine(event_id, input_id, c, inspected.source, rejection).await,
-            (Ok(_), _, _) => Err(WorkError::fatal("accepted an object without a contract")),
+        };
+        let sha = inspected.source.sha256.clone();
+        if let Some(event_id) = self.already_accepted(&c.dataset, &sha).await? {
+            info!(worker = WORKER, dataset = %c.dataset, sha256 = %sha, first_event_id = %event_id,
+                "the same content was accepted before; nothing to do");
+            return Ok(format!("duplicate content of {event_id}"));
+        }
+        let names: Vec<String> = c.columns.iter().map(|col| col.name.clone()).collect();
+        let policy_rejection = untrusted.or_else(|| accepted.over_threshold(&c.ingest, &names));
+        let released = match &policy_rejection {
+            Some(_) => self.release_of(&c.dataset, &sha).await?,
+            None => None,
+        };
+        match (policy_rejection, released) {
+            (Some(rejection), None) => self.quarantine(input_id, Some(c), inspected.source, rejection).await,
+            (_, released) => {
+                let Some(spill) = &inspected.spill else {
+                    return Err(WorkError::fatal("accepted an object without a spill file"));
+                };
+                self.accept(input_id, c, inspected.source, accepted, spill, released.as_ref()).await
+            }
         }
     }
 }
 
+#[cfg(test)]
+mod corpus_tests;
 #[cfg(test)]
 mod tests;

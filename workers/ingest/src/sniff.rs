@@ -1,38 +1,142 @@
-//! Content sniffing: decide by the bytes, never by the file name, whether an object can
-//! be CSV text at all.
+//! Content sniffing: decide by the bytes, never by the file name, what an object is, and
+//! look for other formats hidden inside text (polyglots).
 
-/// Bytes needed to recognise every signature below.
-pub const SNIFF_LEN: usize = 8;
+use memchr::memmem::Finder;
 
-const SIGNATURES: &[(&[u8], &str)] = &[
-    (b"PK\x03\x04", "zip"),
-    (b"PK\x05\x06", "zip"),
-    (b"PK\x07\x08", "zip"),
-    (b"%PDF", "pdf"),
-    (b"\x7fELF", "elf"),
-    (b"MZ", "pe"),
-    (b"\xfe\xed\xfa\xce", "mach-o"),
-    (b"\xfe\xed\xfa\xcf", "mach-o"),
-    (b"\xcf\xfa\xed\xfe", "mach-o"),
-    (b"\xce\xfa\xed\xfe", "mach-o"),
-    (b"\xca\xfe\xba\xbe", "mach-o/java"),
-    (b"\x1f\x8b", "gzip"),
-    (b"7z\xbc\xaf\x27\x1c", "7z"),
-    (b"Rar!\x1a\x07", "rar"),
-    (b"BZh", "bzip2"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-    (b"PAR1", "parquet"),
-    (b"Obj\x01", "avro"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "ole2 (legacy office)"),
-    (b"\x89PNG", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"GIF8", "gif"),
+use crate::reason::ReasonCode;
+
+/// Bytes needed to recognise every leading signature below.
+pub const SNIFF_LEN: usize = 264;
+
+/// What the first bytes announce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniffed {
+    /// A known non-text format, with the reason it is refused and its name.
+    Foreign(ReasonCode, &'static str),
+    Gzip,
+    /// Text (CSV or JSON Lines, decided after the BOM).
+    Text,
+}
+
+const SIGNATURES: &[(&[u8], ReasonCode, &str)] = &[
+    (b"\x7fELF", ReasonCode::Executable, "ELF executable"),
+    (b"MZ", ReasonCode::Executable, "PE executable"),
+    (b"\xfe\xed\xfa\xce", ReasonCode::Executable, "Mach-O executable"),
+    (b"\xfe\xed\xfa\xcf", ReasonCode::Executable, "Mach-O executable"),
+    (b"\xcf\xfa\xed\xfe", ReasonCode::Executable, "Mach-O executable"),
+    (b"\xce\xfa\xed\xfe", ReasonCode::Executable, "Mach-O executable"),
+    (b"\xca\xfe\xba\xbe", ReasonCode::Executable, "Mach-O universal or Java class"),
+    (b"\0asm", ReasonCode::Executable, "WebAssembly module"),
+    (b"#!", ReasonCode::Executable, "script with a shebang"),
+    (b"PK\x03\x04", ReasonCode::Archive, "ZIP archive"),
+    (b"PK\x05\x06", ReasonCode::Archive, "ZIP archive"),
+    (b"PK\x07\x08", ReasonCode::Archive, "ZIP archive"),
+    (b"7z\xbc\xaf\x27\x1c", ReasonCode::Archive, "7z archive"),
+    (b"Rar!\x1a\x07", ReasonCode::Archive, "RAR archive"),
+    (b"BZh", ReasonCode::Archive, "bzip2 stream"),
+    (b"\xfd7zXZ\x00", ReasonCode::Archive, "xz stream"),
+    (b"\x28\xb5\x2f\xfd", ReasonCode::Archive, "zstd stream"),
+    (b"MSCF", ReasonCode::Archive, "CAB archive"),
+    (b"%PDF", ReasonCode::Document, "PDF document"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", ReasonCode::Document, "OLE2 (legacy office) document"),
+    (b"{\\rtf", ReasonCode::Document, "RTF document"),
+    (b"\x89PNG", ReasonCode::Document, "PNG image"),
+    (b"\xff\xd8\xff", ReasonCode::Document, "JPEG image"),
+    (b"GIF8", ReasonCode::Document, "GIF image"),
+    (b"PAR1", ReasonCode::UnsupportedFormat, "Parquet"),
+    (b"Obj\x01", ReasonCode::UnsupportedFormat, "Avro container"),
+    (b"ORC", ReasonCode::UnsupportedFormat, "ORC"),
+    (b"SQLite format 3\0", ReasonCode::UnsupportedFormat, "SQLite database"),
 ];
 
-/// The format the first bytes announce, if it is a known non-text format.
-pub fn foreign_format(head: &[u8]) -> Option<&'static str> {
-    SIGNATURES.iter().find(|(magic, _)| head.starts_with(magic)).map(|(_, name)| *name)
+/// Classifies the first bytes (up to [`SNIFF_LEN`]) of an object or a decompressed stream.
+pub fn sniff(head: &[u8]) -> Sniffed {
+    if head.starts_with(b"\x1f\x8b") {
+        return Sniffed::Gzip;
+    }
+    if let Some((_, code, name)) = SIGNATURES.iter().find(|(magic, _, _)| head.starts_with(magic)) {
+        return Sniffed::Foreign(*code, name);
+    }
+    // POSIX tar: "ustar" at offset 257.
+    if head.len() >= 262 && &head[257..262] == b"ustar" {
+        return Sniffed::Foreign(ReasonCode::Archive, "tar archive");
+    }
+    Sniffed::Text
+}
+
+/// Signatures that have no business anywhere inside CSV or JSON text. Found after the
+/// first bytes, they mean a polyglot: a valid-looking head with another format inside
+/// (a ZIP's central directory at the end, a PDF or HTML body, a PE stub).
+const EMBEDDED: &[(&[u8], &str)] = &[
+    (b"PK\x03\x04", "ZIP local header"),
+    (b"PK\x05\x06", "ZIP central directory"),
+    (b"PK\x01\x02", "ZIP central directory"),
+    (b"%PDF-", "PDF header"),
+    (b"\x7fELF", "ELF header"),
+    (b"This program cannot be run in DOS mode", "PE stub"),
+    (b"7z\xbc\xaf\x27\x1c", "7z header"),
+    (b"Rar!\x1a\x07", "RAR header"),
+    (b"<?php", "PHP code"),
+    (b"<script", "HTML script"),
+    (b"<SCRIPT", "HTML script"),
+    (b"<html", "HTML document"),
+    (b"<HTML", "HTML document"),
+    (b"<!DOCTYPE", "HTML/XML document"),
+    (b"<?xml", "XML document"),
+];
+
+/// Length of the longest embedded signature.
+pub const LONGEST_EMBEDDED: usize = 38;
+
+/// Streams over text looking for [`EMBEDDED`] signatures, including across chunk edges.
+pub struct PolyglotScanner {
+    finders: Vec<(Finder<'static>, &'static str)>,
+    /// The last bytes of the previous chunk.
+    tail: Vec<u8>,
+    /// Offset of `tail[0]` in the stream.
+    tail_offset: u64,
+}
+
+impl Default for PolyglotScanner {
+    fn default() -> Self {
+        Self {
+            finders: EMBEDDED.iter().map(|(needle, name)| (Finder::new(*needle), *name)).collect(),
+            tail: Vec::new(),
+            tail_offset: 0,
+        }
+    }
+}
+
+impl PolyglotScanner {
+    /// Scans `chunk`, which starts at stream offset `offset`; returns the first signature
+    /// found and its offset.
+    pub fn scan(&mut self, chunk: &[u8], offset: u64) -> Option<(u64, &'static str)> {
+        // Signatures straddling earlier chunks' end: scan the kept tail + this chunk's head.
+        let mut window = std::mem::take(&mut self.tail);
+        let window_offset = if window.is_empty() { offset } else { self.tail_offset };
+        window.extend_from_slice(&chunk[..chunk.len().min(LONGEST_EMBEDDED)]);
+        if let Some((at, name)) = self.first(&window) {
+            return Some((window_offset + at as u64, name));
+        }
+        if let Some((at, name)) = self.first(chunk) {
+            return Some((offset + at as u64, name));
+        }
+        // Keep the last bytes of everything seen: small chunks accumulate.
+        let keep = LONGEST_EMBEDDED - 1;
+        if chunk.len() >= keep {
+            self.tail = chunk[chunk.len() - keep..].to_vec();
+            self.tail_offset = offset + (chunk.len() - keep) as u64;
+        } else {
+            let drop = window.len().saturating_sub(keep);
+            self.tail = window[drop..].to_vec();
+            self.tail_offset = window_offset + drop as u64;
+        }
+        None
+    }
+
+    fn first(&self, data: &[u8]) -> Option<(usize, &'static str)> {
+        self.finders.iter().filter_map(|(f, name)| f.find(data).map(|at| (at, *name))).min_by_key(|(at, _)| *at)
+    }
 }
 
 #[cfg(test)]
@@ -40,12 +144,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recognises_archives_executables_and_documents() {
-        assert_eq!(foreign_format(b"PK\x03\x04\x14\x00"), Some("zip"));
-        assert_eq!(foreign_format(b"%PDF-1.7"), Some("pdf"));
-        assert_eq!(foreign_format(b"\x7fELF\x02\x01"), Some("elf"));
-        assert_eq!(foreign_format(b"\x1f\x8b\x08\x00"), Some("gzip"));
-        assert_eq!(foreign_format(b"transaction_id,amount"), None);
-        assert_eq!(foreign_format(b""), None);
+    fn recognises_executables_archives_and_documents() {
+        assert_eq!(sniff(b"PK\x03\x04\x14\x00"), Sniffed::Foreign(ReasonCode::Archive, "ZIP archive"));
+        assert_eq!(sniff(b"%PDF-1.7"), Sniffed::Foreign(ReasonCode::Document, "PDF document"));
+        assert_eq!(sniff(b"\x7fELF\x02\x01"), Sniffed::Foreign(ReasonCode::Executable, "ELF executable"));
+        assert_eq!(sniff(b"\x1f\x8b\x08\x00"), Sniffed::Gzip);
+        let mut tar = vec![b'a'; 300];
+        tar[257..262].copy_from_slice(b"ustar");
+        assert_eq!(sniff(&tar), Sniffed::Foreign(ReasonCode::Archive, "tar archive"));
+        assert_eq!(sniff(b"transaction_id,amount"), Sniffed::Text);
+        assert_eq!(sniff(b""), Sniffed::Text);
+    }
+
+    #[test]
+    fn finds_a_signature_split_across_chunks() {
+        let mut s = PolyglotScanner::default();
+        assert_eq!(s.scan(b"a,b\n1,2\n%P", 0), None);
+        assert_eq!(s.scan(b"DF-1.4\n", 10), Some((8, "PDF header")));
+        let mut s = PolyglotScanner::default();
+        assert_eq!(s.scan(b"a,b\n1,2\n", 0), None);
+        assert_eq!(s.scan(b"3,4\n", 8), None);
+        // A long signature fed one byte at a time.
+        let mut s = PolyglotScanner::default();
+        let text = b"x,This program cannot be run in DOS mode";
+        let hits: Vec<_> = text.iter().enumerate().filter_map(|(i, b)| s.scan(&[*b], i as u64)).collect();
+        assert_eq!(hits, [(2, "PE stub")]);
     }
 }

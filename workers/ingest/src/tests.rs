@@ -14,21 +14,33 @@ use mlsec_runtime::{
 use super::*;
 
 const LANDING: &str = "t-landing";
+/// The emulator's account, standing in for the deployment's (`allowedWriters: [self]`).
+const ACCOUNT: &str = "123456789012";
+
+fn config() -> IngestConfig {
+    IngestConfig {
+        landing_bucket: LANDING.into(),
+        raw: bucket("t-raw"),
+        quarantine: bucket("t-quarantine"),
+        account_id: Some(ACCOUNT.into()),
+    }
+}
 
 fn worker(f: &FakePorts) -> IngestWorker {
     let contracts = Contracts::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts")).unwrap();
-    IngestWorker::new(
-        f.ports(),
-        Arc::new(contracts),
-        IngestConfig { landing_bucket: LANDING.into(), raw: bucket("t-raw"), quarantine: bucket("t-quarantine") },
-    )
+    IngestWorker::new(f.ports(), Arc::new(contracts), config())
 }
 
 fn drop_object(f: &FakePorts, key: &str, body: Vec<u8>) -> Inbound {
+    drop_as(f, key, body, ACCOUNT)
+}
+
+fn drop_as(f: &FakePorts, key: &str, body: Vec<u8>, requester: &str) -> Inbound {
     let version = f.store.seed(LANDING, key, body.clone());
     let detail = serde_json::json!({
         "bucket": {"name": LANDING},
         "object": {"key": key, "size": body.len(), "etag": "e", "version-id": version},
+        "requester": requester,
     });
     Inbound::parse("m-1", &eventbridge_body("aws.s3", "Object Created", detail)).unwrap()
 }
@@ -69,8 +81,11 @@ async fn a_valid_sample_is_accepted_into_raw_with_parquet_and_event() {
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(parquet.body).unwrap().build().unwrap();
     let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(rows, 500);
-    // Redelivery derives the same event id.
-    assert_eq!(event.event_id, mlsec_events::derive_event_id(&msg.input_id(), WORKER));
+    // The event id derives from the content: redelivery and re-drops give the same one.
+    let content_id = format!("accepted:transactions_training:{}", event.source.sha256);
+    assert_eq!(event.event_id, mlsec_events::derive_event_id(&content_id, WORKER));
+    // Lineage and counts are in the Parquet's metadata; no rejects file when none.
+    assert!(!f.store.keys().iter().any(|(_, k)| k.ends_with(".rejects.parquet")));
 }
 
 #[tokio::test]
@@ -81,10 +96,10 @@ async fn an_unregistered_source_is_quarantined() {
 }
 
 #[tokio::test]
-async fn a_zip_renamed_csv_is_quarantined_as_not_csv() {
+async fn a_zip_renamed_csv_is_quarantined_as_an_archive() {
     let mut zip = b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec();
     zip.extend_from_slice(&csv_bytes(SampleKind::Training, 5, 1));
-    assert_eq!(quarantined(zip, KEY).await.reason_code, "not_csv");
+    assert_eq!(quarantined(zip, KEY).await.reason_code, "archive");
 }
 
 #[tokio::test]
@@ -94,25 +109,93 @@ async fn a_wrong_header_is_quarantined() {
 }
 
 #[tokio::test]
-async fn bad_values_ragged_rows_bad_utf8_and_binary_are_quarantined_with_their_reasons() {
+async fn object_level_problems_are_quarantined_with_their_reasons() {
     let good = String::from_utf8(csv_bytes(SampleKind::Training, 3, 1)).unwrap();
     let header = good.lines().next().unwrap().to_string();
-    let row = good.lines().nth(1).unwrap().to_string();
     let cases: Vec<(Vec<u8>, &str)> = vec![
-        (
-            format!("{header}\n{}\n", row.replace(",true", ",maybe").replace(",false", ",maybe")).into_bytes(),
-            "unparseable_value",
-        ),
-        (format!("{header}\n{row},extra\n").into_bytes(), "ragged_row"),
         ([format!("{header}\n").as_bytes(), b"tx-1,Jo\xc3\x28o,1,2,3\n"].concat(), "invalid_utf8"),
         ([format!("{header}\n").as_bytes(), b"tx-1,\x00\n"].concat(), "binary_content"),
         (format!("{header}\n").into_bytes(), "empty"),
         (Vec::new(), "empty"),
-        (b"\x7fELF\x02\x01\x01\x00\x00\x00".to_vec(), "not_csv"),
+        (b"\x7fELF\x02\x01\x01\x00\x00\x00".to_vec(), "executable"),
     ];
     for (body, reason) in cases {
         assert_eq!(quarantined(body, KEY).await.reason_code, reason);
     }
+}
+
+/// The sample with `bad` rows (1-based data row numbers) replaced by `row`.
+fn with_bad_rows(rows: usize, bad: &[usize], row: impl Fn(&str) -> String) -> Vec<u8> {
+    let good = String::from_utf8(csv_bytes(SampleKind::Training, rows, 1)).unwrap();
+    let mut lines: Vec<String> = good.lines().map(str::to_string).collect();
+    for &i in bad {
+        lines[i] = row(&lines[i]);
+    }
+    (lines.join("\n") + "\n").into_bytes()
+}
+
+#[tokio::test]
+async fn bad_rows_under_the_threshold_go_to_a_rejects_file_and_the_rest_is_accepted() {
+    let f = FakePorts::new();
+    let w = worker(&f);
+    // 1000 rows, 5 bad ones (0.5% < the contract's 1%), one per reason.
+    let good = String::from_utf8(csv_bytes(SampleKind::Training, 1000, 1)).unwrap();
+    let mut lines: Vec<String> = good.lines().map(str::to_string).collect();
+    let set_field = |line: &str, i: usize, v: &str| {
+        let mut f: Vec<&str> = line.split(',').collect();
+        f[i] = v;
+        f.join(",")
+    };
+    lines[10] = set_field(&lines[10], 9, "maybe");
+    lines[20] = format!("{},extra", lines[20]);
+    lines[30] = set_field(&lines[30], 6, "\"B\"R");
+    lines[40] = set_field(&lines[40], 4, "NaN");
+    lines[50] = set_field(&lines[50], 1, "=cmd|' /C calc'!A0");
+    let body = (lines.join("\n") + "\n").into_bytes();
+    w.handle(&drop_object(&f, KEY, body)).await.unwrap();
+    let event: RawAccepted = f.bus.events()[0].open().unwrap();
+    assert_eq!(event.rows, 995);
+    let rejects_key = event.parquet.key.replace(".parquet", ".rejects.parquet");
+    let rejects = f.store.object("t-raw", &rejects_key).expect("a rejects file beside the raw Parquet").body;
+    let batches: Vec<_> = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(rejects)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    use arrow::array::AsArray;
+    let lines_col = batch.column_by_name("line").unwrap().as_primitive::<arrow::datatypes::UInt64Type>();
+    let reasons = batch.column_by_name("reason_code").unwrap().as_string::<i32>();
+    let got: Vec<(u64, &str)> = (0..batch.num_rows()).map(|i| (lines_col.value(i), reasons.value(i))).collect();
+    assert_eq!(
+        got,
+        [
+            (11, "unparseable_value"),
+            (21, "ragged_row"),
+            (31, "bad_quoting"),
+            (41, "non_finite"),
+            (51, "formula_injection")
+        ]
+    );
+    // accepted + rejected = rows read
+    assert_eq!(event.rows as usize + batch.num_rows(), 1000);
+}
+
+#[tokio::test]
+async fn bad_rows_over_the_threshold_quarantine_the_object_with_the_first_reject_as_evidence() {
+    let body = with_bad_rows(100, &[7, 8], |l| l.replace(",true", ",maybe").replace(",false", ",maybe"));
+    let f = FakePorts::new();
+    let w = worker(&f);
+    w.handle(&drop_object(&f, KEY, body)).await.unwrap();
+    let e: ObjectQuarantined = f.bus.events()[0].open().unwrap();
+    assert_eq!(e.reason_code, "reject_threshold");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&f.store.object("t-quarantine", &e.reason_document.key).unwrap().body).unwrap();
+    assert_eq!(doc["evidence"]["line"], 8);
+    assert_eq!(doc["evidence"]["column"], "is_fraud");
+    assert_eq!(doc["releasable"], true);
+    assert!(f.store.keys().iter().all(|(b, _)| b != "t-raw"), "nothing reaches raw");
 }
 
 #[tokio::test]
@@ -136,24 +219,21 @@ async fn a_failed_publish_is_transient_and_nothing_is_acknowledged() {
     // The retry re-emits the very same event id.
     w.handle(&msg).await.unwrap();
     let e: Envelope = f.bus.events().remove(0);
-    assert_eq!(e.event_id, mlsec_events::derive_event_id(&msg.input_id(), WORKER));
+    let sha = e.open::<RawAccepted>().unwrap().source.sha256;
+    assert_eq!(e.event_id, mlsec_events::derive_event_id(&format!("accepted:transactions_training:{sha}"), WORKER));
 }
 
 #[tokio::test]
 async fn an_object_over_the_contract_size_limit_is_quarantined_without_parsing() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
     let path = dir.join("transactions_training.yaml");
-    let text = std::fs::read_to_string(&path).unwrap().replace("value: 268435456", "value: 1000");
+    let text = std::fs::read_to_string(&path).unwrap().replace("value: 2147483648", "value: 1000");
     let mut contracts = Contracts::load_dir(&dir).unwrap();
     let i = contracts.datasets.iter().position(|d| d.dataset == "transactions_training").unwrap();
     contracts.datasets[i] = mlsec_runtime::contract::DatasetContract::parse(&path, &text).unwrap();
-    assert_eq!(contracts.datasets[i].max_object_bytes, 1000);
+    assert_eq!(contracts.datasets[i].ingest.max_object_bytes, 1000);
     let f = FakePorts::new();
-    let w = IngestWorker::new(
-        f.ports(),
-        Arc::new(contracts),
-        IngestConfig { landing_bucket: LANDING.into(), raw: bucket("t-raw"), quarantine: bucket("t-quarantine") },
-    );
+    let w = IngestWorker::new(f.ports(), Arc::new(contracts), config());
     let body = csv_bytes(SampleKind::Training, 50, 1);
     assert!(body.len() > 1000);
     let msg = drop_object(&f, KEY, body.clone());
@@ -177,11 +257,176 @@ async fn reason_documents_locate_bad_values_without_quoting_them() {
     let w = worker(&f);
     w.handle(&drop_object(&f, KEY, (lines.join("\n") + "\n").into_bytes())).await.unwrap();
     let e: ObjectQuarantined = f.bus.events()[0].open().unwrap();
-    assert_eq!(e.reason_code, "unparseable_value");
+    assert_eq!(e.reason_code, "reject_threshold");
     let doc = f.store.object("t-quarantine", &e.reason_document.key).unwrap().body;
     let doc: serde_json::Value = serde_json::from_slice(&doc).unwrap();
     assert_eq!(doc["evidence"]["column"], "amount");
     assert_eq!(doc["evidence"]["line"], 3);
     assert!(!doc.to_string().contains(secret), "the reason document must not quote data: {doc}");
     assert!(!f.bus.events()[0].to_json().contains(secret));
+}
+
+#[tokio::test]
+async fn the_same_bytes_dropped_twice_are_accepted_once_with_one_event_id() {
+    let f = FakePorts::new();
+    let w = worker(&f);
+    let body = csv_bytes(SampleKind::Training, 200, 5);
+    w.handle(&drop_object(&f, KEY, body.clone())).await.unwrap();
+    let raw_before = f.store.keys().iter().filter(|(b, _)| b == "t-raw").count();
+    // Same bytes under another key (a new input id), then a plain redelivery of the first.
+    let second = drop_object(&f, "bank-core/transactions_training/copy.csv", body.clone());
+    assert!(w.handle(&second).await.unwrap().starts_with("duplicate content of "));
+    assert_eq!(f.bus.events().len(), 1, "one RawAccepted for one content");
+    assert_eq!(f.store.keys().iter().filter(|(b, _)| b == "t-raw").count(), raw_before, "no duplicate rows in raw");
+}
+
+#[tokio::test]
+async fn an_untrusted_writer_is_quarantined_and_an_approver_can_release_it() {
+    let f = FakePorts::new();
+    let w = worker(&f);
+    let body = csv_bytes(SampleKind::Training, 50, 2);
+    w.handle(&drop_as(&f, KEY, body.clone(), "999999999999")).await.unwrap();
+    let e: ObjectQuarantined = f.bus.events()[0].open().unwrap();
+    assert_eq!(e.reason_code, "untrusted_source");
+    let sha = mlsec_events::sha256_hex(&body);
+    let landing = bucket(LANDING);
+    let err =
+        release::release(f.store.as_ref(), &bucket("t-quarantine"), &landing, "transactions_training", &sha, "", "x")
+            .await
+            .unwrap_err();
+    assert!(matches!(err, release::ReleaseError::MissingApproval));
+    let record = release::release(
+        f.store.as_ref(),
+        &bucket("t-quarantine"),
+        &landing,
+        "transactions_training",
+        &sha,
+        "maria.risk-officer",
+        "partner feed onboarding, ticket RISK-12",
+    )
+    .await
+    .unwrap();
+    assert_eq!(record.landing_key, KEY);
+    // The copy back to landing arrives as a new drop (still from the untrusted writer's
+    // bytes, now with an approval on record) and is accepted.
+    let released = f.store.object(LANDING, KEY).unwrap();
+    assert_eq!(released.body.as_ref(), body.as_slice());
+    let detail = serde_json::json!({
+        "bucket": {"name": LANDING},
+        "object": {"key": KEY, "size": body.len(), "etag": "e2", "version-id": released.version_id},
+        "requester": "999999999999",
+    });
+    let msg = Inbound::parse("m-2", &eventbridge_body("aws.s3", "Object Created", detail)).unwrap();
+    w.handle(&msg).await.unwrap();
+    let accepted: RawAccepted = f.bus.events()[1].open().unwrap();
+    assert_eq!(accepted.rows, 50);
+    let ledger = f.store.object("t-raw", &format!("_ledger/transactions_training/{sha}.json")).unwrap().body;
+    assert!(String::from_utf8_lossy(&ledger).contains("maria.risk-officer"));
+}
+
+#[tokio::test]
+async fn malware_class_and_unparseable_content_cannot_be_released() {
+    let f = FakePorts::new();
+    let w = worker(&f);
+    let mut polyglot = csv_bytes(SampleKind::Training, 5, 1);
+    polyglot.extend_from_slice(b"tx-x,%PDF-1.7 hidden\n");
+    let sha_poly = mlsec_events::sha256_hex(&polyglot);
+    w.handle(&drop_object(&f, KEY, polyglot)).await.unwrap();
+    let wrong = csv_bytes(SampleKind::Scoring, 5, 1);
+    let sha_wrong = mlsec_events::sha256_hex(&wrong);
+    w.handle(&drop_object(&f, KEY, wrong)).await.unwrap();
+    let reasons: Vec<String> =
+        f.bus.events().iter().map(|e| e.open::<ObjectQuarantined>().unwrap().reason_code).collect();
+    assert_eq!(reasons, ["polyglot", "wrong_header"]);
+    let (q, l) = (bucket("t-quarantine"), bucket(LANDING));
+    let r = release::release(f.store.as_ref(), &q, &l, "transactions_training", &sha_poly, "a", "b").await;
+    assert!(matches!(r, Err(release::ReleaseError::MalwareClass(_))), "{r:?}");
+    let r = release::release(f.store.as_ref(), &q, &l, "transactions_training", &sha_wrong, "a", "b").await;
+    assert!(matches!(r, Err(release::ReleaseError::NotReleasable(_))), "{r:?}");
+    assert!(!f.store.keys().iter().any(|(_, k)| k.ends_with("release.json")), "nothing recorded");
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[tokio::test]
+async fn gzip_is_inflated_as_it_streams_and_a_bomb_is_stopped() {
+    let f = FakePorts::new();
+    let w = worker(&f);
+    w.handle(&drop_object(&f, KEY, gzip(&csv_bytes(SampleKind::Training, 300, 4)))).await.unwrap();
+    let e: RawAccepted = f.bus.events()[0].open().unwrap();
+    assert_eq!(e.rows, 300);
+    // A valid header, then 8 MiB of one repeated row: ratio far above the contract's 50.
+    let sample = String::from_utf8(csv_bytes(SampleKind::Training, 1, 4)).unwrap();
+    let row = sample.lines().nth(1).unwrap();
+    let mut text = format!("{}\n", sample.lines().next().unwrap());
+    while text.len() < 8 << 20 {
+        text.push_str(row);
+        text.push('\n');
+    }
+    let bomb = gzip(text.as_bytes());
+    assert!(bomb.len() < 200_000);
+    assert_eq!(quarantined(bomb, KEY).await.reason_code, "decompression_bomb");
+}
+
+#[tokio::test]
+async fn json_lines_are_recognised_by_content_and_checked_like_csv() {
+    let sample = String::from_utf8(csv_bytes(SampleKind::Training, 20, 6)).unwrap();
+    let mut lines = sample.lines();
+    let names: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let mut jsonl = String::new();
+    for line in lines {
+        let mut obj = serde_json::Map::new();
+        for (n, v) in names.iter().zip(line.split(',')) {
+            let value = match *n {
+                "amount" => serde_json::json!(v.parse::<f64>().unwrap()),
+                "is_fraud" => serde_json::json!(v == "true"),
+                _ => serde_json::json!(v),
+            };
+            obj.insert(n.to_string(), value);
+        }
+        jsonl.push_str(&serde_json::Value::Object(obj).to_string());
+        jsonl.push('\n');
+    }
+    let f = FakePorts::new();
+    let w = worker(&f);
+    w.handle(&drop_object(&f, "bank-core/transactions_training/f.json", jsonl.clone().into_bytes())).await.unwrap();
+    let e: RawAccepted = f.bus.events()[0].open().unwrap();
+    assert_eq!(e.rows, 20);
+    // A duplicated key and an unknown key are refused row by row (2 of 20: over 1%).
+    // (serde_json writes keys sorted, so every line starts with "amount".)
+    let bad = jsonl.replacen("{\"amount\":", "{\"amount\":1,\"amount\":", 1).replacen(
+        "{\"amount\":",
+        "{\"admin\":true,\"amount\":",
+        2,
+    );
+    assert_eq!(quarantined(bad.into_bytes(), KEY).await.reason_code, "reject_threshold");
+}
+
+#[test]
+fn formula_cells_are_neutralised_when_the_contract_says_so() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/transactions_training.yaml");
+    let text = std::fs::read_to_string(&path).unwrap().replace("value: reject", "value: neutralise");
+    let contract = mlsec_runtime::contract::DatasetContract::parse(&path, &text).unwrap();
+    let sample = String::from_utf8(csv_bytes(SampleKind::Training, 2, 1)).unwrap();
+    let body = sample.replacen(",BR,", ",BR,", 1).replace(",Ana ", ",=Ana ").replace(",Bruno ", ",=Bruno ");
+    let mut lines: Vec<String> = body.lines().map(str::to_string).collect();
+    let mut f: Vec<String> = lines[1].split(',').map(str::to_string).collect();
+    f[1] = "@SUM(1+1)".into();
+    lines[1] = f.join(",");
+    let parquet = validate::to_parquet(&contract, (lines.join("\n") + "\n").as_bytes()).unwrap();
+    let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(parquet)
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    use arrow::array::AsArray;
+    let names = batch.column_by_name("customer_name").unwrap().as_string::<i32>();
+    assert_eq!(names.value(0), "'@SUM(1+1)");
 }

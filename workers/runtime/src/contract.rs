@@ -57,23 +57,83 @@ pub enum Pseudonymisation {
     Drop,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Column {
     pub name: String,
     pub ty: ColumnType,
     pub required: bool,
     pub pii: bool,
     pub pseudonymisation: Pseudonymisation,
+    /// Inclusive bounds of a numeric column (ODCS `logicalTypeOptions.minimum/maximum`).
+    pub minimum: Option<f64>,
+    pub maximum: Option<f64>,
+    /// Longest value in bytes (ODCS `logicalTypeOptions.maxLength`), within the
+    /// dataset-wide `maxFieldBytes`.
+    pub max_length: Option<usize>,
 }
 
-/// Landing formats the gateway accepts.
+/// Landing formats the gateway accepts, recognised by content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Csv,
+    /// JSON Lines: one JSON object per line, keys = column names.
+    Jsonl,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// What the gateway does with a text cell that a spreadsheet would run as a formula
+/// (starts with `=`, `+`, `-`, `@`, tab or CR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormulaPolicy {
+    /// The row is rejected (`formula_injection`).
+    Reject,
+    /// The cell is kept with a leading `'`, so spreadsheets show it as text (OWASP).
+    Neutralise,
+}
+
+/// The gateway's limits and rules for one dataset (contract `customProperties`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestPolicy {
+    /// Accepted formats (`formats: csv,jsonl`), recognised by content.
+    pub formats: Vec<Format>,
+    /// Whether gzip-compressed objects are accepted (`gzip: true`).
+    pub gzip: bool,
+    /// Largest object as stored (`maxObjectBytes`).
+    pub max_object_bytes: u64,
+    /// Largest decompressed size of a gzip object (`maxDecompressedBytes`).
+    pub max_decompressed_bytes: u64,
+    /// Largest decompressed/compressed ratio (`maxCompressionRatio`): zip-bomb defence.
+    pub max_compression_ratio: u64,
+    /// Longest line (record) in bytes (`maxLineBytes`).
+    pub max_line_bytes: usize,
+    /// Longest field in bytes (`maxFieldBytes`).
+    pub max_field_bytes: usize,
+    /// Most data rows in one object (`maxRows`).
+    pub max_rows: u64,
+    /// Largest fraction of rejected rows before the whole object is quarantined
+    /// (`maxRejectedRowRatio`, 0 = any bad row quarantines the object).
+    pub max_rejected_ratio: f64,
+    /// `formulaCells: reject | neutralise`.
+    pub formula_cells: FormulaPolicy,
+    /// S3 requesters allowed to write the landing prefix (`allowedWriters`); `self` is
+    /// the deployment's own account. Empty: any writer the bucket policy lets in.
+    pub allowed_writers: Vec<String>,
+    /// Timestamps later than now + this are rejected (`maxFutureSeconds`).
+    pub max_future_ms: i64,
+    /// Timestamps before this are rejected (`minTimestamp`, RFC 3339).
+    pub min_timestamp_ms: i64,
 }
 
 /// A dataset's contract, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DatasetContract {
     pub id: String,
     pub dataset: String,
@@ -82,8 +142,7 @@ pub struct DatasetContract {
     pub role: DatasetRole,
     /// Landing keys under this prefix belong to the dataset (`<source>/<dataset>/`).
     pub landing_prefix: String,
-    pub format: Format,
-    pub max_object_bytes: u64,
+    pub ingest: IngestPolicy,
     /// Model that scores this dataset (scoring role only).
     pub scoring_model: Option<String>,
     pub columns: Vec<Column>,
@@ -125,7 +184,20 @@ struct OdcsProperty {
     #[serde(default)]
     required: bool,
     #[serde(default)]
+    logical_type_options: Option<LogicalTypeOptions>,
+    #[serde(default)]
     custom_properties: Vec<CustomProperty>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogicalTypeOptions {
+    #[serde(default)]
+    minimum: Option<f64>,
+    #[serde(default)]
+    maximum: Option<f64>,
+    #[serde(default)]
+    max_length: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +217,94 @@ fn custom_str(props: &[CustomProperty], name: &str) -> Option<String> {
         serde_yaml::Value::Bool(b) => Some(b.to_string()),
         _ => None,
     })
+}
+
+fn custom_u64(props: &[CustomProperty], name: &str, default: u64) -> Result<u64, String> {
+    match custom_str(props, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or(format!("customProperties.{name} must be a positive integer")),
+    }
+}
+
+impl IngestPolicy {
+    /// Defaults are strict; a contract loosens them explicitly.
+    fn parse(props: &[CustomProperty]) -> Result<Self, String> {
+        let formats_text = custom_str(props, "formats")
+            .or_else(|| custom_str(props, "format"))
+            .ok_or("customProperties.formats must list the landing formats (csv, jsonl)")?;
+        let mut formats = Vec::new();
+        for f in formats_text.split(',').map(str::trim) {
+            formats.push(match f {
+                "csv" => Format::Csv,
+                "jsonl" => Format::Jsonl,
+                other => return Err(format!("unsupported landing format {other:?}")),
+            });
+        }
+        let gzip = match custom(props, "gzip") {
+            None => false,
+            Some(serde_yaml::Value::Bool(b)) => *b,
+            Some(_) => return Err("customProperties.gzip must be true or false".into()),
+        };
+        let max_object_bytes = custom_str(props, "maxObjectBytes")
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|v| *v > 0)
+            .ok_or("customProperties.maxObjectBytes must be a positive integer")?;
+        let max_rejected_ratio = match custom_str(props, "maxRejectedRowRatio") {
+            None => 0.0,
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=0.5).contains(r))
+                .ok_or("customProperties.maxRejectedRowRatio must be within 0..=0.5")?,
+        };
+        let formula_cells = match custom_str(props, "formulaCells").as_deref() {
+            None | Some("reject") => FormulaPolicy::Reject,
+            Some("neutralise") => FormulaPolicy::Neutralise,
+            Some(other) => return Err(format!("customProperties.formulaCells: unknown policy {other}")),
+        };
+        let allowed_writers = match custom(props, "allowedWriters") {
+            None => Vec::new(),
+            Some(serde_yaml::Value::Sequence(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).or_else(|| v.as_u64().map(|n| n.to_string())))
+                .collect::<Option<Vec<_>>>()
+                .ok_or("customProperties.allowedWriters must be a list of strings")?,
+            Some(_) => return Err("customProperties.allowedWriters must be a list".into()),
+        };
+        let min_timestamp_ms = match custom_str(props, "minTimestamp") {
+            None => -2_208_988_800_000, // 1900-01-01T00:00:00Z
+            Some(v) => crate::time::parse_rfc3339_ms(v.as_bytes())
+                .ok_or("customProperties.minTimestamp must be an RFC 3339 timestamp")?,
+        };
+        Ok(Self {
+            formats,
+            gzip,
+            max_object_bytes,
+            max_decompressed_bytes: custom_u64(props, "maxDecompressedBytes", max_object_bytes)?,
+            max_compression_ratio: custom_u64(props, "maxCompressionRatio", 100)?,
+            max_line_bytes: custom_u64(props, "maxLineBytes", 64 * 1024)? as usize,
+            max_field_bytes: custom_u64(props, "maxFieldBytes", 4096)? as usize,
+            max_rows: custom_u64(props, "maxRows", 50_000_000)?,
+            max_rejected_ratio,
+            formula_cells,
+            allowed_writers,
+            max_future_ms: custom_u64(props, "maxFutureSeconds", 86_400)? as i64 * 1000,
+            min_timestamp_ms,
+        })
+    }
+
+    /// Whether `requester` (the S3 event's) may write this dataset's landing prefix.
+    pub fn writer_allowed(&self, requester: Option<&str>, own_account: Option<&str>) -> bool {
+        if self.allowed_writers.is_empty() {
+            return true;
+        }
+        let Some(requester) = requester else { return false };
+        self.allowed_writers.iter().any(|w| w == requester || (w == "self" && own_account == Some(requester)))
+    }
 }
 
 impl DatasetContract {
@@ -168,14 +328,7 @@ impl DatasetContract {
         let landing_prefix = custom_str(props, "landingPrefix")
             .filter(|p| p.ends_with('/') && p.matches('/').count() == 2 && !p.starts_with('/'))
             .ok_or_else(|| invalid("customProperties.landingPrefix must look like <source>/<dataset>/".into()))?;
-        let format = match custom_str(props, "format").as_deref() {
-            Some("csv") => Format::Csv,
-            other => return Err(invalid(format!("unsupported format {other:?}"))),
-        };
-        let max_object_bytes = custom_str(props, "maxObjectBytes")
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|v| *v > 0)
-            .ok_or_else(|| invalid("customProperties.maxObjectBytes must be a positive integer".into()))?;
+        let ingest = IngestPolicy::parse(props).map_err(invalid)?;
         let scoring_model = custom_str(props, "scoringModel");
         if role == DatasetRole::Scoring && scoring_model.is_none() {
             return Err(invalid("a scoring dataset must name its scoringModel".into()));
@@ -198,7 +351,26 @@ impl DatasetContract {
             if columns.iter().any(|c: &Column| c.name == p.name) {
                 return Err(invalid(format!("column {} declared twice", p.name)));
             }
-            columns.push(Column { name: p.name.clone(), ty, required: p.required, pii, pseudonymisation });
+            let options = p.logical_type_options.as_ref();
+            let (minimum, maximum) = (options.and_then(|o| o.minimum), options.and_then(|o| o.maximum));
+            if (minimum.is_some() || maximum.is_some()) && !matches!(ty, ColumnType::Int64 | ColumnType::Float64) {
+                return Err(invalid(format!("column {}: minimum/maximum apply to numeric columns", p.name)));
+            }
+            if let (Some(lo), Some(hi)) = (minimum, maximum)
+                && lo > hi
+            {
+                return Err(invalid(format!("column {}: minimum above maximum", p.name)));
+            }
+            columns.push(Column {
+                name: p.name.clone(),
+                ty,
+                required: p.required,
+                pii,
+                pseudonymisation,
+                minimum,
+                maximum,
+                max_length: options.and_then(|o| o.max_length),
+            });
         }
         Ok(Self {
             id: doc.id,
@@ -207,8 +379,7 @@ impl DatasetContract {
             domain: doc.domain.unwrap_or_else(|| "default".into()),
             role,
             landing_prefix,
-            format,
-            max_object_bytes,
+            ingest,
             scoring_model,
             columns,
         })

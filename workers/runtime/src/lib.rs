@@ -19,6 +19,7 @@ pub mod lambda;
 pub mod ports;
 pub mod sample;
 pub mod telemetry;
+pub mod time;
 pub mod topology;
 
 pub use batch::{BatchReport, Handler, Outcome, process_batch};

@@ -55,6 +55,10 @@ pub struct WorkerDecl {
     pub zone: String,
     pub trigger: Trigger,
     pub reads: Vec<String>,
+    /// Objects the worker may read in buckets it does not consume, by key pattern: its
+    /// own records (the gateway's content ledger and release records).
+    #[serde(default)]
+    pub reads_records: std::collections::BTreeMap<String, Vec<String>>,
     pub writes: Vec<String>,
     /// Keys the worker may use; `<key>:sign` or `<key>:verify` narrows a signing key.
     pub keys: Vec<String>,

@@ -35,9 +35,7 @@ fn message<E: PipelineEvent>(event: &E) -> Inbound {
 async fn curated(f: &FakePorts, c: &Contracts, kind: SampleKind, rows: usize, id: &str) -> DatasetCurated {
     let dataset = if kind == SampleKind::Training { "transactions_training" } else { "transactions_scoring" };
     let contract = c.dataset(dataset).unwrap();
-    let mut gate = mlsec_ingest::validate::CsvGate::new(contract, vec![]).unwrap();
-    gate.push(&csv_bytes(kind, rows, 21)).unwrap();
-    let raw = gate.finish().unwrap().into_bytes();
+    let raw = mlsec_ingest::validate::to_parquet(contract, &csv_bytes(kind, rows, 21)).unwrap();
     let out = mlsec_curate::transform::curate(raw, contract, &[1; 32], vec![]).unwrap();
     let stored: ObjectRef =
         f.store.put(&bucket("t-curated"), &format!("{dataset}/{id}.parquet"), out.parquet.into(), "x").await.unwrap();

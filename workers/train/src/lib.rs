@@ -229,10 +229,9 @@ mod tests {
 
     fn curated_training(rows: usize) -> (Bytes, Contracts) {
         let c = Contracts::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts")).unwrap();
-        let mut gate =
-            mlsec_ingest::validate::CsvGate::new(c.dataset("transactions_training").unwrap(), vec![]).unwrap();
-        gate.push(&csv_bytes(SampleKind::Training, rows, 11)).unwrap();
-        (gate.finish().unwrap().into_bytes(), c)
+        let contract = c.dataset("transactions_training").unwrap();
+        let raw = mlsec_ingest::validate::to_parquet(contract, &csv_bytes(SampleKind::Training, rows, 11)).unwrap();
+        (raw, c)
     }
 
     #[test]
