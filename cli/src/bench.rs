@@ -112,3 +112,47 @@ pub fn run(contracts: &Contracts, rows: usize, work_dir: &Path, stages: &[&str])
     let _ = std::fs::remove_file(&csv_path);
     Ok(out)
 }
+
+/// The ingest worker end to end against a stack (the emulator or AWS): the sample is
+/// uploaded to the landing bucket, then the worker handles its notification in this
+/// process, streaming the object from S3 (never holding it whole), writing raw and
+/// publishing. Reports the handling time and this process's peak RSS; the upload is not
+/// timed. The stack must be provisioned (`mlsec provision`).
+pub async fn run_ingest_via_s3(
+    dep: &mlsec_aws::Deployment,
+    contracts: std::sync::Arc<Contracts>,
+    rows: usize,
+    work_dir: &Path,
+) -> Result<Measurement, String> {
+    use mlsec_runtime::Handler;
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    std::fs::create_dir_all(work_dir).map_err(|e| err(&e))?;
+    // A different seed per run: the same bytes twice would be a duplicate (a no-op).
+    let seed = mlsec_runtime::now_ms() as u64;
+    let csv_path = work_dir.join(format!("bench-s3-{rows}.csv"));
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv_path).map_err(|e| err(&e))?);
+        write_csv(&mut f, SampleKind::Training, rows, seed).map_err(|e| err(&e))?;
+    }
+    let input_bytes = std::fs::metadata(&csv_path).map_err(|e| err(&e))?.len();
+    let key = format!("bank-core/transactions_training/bench-{seed}.csv");
+    let body = aws_sdk_s3::primitives::ByteStream::from_path(&csv_path).await.map_err(|e| err(&e))?;
+    crate::ops::drop_bytes(dep, &key, body).await.map_err(|e| err(&e))?;
+    let _ = std::fs::remove_file(&csv_path);
+    let landing = dep.names.bucket("landing");
+    let head = dep.s3.head_object().bucket(&landing).key(&key).send().await.map_err(|e| err(&e))?;
+    let detail = serde_json::json!({
+        "bucket": { "name": landing },
+        "object": { "key": key, "size": head.content_length(), "version-id": head.version_id() },
+        "requester": std::env::var("MLSEC_ACCOUNT_ID").unwrap_or_default(),
+    });
+    let body = mlsec_runtime::inbound::eventbridge_body("aws.s3", "Object Created", detail);
+    let message = mlsec_runtime::Inbound::parse("bench", &body).map_err(|e| err(&e))?;
+    let worker = mlsec_ingest::IngestWorker::from_deployment(dep, contracts).await.map_err(|e| err(&e))?;
+    let started = Instant::now();
+    let summary = worker.handle(&message).await.map_err(|e| err(&e))?;
+    if !summary.starts_with("accepted") {
+        return Err(format!("the sample was not accepted: {summary}"));
+    }
+    Ok(measure("ingest-s3", rows as u64, input_bytes, started))
+}

@@ -82,11 +82,15 @@ enum Command {
     Bench {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
-        /// Stages after ingest to include: curate, train, score.
+        /// Stages after ingest to include: curate, train, score (`--stages ""`: ingest only).
         #[arg(long, value_delimiter = ',', default_value = "curate,train,score")]
         stages: Vec<String>,
         #[arg(long, default_value = "out/bench")]
         work_dir: PathBuf,
+        /// Ingest only, end to end through the running stack: upload, then stream the
+        /// object back from S3 through the worker.
+        #[arg(long)]
+        via_s3: bool,
     },
     /// Run the whole chain on the local stack and print a summary.
     Demo {
@@ -238,10 +242,18 @@ async fn main() -> Result<()> {
                 std::io::BufWriter::new(std::fs::File::create(&out).with_context(|| out.display().to_string())?);
             write_csv(&mut f, kind, rows, seed)?;
         }
-        Command::Bench { rows, stages, work_dir } => {
+        Command::Bench { rows, stages, work_dir, via_s3 } => {
             let contracts = Contracts::from_env()?;
             let stages: Vec<&str> = stages.iter().map(String::as_str).collect();
-            let results = mlsec_cli::bench::run(&contracts, rows, &work_dir, &stages).map_err(anyhow::Error::msg)?;
+            let results = if via_s3 {
+                vec![
+                    mlsec_cli::bench::run_ingest_via_s3(&dep, Arc::new(contracts), rows, &work_dir)
+                        .await
+                        .map_err(anyhow::Error::msg)?,
+                ]
+            } else {
+                mlsec_cli::bench::run(&contracts, rows, &work_dir, &stages).map_err(anyhow::Error::msg)?
+            };
             println!("{:<8} {:>10} {:>9} {:>14} {:>14}", "stage", "rows", "seconds", "rows/s", "peak RSS MiB");
             for m in &results {
                 println!(

@@ -115,7 +115,7 @@ CASES = [
     ("polyglot-pdf-cell.csv", csv(row(99, customer_name="%PDF-1.4 obj")), "polyglot", "-"),
     ("polyglot-html.csv", csv(row(99, customer_name="<script>fetch(1)</script>")), "polyglot", "-"),
     ("polyglot-php.csv", csv(row(99, customer_name="<?php system($_GET[c]); ?>")), "polyglot", "-"),
-    ("polyglot-pe-stub.csv", csv(row(99, customer_name="This program cannot be run in DOS mode")), "polyglot", "-"),
+    ("polyglot-pe-tail.csv", GOOD + PE, "polyglot", "-"),
     # -- compression
     ("gzip-bomb.csv.gz", gz(BOMB_TEXT), "decompression_bomb", "-"),
     ("gzip-truncated.csv.gz", gz(GOOD)[:-12], "corrupt_compression", "-"),
@@ -123,7 +123,7 @@ CASES = [
     # -- encoding
     ("nul-bytes.csv", GOOD[:200] + b"\x00" + GOOD[200:], "binary_content", "-"),
     ("escape-sequence.csv", csv(row(99, customer_name="Ana \x1b[31mred")), "binary_content", "-"),
-    ("utf16le.csv", b"\xff\xfe" + HEADER.encode("utf-16-le"), "binary_content", "-"),
+    ("utf16le.csv", b"\xff\xfe" + HEADER.encode("utf-16-le"), "unsupported_format", "-"),
     ("invalid-utf8.csv", GOOD[:150] + b"\xc3\x28" + GOOD[150:], "invalid_utf8", "-"),
     ("overlong-utf8.csv", GOOD[:150] + b"\xc0\xaf" + GOOD[150:], "invalid_utf8", "-"),
     ("truncated-utf8.csv", GOOD + b"tx-c-9,Jo\xc3", "invalid_utf8", "-"),

@@ -96,3 +96,36 @@ async fn every_hostile_file_is_quarantined_with_its_reason() {
     }
     assert!(failures.is_empty(), "{} of {} corpus files failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
+
+/// `docs/zones/z1-ingestion.md` names every reason code, and every test it cites exists.
+#[test]
+fn the_zone_document_covers_every_reason_code_and_cites_real_tests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/zones/z1-ingestion.md")).unwrap();
+    for code in ReasonCode::ALL {
+        assert!(doc.contains(&format!("`{}`", code.as_str())), "{} is not documented", code.as_str());
+    }
+    let mut sources = String::new();
+    let mut dirs = vec![root.join("workers"), root.join("tests"), root.join("events"), root.join("cli")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.ends_with("corpus") {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let cited: Vec<&str> = doc
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.matches('_').count() >= 3 && s.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .filter(|s| ReasonCode::parse(s).is_none())
+        .collect();
+    assert!(cited.len() > 10, "the document cites tests");
+    for name in cited {
+        assert!(sources.contains(&format!("fn {name}(")), "the document cites a test that does not exist: {name}");
+    }
+}

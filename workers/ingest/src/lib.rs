@@ -64,6 +64,7 @@ impl IngestWorker {
     }
 
     /// Wires the worker to a deployment.
+    #[cfg(feature = "aws")]
     pub async fn from_deployment(dep: &mlsec_aws::Deployment, contracts: Arc<Contracts>) -> Result<Self, WorkError> {
         let config = IngestConfig {
             landing_bucket: dep.names.bucket("landing"),

@@ -3,11 +3,11 @@
 //! accepted rows appended to typed Arrow builders and written as Parquet, rejected rows
 //! recorded with their line and reason. `accepted + rejected = rows read`, always.
 
-use std::{fmt::Write as _, io::Write, sync::Arc};
+use std::{io::Write, sync::Arc};
 
 use arrow::{
     array::{
-        ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+        ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringArray, StringBuilder,
         TimestampMillisecondBuilder, UInt16Builder, UInt64Builder,
     },
     datatypes::{DataType, Field, Schema, SchemaRef},
@@ -43,7 +43,9 @@ pub enum Cell {
 pub type Fault = (ReasonCode, u16);
 
 enum Builder {
-    Str(StringBuilder),
+    /// Text is collected as bytes and checked as UTF-8 once per batch (the whole object
+    /// was checked already; this keeps the builder honest at the cost of one pass).
+    Str(BinaryBuilder),
     Int(Int64Builder),
     Float(Float64Builder),
     Bool(BooleanBuilder),
@@ -53,7 +55,7 @@ enum Builder {
 impl Builder {
     fn new(ty: ColumnType) -> Self {
         match ty {
-            ColumnType::String => Builder::Str(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 16)),
+            ColumnType::String => Builder::Str(BinaryBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 16)),
             ColumnType::Int64 => Builder::Int(Int64Builder::with_capacity(BATCH_ROWS)),
             ColumnType::Float64 => Builder::Float(Float64Builder::with_capacity(BATCH_ROWS)),
             ColumnType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(BATCH_ROWS)),
@@ -61,14 +63,33 @@ impl Builder {
         }
     }
 
-    fn finish(&mut self) -> ArrayRef {
+    /// Finishes the batch and starts the next one with room for as much as this one held,
+    /// so that the builders do not grow (and copy) again every batch.
+    fn finish_sized(&mut self) -> Result<ArrayRef, Rejection> {
+        let array = self.finish()?;
         match self {
-            Builder::Str(b) => Arc::new(b.finish()),
+            Builder::Str(b) => {
+                let bytes = array.to_data().buffers().get(1).map_or(0, |v| v.len());
+                *b = BinaryBuilder::with_capacity(BATCH_ROWS, bytes + bytes / 8);
+            }
+            Builder::Int(b) => *b = Int64Builder::with_capacity(BATCH_ROWS),
+            Builder::Float(b) => *b = Float64Builder::with_capacity(BATCH_ROWS),
+            Builder::Bool(b) => *b = BooleanBuilder::with_capacity(BATCH_ROWS),
+            Builder::Ts(b) => *b = TimestampMillisecondBuilder::with_capacity(BATCH_ROWS),
+        }
+        Ok(array)
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef, Rejection> {
+        Ok(match self {
+            Builder::Str(b) => Arc::new(StringArray::try_from_binary(b.finish()).map_err(|_| {
+                Rejection::new(ReasonCode::InvalidUtf8, "a text value is not UTF-8 (the gate's own invariant failed)")
+            })?),
             Builder::Int(b) => Arc::new(b.finish()),
             Builder::Float(b) => Arc::new(b.finish()),
             Builder::Bool(b) => Arc::new(b.finish()),
             Builder::Ts(b) => Arc::new(b.finish().with_timezone("+00:00")),
-        }
+        })
     }
 }
 
@@ -283,14 +304,10 @@ impl<W: Write + Send> RowSink<W> {
         for (builder, cell) in self.builders.iter_mut().zip(cells) {
             match (builder, *cell) {
                 (Builder::Str(b), Cell::Str { start, end, neutralise }) => {
-                    // The whole text was checked as UTF-8 and split on ASCII bytes.
-                    let s = std::str::from_utf8(&text[start..end]).unwrap_or_default();
                     if neutralise {
-                        let _ = b.write_char('\'');
-                        let _ = b.write_str(s);
-                        b.append_value("");
+                        b.append_value([b"'", &text[start..end]].concat());
                     } else {
-                        b.append_value(s);
+                        b.append_value(&text[start..end]);
                     }
                 }
                 (Builder::Int(b), Cell::Int(v)) => b.append_value(v),
@@ -317,7 +334,7 @@ impl<W: Write + Send> RowSink<W> {
             return Ok(());
         }
         self.pending = 0;
-        let arrays = self.builders.iter_mut().map(Builder::finish).collect();
+        let arrays = self.builders.iter_mut().map(Builder::finish_sized).collect::<Result<_, _>>()?;
         let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(internal)?;
         self.writer.write(&batch).map_err(internal)
     }

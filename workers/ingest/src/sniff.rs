@@ -1,7 +1,7 @@
 //! Content sniffing: decide by the bytes, never by the file name, what an object is, and
 //! look for other formats hidden inside text (polyglots).
 
-use memchr::memmem::Finder;
+use memchr::{memchr2_iter, memmem};
 
 use crate::reason::ReasonCode;
 
@@ -47,6 +47,8 @@ const SIGNATURES: &[(&[u8], ReasonCode, &str)] = &[
     (b"Obj\x01", ReasonCode::UnsupportedFormat, "Avro container"),
     (b"ORC", ReasonCode::UnsupportedFormat, "ORC"),
     (b"SQLite format 3\0", ReasonCode::UnsupportedFormat, "SQLite database"),
+    (b"\xff\xfe", ReasonCode::UnsupportedFormat, "UTF-16LE text (the gate reads UTF-8 only)"),
+    (b"\xfe\xff", ReasonCode::UnsupportedFormat, "UTF-16BE text (the gate reads UTF-8 only)"),
 ];
 
 /// Classifies the first bytes (up to [`SNIFF_LEN`]) of an object or a decompressed stream.
@@ -67,15 +69,12 @@ pub fn sniff(head: &[u8]) -> Sniffed {
 /// Signatures that have no business anywhere inside CSV or JSON text. Found after the
 /// first bytes, they mean a polyglot: a valid-looking head with another format inside
 /// (a ZIP's central directory at the end, a PDF or HTML body, a PE stub).
-const EMBEDDED: &[(&[u8], &str)] = &[
-    (b"PK\x03\x04", "ZIP local header"),
-    (b"PK\x05\x06", "ZIP central directory"),
-    (b"PK\x01\x02", "ZIP central directory"),
+///
+/// The text ones (all starting with `<` or `%`, bytes rare in data) are searched in every
+/// byte; the binary ones hold control characters, so they are searched only around the
+/// first control character, which the gate would otherwise report as `binary_content`.
+const TEXT_SIGNATURES: &[(&[u8], &str)] = &[
     (b"%PDF-", "PDF header"),
-    (b"\x7fELF", "ELF header"),
-    (b"This program cannot be run in DOS mode", "PE stub"),
-    (b"7z\xbc\xaf\x27\x1c", "7z header"),
-    (b"Rar!\x1a\x07", "RAR header"),
     (b"<?php", "PHP code"),
     (b"<script", "HTML script"),
     (b"<SCRIPT", "HTML script"),
@@ -85,40 +84,40 @@ const EMBEDDED: &[(&[u8], &str)] = &[
     (b"<?xml", "XML document"),
 ];
 
+const BINARY_SIGNATURES: &[(&[u8], &str)] = &[
+    (b"PK\x03\x04", "ZIP local header"),
+    (b"PK\x05\x06", "ZIP central directory"),
+    (b"PK\x01\x02", "ZIP central directory"),
+    (b"\x7fELF", "ELF header"),
+    (b"MZ\x90\x00", "PE header"),
+    (b"This program cannot be run in DOS mode", "PE stub"),
+    (b"7z\xbc\xaf\x27\x1c", "7z header"),
+    (b"Rar!\x1a\x07", "RAR header"),
+];
+
 /// Length of the longest embedded signature.
 pub const LONGEST_EMBEDDED: usize = 38;
 
-/// Streams over text looking for [`EMBEDDED`] signatures, including across chunk edges.
+/// Streams over text looking for embedded signatures, including across chunk edges.
+#[derive(Default)]
 pub struct PolyglotScanner {
-    finders: Vec<(Finder<'static>, &'static str)>,
-    /// The last bytes of the previous chunk.
+    /// The last bytes of what was seen, for signatures straddling chunks.
     tail: Vec<u8>,
     /// Offset of `tail[0]` in the stream.
     tail_offset: u64,
 }
 
-impl Default for PolyglotScanner {
-    fn default() -> Self {
-        Self {
-            finders: EMBEDDED.iter().map(|(needle, name)| (Finder::new(*needle), *name)).collect(),
-            tail: Vec::new(),
-            tail_offset: 0,
-        }
-    }
-}
-
 impl PolyglotScanner {
-    /// Scans `chunk`, which starts at stream offset `offset`; returns the first signature
-    /// found and its offset.
+    /// Scans `chunk`, which starts at stream offset `offset`, for the text signatures;
+    /// returns the first found and its offset.
     pub fn scan(&mut self, chunk: &[u8], offset: u64) -> Option<(u64, &'static str)> {
-        // Signatures straddling earlier chunks' end: scan the kept tail + this chunk's head.
         let mut window = std::mem::take(&mut self.tail);
         let window_offset = if window.is_empty() { offset } else { self.tail_offset };
         window.extend_from_slice(&chunk[..chunk.len().min(LONGEST_EMBEDDED)]);
-        if let Some((at, name)) = self.first(&window) {
+        if let Some((at, name)) = text_signature(&window) {
             return Some((window_offset + at as u64, name));
         }
-        if let Some((at, name)) = self.first(chunk) {
+        if let Some((at, name)) = text_signature(chunk) {
             return Some((offset + at as u64, name));
         }
         // Keep the last bytes of everything seen: small chunks accumulate.
@@ -134,9 +133,27 @@ impl PolyglotScanner {
         None
     }
 
-    fn first(&self, data: &[u8]) -> Option<(usize, &'static str)> {
-        self.finders.iter().filter_map(|(f, name)| f.find(data).map(|at| (at, *name))).min_by_key(|(at, _)| *at)
+    /// Every signature, text and binary, in the bytes kept from before `chunk` and in
+    /// `chunk` up to `LONGEST_EMBEDDED` bytes past `from`. Call before [`Self::scan`]
+    /// on the same chunk.
+    pub fn scan_around(&self, chunk: &[u8], offset: u64, from: usize) -> Option<(u64, &'static str)> {
+        let window_offset = if self.tail.is_empty() { offset } else { self.tail_offset };
+        let end = chunk.len().min(from.saturating_add(LONGEST_EMBEDDED));
+        let window = [self.tail.as_slice(), &chunk[..end]].concat();
+        TEXT_SIGNATURES
+            .iter()
+            .chain(BINARY_SIGNATURES)
+            .filter_map(|(needle, name)| memmem::find(&window, needle).map(|at| (at, *name)))
+            .min_by_key(|(at, _)| *at)
+            .map(|(at, name)| (window_offset + at as u64, name))
     }
+}
+
+/// The first text signature in `data`: candidates are the rare bytes `<` and `%`.
+fn text_signature(data: &[u8]) -> Option<(usize, &'static str)> {
+    memchr2_iter(b'<', b'%', data).find_map(|at| {
+        TEXT_SIGNATURES.iter().find(|(needle, _)| data[at..].starts_with(needle)).map(|(_, name)| (at, *name))
+    })
 }
 
 #[cfg(test)]
@@ -166,8 +183,12 @@ mod tests {
         assert_eq!(s.scan(b"3,4\n", 8), None);
         // A long signature fed one byte at a time.
         let mut s = PolyglotScanner::default();
-        let text = b"x,This program cannot be run in DOS mode";
+        let text = b"x,<!DOCTYPE html>";
         let hits: Vec<_> = text.iter().enumerate().filter_map(|(i, b)| s.scan(&[*b], i as u64)).collect();
-        assert_eq!(hits, [(2, "PE stub")]);
+        assert_eq!(hits, [(2, "HTML/XML document")]);
+        // Binary signatures are looked for around a control character, across the edge.
+        let mut s = PolyglotScanner::default();
+        assert_eq!(s.scan(b"a,b\nPK", 0), None);
+        assert_eq!(s.scan_around(b"\x03\x04rest", 6, 0), Some((4, "ZIP local header")));
     }
 }

@@ -413,8 +413,7 @@ fn formula_cells_are_neutralised_when_the_contract_says_so() {
     let text = std::fs::read_to_string(&path).unwrap().replace("value: reject", "value: neutralise");
     let contract = mlsec_runtime::contract::DatasetContract::parse(&path, &text).unwrap();
     let sample = String::from_utf8(csv_bytes(SampleKind::Training, 2, 1)).unwrap();
-    let body = sample.replacen(",BR,", ",BR,", 1).replace(",Ana ", ",=Ana ").replace(",Bruno ", ",=Bruno ");
-    let mut lines: Vec<String> = body.lines().map(str::to_string).collect();
+    let mut lines: Vec<String> = sample.lines().map(str::to_string).collect();
     let mut f: Vec<String> = lines[1].split(',').map(str::to_string).collect();
     f[1] = "@SUM(1+1)".into();
     lines[1] = f.join(",");
