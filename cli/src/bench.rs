@@ -128,7 +128,7 @@ pub async fn run_ingest_via_s3(
     let err = |e: &dyn std::fmt::Display| e.to_string();
     std::fs::create_dir_all(work_dir).map_err(|e| err(&e))?;
     // A different seed per run: the same bytes twice would be a duplicate (a no-op).
-    let seed = mlsec_runtime::now_ms() as u64;
+    let seed = mlsec_runtime::now_ms() as u64 % 10_000;
     let csv_path = work_dir.join(format!("bench-s3-{rows}.csv"));
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&csv_path).map_err(|e| err(&e))?);
