@@ -226,3 +226,32 @@ def test_each_worker_touches_only_its_zones():
         assert keys - bucket_keys <= {"pipeline", "pseudonym", "signing"}, f"{name} has keys beyond its zones: {keys - bucket_keys}"
     assert "signing:sign" in TOPOLOGY["workers"]["govern"]["keys"]
     assert "signing:verify" in TOPOLOGY["workers"]["score"]["keys"]
+
+
+# ---- Lambda sizing against the contracts ----
+
+# A conservative floor for the gateway's end-to-end rate on Lambda (S3 read, SHA-256,
+# validation, Parquet, copy): a fifth of what it does through moto on 2 cores.
+GATEWAY_FLOOR_BYTES_PER_SECOND = 8 * 1024 * 1024
+
+
+def largest_landing_object():
+    sizes = []
+    for contract in (ROOT.parent / "contracts").glob("*.yaml"):
+        m = re.search(r"property: maxObjectBytes\s+value: (\d+)", contract.read_text())
+        assert m, f"{contract.name} has no maxObjectBytes"
+        sizes.append(int(m.group(1)))
+    return max(sizes)
+
+
+def test_the_gateway_lambda_can_hold_and_finish_the_largest_object_a_contract_allows():
+    main = load(ROOT / "modules" / "worker" / "main.tf")
+    fn = blocks(main, "resource", "aws_lambda_function")["worker"]
+    assert "var.worker.lambda.ephemeral_storage_mb" in json.dumps(fn.get("ephemeral_storage"))
+    assert "var.worker.lambda.memory_mb" in str(fn["memory_size"])
+    ingest = TOPOLOGY["workers"]["ingest"]
+    largest = largest_landing_object()
+    # The Parquet spill in /tmp is smaller than the text it comes from.
+    assert ingest["lambda"]["ephemeral_storage_mb"] * 1024 * 1024 >= largest
+    timeout = min(900, ingest["queue"]["visibility_timeout_seconds"] // 6)
+    assert timeout * GATEWAY_FLOOR_BYTES_PER_SECOND >= largest, (timeout, largest)

@@ -196,11 +196,16 @@ resource "aws_lambda_function" "worker" {
   handler                        = "bootstrap"
   runtime                        = "provided.al2023"
   architectures                  = [var.architecture]
-  memory_size                    = var.memory_mb
+  memory_size                    = coalesce(try(var.worker.lambda.memory_mb, null), var.memory_mb)
   timeout                        = local.timeout_seconds
   reserved_concurrent_executions = var.reserved_concurrency
   kms_key_arn                    = var.key_arns["pipeline"]
   code_signing_config_arn        = var.code_signing_config_arn
+
+  # /tmp holds the gateway's Parquet spill: sized per worker in the topology.
+  ephemeral_storage {
+    size = coalesce(try(var.worker.lambda.ephemeral_storage_mb, null), 512)
+  }
 
   dynamic "vpc_config" {
     for_each = var.vpc == null ? [] : [var.vpc]

@@ -28,6 +28,10 @@ variable "worker" {
       visibility_timeout_seconds = number
       max_receive_count          = number
     })
+    lambda = optional(object({
+      memory_mb            = optional(number)
+      ephemeral_storage_mb = optional(number)
+    }), {})
   })
   validation {
     condition     = contains(["default", "pipeline"], var.worker.trigger.bus)

@@ -65,6 +65,18 @@ pub struct WorkerDecl {
     pub tables: Vec<String>,
     pub emits: Vec<String>,
     pub queue: QueueDecl,
+    /// Lambda sizing where the deployment default does not fit (Terraform only).
+    #[serde(default)]
+    pub lambda: Option<LambdaDecl>,
+}
+
+/// Per-worker Lambda sizing: the gateway streams objects up to the contracts' size limit
+/// and spills their Parquet to `/tmp`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LambdaDecl {
+    pub memory_mb: Option<u32>,
+    pub ephemeral_storage_mb: Option<u32>,
 }
 
 /// What puts messages on a worker's queue: an EventBridge rule on the default bus (S3
