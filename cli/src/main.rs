@@ -82,7 +82,7 @@ enum Command {
     Bench {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
-        /// Stages after ingest to include: curate, train, score (`--stages ""`: ingest only).
+        /// Stages after ingest to include: curate, train, score (`--stages ingest`: ingest only).
         #[arg(long, value_delimiter = ',', default_value = "curate,train,score")]
         stages: Vec<String>,
         #[arg(long, default_value = "out/bench")]

@@ -338,7 +338,7 @@ impl IngestWorker {
 const PARQUET: &str = "application/vnd.apache.parquet";
 
 /// Reads a small object, `None` when it does not exist.
-async fn get_optional(
+pub(crate) async fn get_optional(
     store: &dyn mlsec_runtime::ports::ObjectStore,
     bucket: &str,
     key: &str,

@@ -79,13 +79,9 @@ pub async fn release(
     if approver.trim().is_empty() || reason.trim().is_empty() {
         return Err(ReleaseError::MissingApproval);
     }
-    let doc = match store.get(&quarantine.name, &reason_key(dataset, sha256), None).await {
-        Ok(body) => body,
-        Err(WorkError::Permanent { reason: "object_missing", .. }) => {
-            return Err(ReleaseError::NotFound(dataset.into(), sha256.into()));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let doc = crate::get_optional(store, &quarantine.name, &reason_key(dataset, sha256))
+        .await?
+        .ok_or_else(|| ReleaseError::NotFound(dataset.into(), sha256.into()))?;
     let doc: serde_json::Value = serde_json::from_slice(&doc).map_err(|e| ReleaseError::BadDocument(e.to_string()))?;
     let code_text = doc["reason_code"].as_str().unwrap_or_default().to_string();
     let code = ReasonCode::parse(&code_text).ok_or_else(|| ReleaseError::BadDocument(code_text.clone()))?;
