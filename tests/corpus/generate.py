@@ -174,6 +174,9 @@ CASES = [
     ("jsonl-nested.jsonl", jsonl('{"customer_name":{"$gt":""}}'), "reject_threshold", "unparseable_value"),
     ("jsonl-string-amount.jsonl", jsonl('{"amount":"120.50"}'), "reject_threshold", "unparseable_value"),
     ("jsonl-broken.jsonl", jsonl('{"amount":1'), "reject_threshold", "invalid_json"),
+    ("jsonl-escaped-nul.jsonl", jsonl('{"customer_name":"a\\u0000b\\u001b[2J"}'), "reject_threshold", "binary_content"),
+    ("jsonl-escaped-script.jsonl", jsonl('{"customer_name":"\\u003cscript>x"}'), "reject_threshold", "polyglot"),
+    ("polyglot-mixed-case.csv", csv(row(99, customer_name="<ScRiPt>x</ScRiPt>")), "polyglot", "-"),
 ]
 
 

@@ -69,6 +69,14 @@ fn cell<W: std::io::Write + Send>(
     match (sink.column_type(col), value) {
         (_, Value::Null) => Ok(Cell::Null),
         (ColumnType::String, Value::String(s)) => {
+            // JSON escapes (`\u0000`, `\u003cscript`) decode to what the byte-level checks
+            // refuse in the raw text: check the decoded value the same way.
+            if s.bytes().any(|b| (b < 0x20 && b != b'\t' && b != b'\n' && b != b'\r') || b == 0x7f) {
+                return Err((ReasonCode::BinaryContent, col as u16));
+            }
+            if crate::sniff::text_signature(s.as_bytes()).is_some() {
+                return Err((ReasonCode::Polyglot, col as u16));
+            }
             let start = text.len();
             text.extend_from_slice(s.as_bytes());
             sink.string_cell(col, s.as_bytes(), start, text.len())

@@ -216,13 +216,19 @@ impl IngestWorker {
     }
 
     /// The approver's release of this exact content, if one is recorded.
-    async fn release_of(&self, dataset: &str, sha256: &str) -> Result<Option<ReleaseRecord>, WorkError> {
+    async fn release_of(
+        &self,
+        dataset: &str,
+        sha256: &str,
+        reason: ReasonCode,
+    ) -> Result<Option<ReleaseRecord>, WorkError> {
         let key = release::release_key(dataset, sha256);
         let Some(body) = get_optional(self.ports.store.as_ref(), &self.config.quarantine.name, &key).await? else {
             return Ok(None);
         };
         match ReleaseRecord::parse(&body) {
-            Some(r) if r.sha256 == sha256 && r.dataset == dataset => Ok(Some(r)),
+            // A release covers the reason the approver saw, for this exact content.
+            Some(r) if r.sha256 == sha256 && r.dataset == dataset && r.reason_code == reason.as_str() => Ok(Some(r)),
             _ => {
                 warn!(worker = WORKER, dataset, sha256, "release record does not match the content; ignored");
                 Ok(None)
@@ -296,9 +302,9 @@ impl IngestWorker {
         let dataset_dir = dataset.as_deref().unwrap_or(release::UNREGISTERED);
         let code = rejection.reason_code.as_str();
         let event_id = derive_event_id(&format!("quarantined:{dataset_dir}:{}:{code}", source.sha256), WORKER);
-        let file = source.key.rsplit('/').next().unwrap_or("object");
+        // A fixed name: the landing file name must not collide with reason.json/release.json.
         let base = format!("{dataset_dir}/{}", source.sha256);
-        let quarantined = store.copy(&source, &self.config.quarantine, &format!("{base}/{file}")).await?;
+        let quarantined = store.copy(&source, &self.config.quarantine, &format!("{base}/object")).await?;
         let document = serde_json::json!({
             "reason_code": code,
             "detail": rejection.detail,
@@ -398,7 +404,7 @@ impl Handler for IngestWorker {
         let names: Vec<String> = c.columns.iter().map(|col| col.name.clone()).collect();
         let policy_rejection = untrusted.or_else(|| accepted.over_threshold(&c.ingest, &names));
         let released = match &policy_rejection {
-            Some(_) => self.release_of(&c.dataset, &sha).await?,
+            Some(r) => self.release_of(&c.dataset, &sha, r.reason_code).await?,
             None => None,
         };
         match (policy_rejection, released) {

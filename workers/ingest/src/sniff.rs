@@ -77,10 +77,10 @@ const TEXT_SIGNATURES: &[(&[u8], &str)] = &[
     (b"%PDF-", "PDF header"),
     (b"<?php", "PHP code"),
     (b"<script", "HTML script"),
-    (b"<SCRIPT", "HTML script"),
+    (b"<iframe", "HTML frame"),
+    (b"<svg", "SVG document"),
     (b"<html", "HTML document"),
-    (b"<HTML", "HTML document"),
-    (b"<!DOCTYPE", "HTML/XML document"),
+    (b"<!doctype", "HTML/XML document"),
     (b"<?xml", "XML document"),
 ];
 
@@ -149,10 +149,14 @@ impl PolyglotScanner {
     }
 }
 
-/// The first text signature in `data`: candidates are the rare bytes `<` and `%`.
-fn text_signature(data: &[u8]) -> Option<(usize, &'static str)> {
+/// The first text signature in `data` (ASCII case-insensitive): candidates are the rare
+/// bytes `<` and `%`.
+pub fn text_signature(data: &[u8]) -> Option<(usize, &'static str)> {
     memchr2_iter(b'<', b'%', data).find_map(|at| {
-        TEXT_SIGNATURES.iter().find(|(needle, _)| data[at..].starts_with(needle)).map(|(_, name)| (at, *name))
+        TEXT_SIGNATURES
+            .iter()
+            .find(|(needle, _)| data.get(at..at + needle.len()).is_some_and(|w| w.eq_ignore_ascii_case(needle)))
+            .map(|(_, name)| (at, *name))
     })
 }
 
@@ -181,6 +185,9 @@ mod tests {
         let mut s = PolyglotScanner::default();
         assert_eq!(s.scan(b"a,b\n1,2\n", 0), None);
         assert_eq!(s.scan(b"3,4\n", 8), None);
+        // Tags are found whatever their case.
+        assert_eq!(text_signature(b"a,<ScRiPt>x"), Some((2, "HTML script")));
+        assert_eq!(text_signature(b"<?PHP"), Some((0, "PHP code")));
         // A long signature fed one byte at a time.
         let mut s = PolyglotScanner::default();
         let text = b"x,<!DOCTYPE html>";
