@@ -82,15 +82,24 @@ pub fn run(contracts: &Contracts, rows: usize, work_dir: &Path, stages: &[&str])
     let accepted = gate.finish().map_err(|r| format!("{:?}: {}", r.reason_code, r.detail))?;
     accepted.parquet.into_inner().map_err(|e| e.error().to_string())?;
     out.push(measure("ingest", accepted.rows, input_bytes, started));
-    let raw = Bytes::from(std::fs::read(&spill).map_err(|e| err(&e))?);
-    let _ = std::fs::remove_file(&spill);
-
     if stages.contains(&"curate") || stages.contains(&"train") || stages.contains(&"score") {
-        // Curate: not-null rules + HMAC of two columns + drop of one.
+        // Curate, streamed file to file: schema check, every quality rule of the contract,
+        // HMAC of two columns, drop of one, generalisation of one.
+        let raw_len = std::fs::metadata(&spill).map_err(|e| err(&e))?.len();
+        let curated_path = work_dir.join("bench-curated.parquet");
         let started = Instant::now();
-        let curated = mlsec_curate::transform::curate(raw.clone(), contract, &[7u8; 32], vec![])?;
-        out.push(measure("curate", curated.rows_in, raw.len() as u64, started));
-        let curated = Bytes::from(curated.parquet);
+        let file = std::fs::File::open(&spill).map_err(|e| err(&e))?;
+        let sink = std::io::BufWriter::new(std::fs::File::create(&curated_path).map_err(|e| err(&e))?);
+        let now = mlsec_runtime::now_ms();
+        let curated = mlsec_curate::transform::curate(file, contract, &[7u8; 32], &[], now, sink, std::io::sink())
+            .map_err(|e| e.to_string())?;
+        out.push(measure("curate", curated.rows_in, raw_len, started));
+        let _ = std::fs::remove_file(&spill);
+        if !curated.report.rejecting().is_empty() {
+            return Err(format!("the sample failed quality rules {:?}", curated.report.rejecting()));
+        }
+        let curated = Bytes::from(std::fs::read(&curated_path).map_err(|e| err(&e))?);
+        let _ = std::fs::remove_file(&curated_path);
         if stages.contains(&"train") || stages.contains(&"score") {
             let spec = contracts.model("fraud_lr").ok_or("no fraud_lr spec")?;
             let started = Instant::now();
@@ -109,6 +118,7 @@ pub fn run(contracts: &Contracts, rows: usize, work_dir: &Path, stages: &[&str])
             }
         }
     }
+    let _ = std::fs::remove_file(&spill);
     let _ = std::fs::remove_file(&csv_path);
     Ok(out)
 }

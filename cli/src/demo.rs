@@ -40,6 +40,9 @@ pub struct Summary {
     pub objects_quarantined: Vec<String>,
     pub rows_curated: i64,
     pub rows_rejected_by_dq: i64,
+    /// One line per dataset judged by the curate zone's data-quality rules.
+    pub data_quality: Vec<String>,
+    pub datasets_rejected: Vec<String>,
     pub model: String,
     pub model_auc: f64,
     pub model_accuracy: f64,
@@ -51,6 +54,26 @@ pub struct Summary {
 
 fn uri(v: &serde_json::Value) -> String {
     format!("s3://{}/{}", v["bucket"].as_str().unwrap_or("?"), v["key"].as_str().unwrap_or("?"))
+}
+
+fn list(v: &serde_json::Value) -> String {
+    let items: Vec<&str> = v.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+    if items.is_empty() { "none".into() } else { items.join(", ") }
+}
+
+/// `transactions_training@1.1.0: 15/15 rules passed, 0 rows dropped, warnings: none`.
+fn dq_line(e: &serde_json::Value) -> String {
+    let dq = &e["dq"];
+    format!(
+        "{}@{}: {}/{} rules passed, {} rows dropped, warnings: {}, rejecting: {}",
+        e["dataset"].as_str().unwrap_or("?"),
+        e["contract_version"].as_str().unwrap_or("?"),
+        dq["passed"].as_i64().unwrap_or(0),
+        dq["rules"].as_i64().unwrap_or(0),
+        dq["rows_dropped"].as_i64().unwrap_or(0),
+        list(&dq["warnings"]),
+        list(&dq["rejecting"]),
+    )
 }
 
 fn summarise(events: &[Received], started: Instant) -> Summary {
@@ -74,6 +97,17 @@ fn summarise(events: &[Received], started: Instant) -> Summary {
                 s.rows_curated += e["rows_out"].as_i64().unwrap_or(0);
                 s.rows_rejected_by_dq += e["rows_rejected"].as_i64().unwrap_or(0);
                 s.outputs.push(format!("curated (Z3):    {}", uri(&e["curated"])));
+                s.data_quality.push(dq_line(e));
+                s.outputs.push(format!("DQ report (Z3):  {}", uri(&e["dq"]["report"])));
+            }
+            "DatasetRejected" => {
+                s.data_quality.push(dq_line(e));
+                s.datasets_rejected.push(format!(
+                    "{} (rules: {})",
+                    e["dataset"].as_str().unwrap_or("?"),
+                    list(&e["dq"]["rejecting"])
+                ));
+                s.outputs.push(format!("DQ report (Z3):  {}", uri(&e["dq"]["report"])));
             }
             "ModelTrained" => {
                 s.model = format!(
@@ -148,7 +182,15 @@ pub fn print(s: &Summary) {
     for q in &s.objects_quarantined {
         println!("  - {q}");
     }
-    println!("rows curated (Z3):        {} (rejected by not-null rules: {})", s.rows_curated, s.rows_rejected_by_dq);
+    println!("rows curated (Z3):        {} (dropped by row rules: {})", s.rows_curated, s.rows_rejected_by_dq);
+    println!(
+        "data quality (Z3):        {} datasets judged, {} rejected",
+        s.data_quality.len(),
+        s.datasets_rejected.len()
+    );
+    for d in &s.data_quality {
+        println!("  - {d}");
+    }
     println!(
         "model (Z4/Z5):            {}  holdout AUC {:.3}  accuracy {:.3}  -> production, KMS-signed",
         s.model, s.model_auc, s.model_accuracy

@@ -116,6 +116,7 @@ impl Envelope {
             "RawAccepted" => json::<RawAccepted>(self),
             "ObjectQuarantined" => json::<ObjectQuarantined>(self),
             "DatasetCurated" => json::<DatasetCurated>(self),
+            "DatasetRejected" => json::<DatasetRejected>(self),
             "ModelTrained" => json::<ModelTrained>(self),
             "ModelPromoted" => json::<ModelPromoted>(self),
             "RecordsScored" => json::<RecordsScored>(self),

@@ -15,6 +15,18 @@ fn obj(key: &str) -> ObjectRef {
     }
 }
 
+fn dq_summary() -> DqSummary {
+    DqSummary {
+        rules: 12,
+        passed: 11,
+        warnings: vec!["customer_email_completeness".into()],
+        rejecting: vec![],
+        rows_read: 10,
+        rows_dropped: 1,
+        report: obj("_dq/transactions/contract=1.0.0/abc.parquet"),
+    }
+}
+
 fn samples() -> (RawAccepted, ObjectQuarantined, DatasetCurated, ModelTrained, ModelPromoted, RecordsScored) {
     let id = |s: &str| derive_event_id("input", s);
     (
@@ -53,6 +65,8 @@ fn samples() -> (RawAccepted, ObjectQuarantined, DatasetCurated, ModelTrained, M
             dataset_digest: sha256_hex(b"d"),
             pseudonym_key_id: "alias/mlsec-pseudonym".into(),
             occurred_at_ms: 2,
+            pseudonym_key_version: Some("mlsec/pseudonym/v1/payments".into()),
+            dq: Some(dq_summary()),
         },
         ModelTrained {
             event_id: id("train"),
@@ -114,6 +128,56 @@ fn every_event_round_trips_through_the_envelope() {
     round_trip(d);
     round_trip(e);
     round_trip(f);
+    round_trip(DatasetRejected {
+        event_id: derive_event_id("input", "curate"),
+        correlation_id: "c1".into(),
+        dataset: "transactions".into(),
+        contract_version: "1.1.0".into(),
+        raw: obj("transactions/ingest_date=2026-11-28/abc.parquet"),
+        dq: DqSummary { rejecting: vec!["transaction_id_unique".into()], ..dq_summary() },
+        occurred_at_ms: 3,
+    });
+}
+
+#[test]
+fn a_dataset_curated_v1_payload_decodes_without_dq() {
+    // Written by a curate worker of the v1 era: the current reader resolves it, with the
+    // fields added in v2 at their defaults.
+    #[derive(serde::Serialize)]
+    struct V1 {
+        event_id: String,
+        correlation_id: String,
+        dataset: String,
+        contract_version: String,
+        role: DatasetRole,
+        curated: ObjectRef,
+        rows_in: i64,
+        rows_out: i64,
+        rows_rejected: i64,
+        dataset_digest: String,
+        pseudonym_key_id: String,
+        occurred_at_ms: i64,
+    }
+    let (_, _, c, ..) = samples();
+    let v1 = V1 {
+        event_id: c.event_id.clone(),
+        correlation_id: c.correlation_id.clone(),
+        dataset: c.dataset.clone(),
+        contract_version: c.contract_version.clone(),
+        role: c.role,
+        curated: c.curated.clone(),
+        rows_in: c.rows_in,
+        rows_out: c.rows_out,
+        rows_rejected: c.rows_rejected,
+        dataset_digest: c.dataset_digest.clone(),
+        pseudonym_key_id: c.pseudonym_key_id.clone(),
+        occurred_at_ms: c.occurred_at_ms,
+    };
+    let v1_schema = &DatasetCurated::released()[0];
+    let bytes = encode_single_object(v1_schema, &v1).unwrap();
+    let decoded: DatasetCurated =
+        decode_single_object(DatasetCurated::schema(), DatasetCurated::released(), &bytes).unwrap();
+    assert_eq!(decoded, DatasetCurated { pseudonym_key_version: None, dq: None, ..c });
 }
 
 fn rust_type_matches_avsc<E: PipelineEvent>() {
@@ -127,6 +191,7 @@ fn rust_types_match_the_avsc_files() {
     rust_type_matches_avsc::<RawAccepted>();
     rust_type_matches_avsc::<ObjectQuarantined>();
     rust_type_matches_avsc::<DatasetCurated>();
+    rust_type_matches_avsc::<DatasetRejected>();
     rust_type_matches_avsc::<ModelTrained>();
     rust_type_matches_avsc::<ModelPromoted>();
     rust_type_matches_avsc::<RecordsScored>();
@@ -208,6 +273,7 @@ fn every_released_version_is_readable_at_run_time() {
     released_list_matches_the_directory::<RawAccepted>();
     released_list_matches_the_directory::<ObjectQuarantined>();
     released_list_matches_the_directory::<DatasetCurated>();
+    released_list_matches_the_directory::<DatasetRejected>();
     released_list_matches_the_directory::<ModelTrained>();
     released_list_matches_the_directory::<ModelPromoted>();
     released_list_matches_the_directory::<RecordsScored>();

@@ -98,6 +98,33 @@ pub struct DatasetCurated {
     pub dataset_digest: String,
     pub pseudonym_key_id: String,
     pub occurred_at_ms: i64,
+    pub pseudonym_key_version: Option<String>,
+    pub dq: Option<DqSummary>,
+}
+
+/// Data-quality summary of one dataset (`DatasetCurated`, `DatasetRejected`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "mlsec.events")]
+pub struct DqSummary {
+    pub rules: i32,
+    pub passed: i32,
+    pub warnings: Vec<String>,
+    pub rejecting: Vec<String>,
+    pub rows_read: i64,
+    pub rows_dropped: i64,
+    pub report: ObjectRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "mlsec.events")]
+pub struct DatasetRejected {
+    pub event_id: String,
+    pub correlation_id: String,
+    pub dataset: String,
+    pub contract_version: String,
+    pub raw: ObjectRef,
+    pub dq: DqSummary,
+    pub occurred_at_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
@@ -194,20 +221,22 @@ pipeline_event!(
     DatasetCurated,
     Zone::Curated,
     |e| Some(&e.dataset),
-    released: ["v1"],
+    released: ["v1", "v2"],
     fn role(&self) -> Option<DatasetRole> {
         Some(self.role)
     }
 );
+pipeline_event!(DatasetRejected, Zone::Curated, |e| Some(&e.dataset), released: ["v1"]);
 pipeline_event!(ModelTrained, Zone::ModelFactory, |e| Some(&e.dataset), released: ["v1"]);
 pipeline_event!(ModelPromoted, Zone::Registry, |_| None, released: ["v1"]);
 pipeline_event!(RecordsScored, Zone::Serving, |e| Some(&e.dataset), released: ["v1"]);
 
 /// Names of every event in the catalogue, in flow order.
-pub const CATALOGUE: [&str; 6] = [
+pub const CATALOGUE: [&str; 7] = [
     RawAccepted::NAME,
     ObjectQuarantined::NAME,
     DatasetCurated::NAME,
+    DatasetRejected::NAME,
     ModelTrained::NAME,
     ModelPromoted::NAME,
     RecordsScored::NAME,

@@ -1,30 +1,37 @@
 //! Z3: curation.
 //!
-//! Consumes `RawAccepted`. Reads the raw Parquet (its SHA-256 must match the event's
-//! claim check), applies the contract's not-null rules row by row, replaces personal
-//! data as the contract says (keyed HMAC-SHA-256 pseudonyms, or removal), writes the
-//! curated Parquet and emits `DatasetCurated` with the dataset's role.
+//! Consumes `RawAccepted`. Streams the raw Parquet to a spill file (its SHA-256 must match
+//! the event's claim check), checks its schema against the contract, evaluates the
+//! contract's data-quality rules ([`dq`]), replaces personal data as the contract says
+//! (keyed HMAC-SHA-256 pseudonyms, drop, mask, generalise) and writes, under the
+//! curated bucket, `<dataset>/contract=<version>/<source sha256>.parquet`, the DQ report
+//! `_dq/...` and the dropped rows `_rejects/...` (row numbers and rule ids, no values).
+//! Emits `DatasetCurated` (with the DQ summary) or, when a dataset-level error rule
+//! fails, `DatasetRejected` and nothing curated.
 //!
 //! Pseudonymisation key: the root HMAC key never leaves KMS. Once per domain the worker
 //! asks KMS for `HMAC(root, "mlsec/pseudonym/v1/<domain>")` and uses that subkey locally
 //! (in memory only). The same CPF gets the same pseudonym in every dataset of a domain;
 //! different domains cannot be linked.
 
+pub mod dq;
 pub mod transform;
 
 use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use mlsec_events::{DatasetCurated, Envelope, RawAccepted, derive_event_id};
+use mlsec_events::{DatasetCurated, DatasetRejected, DqSummary, Envelope, RawAccepted, derive_event_id};
 use mlsec_runtime::{
     Handler, Inbound, WorkError,
     contract::Contracts,
     now_ms,
-    ports::{BucketRef, Ports, get_verified},
+    ports::{BucketRef, Ports},
+    spill::{SpillFile, download_verified},
 };
 use tokio::sync::Mutex;
-use tracing::info;
+use tracing::{info, warn};
+use transform::CurateError;
 
 pub const WORKER: &str = "curate";
 /// Label of the subkey derivation; bump the version to rotate every pseudonym.
@@ -88,24 +95,74 @@ impl Handler for CurateWorker {
             ));
         }
         let p = &raw.parquet;
-        let bytes = get_verified(self.ports.store.as_ref(), p, &p.sha256).await?;
+        // Streamed to a spill file and verified: memory stays flat in the dataset's size.
+        let input = download_verified(self.ports.store.as_ref(), p, &p.sha256, WORKER, &raw.event_id).await?;
         let subkey = self.subkey(&contract.domain).await?;
+        let key_label = format!("{SUBKEY_LABEL}/{}", contract.domain);
         let lineage = vec![
             ("mlsec.contract".to_string(), format!("{}@{}", contract.id, contract.version)),
             ("mlsec.raw_sha256".to_string(), p.sha256.clone()),
             ("mlsec.pseudonym_key".to_string(), self.config.pseudonym_key_id.clone()),
-            ("mlsec.pseudonym_label".to_string(), format!("{SUBKEY_LABEL}/{}", contract.domain)),
+            ("mlsec.pseudonym_label".to_string(), key_label.clone()),
         ];
-        let curated = transform::curate(bytes, contract, &subkey, lineage)
-            .map_err(|e| WorkError::permanent("unreadable_raw_parquet", e))?;
-        let key = format!("{}/contract={}/{}.parquet", contract.dataset, contract.version, raw.source.sha256);
+        let (out_spill, out) = SpillFile::create(WORKER, &raw.event_id, ".parquet")?;
+        let (rej_spill, rej) = SpillFile::create(WORKER, &raw.event_id, ".rejects.parquet")?;
+        let file = input.open()?;
+        let (contract_ref, subkey_ref, lineage_ref) = (contract.clone(), subkey.clone(), lineage.clone());
+        let curated = tokio::task::spawn_blocking(move || {
+            transform::curate(file, &contract_ref, &subkey_ref, &lineage_ref, now_ms(), out, rej)
+        })
+        .await
+        .map_err(|e| WorkError::transient("curate task", e.to_string()))?
+        .map_err(|e| match e {
+            CurateError::Input(m) => WorkError::permanent("unreadable_raw_parquet", m),
+            CurateError::Output(m) => WorkError::transient("write spill file", m),
+        })?;
+        drop(input);
+        let base = format!("{}/contract={}/{}", contract.dataset, contract.version, raw.source.sha256);
+        let report = &curated.report;
+        let report_ref = self
+            .ports
+            .store
+            .put(&self.config.curated, &format!("_dq/{base}.parquet"), dq_parquet(report, &lineage)?, PARQUET)
+            .await?;
+        let summary = DqSummary {
+            rules: report.rules.len() as i32,
+            passed: report.passed() as i32,
+            warnings: report.warnings(),
+            rejecting: report.rejecting(),
+            rows_read: report.rows_read as i64,
+            rows_dropped: report.rows_dropped as i64,
+            report: report_ref,
+        };
+        let event_id = derive_event_id(&raw.event_id, WORKER);
+        if !summary.rejecting.is_empty() {
+            let event = DatasetRejected {
+                event_id,
+                correlation_id: raw.correlation_id.clone(),
+                dataset: contract.dataset.clone(),
+                contract_version: contract.version.clone(),
+                raw: raw.parquet.clone(),
+                dq: summary,
+                occurred_at_ms: now_ms(),
+            };
+            self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
+            warn!(worker = WORKER, event_id = %event.event_id, dataset = %event.dataset, rules = ?event.dq.rejecting, "dataset rejected by data-quality rules");
+            return Ok(format!("rejected {} by {}", event.dataset, event.dq.rejecting.join(",")));
+        }
+        if curated.rows_in != curated.rows_out {
+            self.ports
+                .store
+                .put_file(&self.config.curated, &format!("_rejects/{base}.parquet"), &rej_spill.path, PARQUET)
+                .await?;
+        }
         let stored = self
             .ports
             .store
-            .put(&self.config.curated, &key, Bytes::from(curated.parquet), "application/vnd.apache.parquet")
+            .put_file(&self.config.curated, &format!("{base}.parquet"), &out_spill.path, PARQUET)
             .await?;
         let event = DatasetCurated {
-            event_id: derive_event_id(&raw.event_id, WORKER),
+            event_id,
             correlation_id: raw.correlation_id.clone(),
             dataset: contract.dataset.clone(),
             contract_version: contract.version.clone(),
@@ -117,11 +174,27 @@ impl Handler for CurateWorker {
             rows_rejected: (curated.rows_in - curated.rows_out) as i64,
             pseudonym_key_id: self.config.pseudonym_key_id.clone(),
             occurred_at_ms: now_ms(),
+            pseudonym_key_version: Some(key_label),
+            dq: Some(summary),
         };
         self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
-        info!(worker = WORKER, event_id = %event.event_id, dataset = %event.dataset, rows_in = curated.rows_in, rows_out = curated.rows_out, "curated");
+        info!(worker = WORKER, event_id = %event.event_id, dataset = %event.dataset, rows_in = curated.rows_in, rows_out = curated.rows_out, warnings = ?event.dq.as_ref().map(|d| &d.warnings), "curated");
         Ok(format!("curated {} rows {}/{}", event.dataset, curated.rows_out, curated.rows_in))
     }
+}
+
+const PARQUET: &str = "application/vnd.apache.parquet";
+
+/// The DQ report as Parquet (one row per rule, counts only).
+fn dq_parquet(report: &dq::DqReport, lineage: &[(String, String)]) -> Result<Bytes, WorkError> {
+    let batch = report.to_batch();
+    let mut out = Vec::new();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(transform::writer_properties(lineage)))
+            .map_err(|e| WorkError::fatal(format!("dq report: {e}")))?;
+    w.write(&batch).map_err(|e| WorkError::fatal(format!("dq report: {e}")))?;
+    w.close().map_err(|e| WorkError::fatal(format!("dq report: {e}")))?;
+    Ok(Bytes::from(out))
 }
 
 #[cfg(test)]

@@ -1,103 +1,219 @@
-//! The curation transform on Arrow batches: not-null filtering and pseudonymisation.
-//! Streams batch by batch; memory holds one batch plus the compressed output.
+//! The curation transform on Arrow batches: schema check, data-quality rules, then
+//! pseudonymisation. Streams batch by batch from a Parquet source to Parquet sinks;
+//! memory holds one batch (plus one hash per row for each uniqueness rule).
 
-use std::sync::Arc;
+use std::{io::Write, sync::Arc};
 
 use arrow::{
-    array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchReader, StringArray, StringBuilder},
-    compute::{and, filter_record_batch, is_not_null},
+    array::{
+        Array, ArrayRef, Float64Array, Int64Array, RecordBatch, RecordBatchReader, StringArray, StringBuilder,
+        TimestampMillisecondArray,
+    },
+    compute::filter_record_batch,
     datatypes::{Field, Schema},
 };
-use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
-use mlsec_runtime::contract::{DatasetContract, Pseudonymisation};
+use mlsec_runtime::{
+    contract::{DatasetContract, Generalisation, Pseudonymisation},
+    time::days_from_civil,
+};
 use parquet::{
     arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder},
     basic::{Compression, ZstdLevel},
-    file::{metadata::KeyValue, properties::WriterProperties},
+    file::{metadata::KeyValue, properties::WriterProperties, reader::ChunkReader},
 };
 use sha2::Sha256;
 
+use crate::dq::{self, DqReport, Engine};
+
 type HmacSha256 = Hmac<Sha256>;
+
+/// Rows per batch read from the raw Parquet.
+pub const BATCH_ROWS: usize = 65_536;
 
 /// Output of [`curate`].
 pub struct Curated {
-    pub parquet: Vec<u8>,
     pub rows_in: u64,
     pub rows_out: u64,
+    pub report: DqReport,
+}
+
+/// Why curation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CurateError {
+    /// The input is not readable Parquet, or its values break an assumption: permanent.
+    #[error("{0}")]
+    Input(String),
+    /// Writing the output failed (disk): transient.
+    #[error("{0}")]
+    Output(String),
 }
 
 /// Hex HMAC-SHA-256 pseudonym of `value` under `key` (pre-keyed `mac` cloned per value).
 pub fn pseudonym(mac: &HmacSha256, value: &str) -> String {
-    let mut m = mac.clone();
-    m.update(value.as_bytes());
-    hex::encode(m.finalize().into_bytes())
+    let mut out = [0u8; 64];
+    pseudonym_into(mac, value, &mut out).to_string()
 }
 
-/// Applies the contract to a raw Parquet file.
-pub fn curate(
-    raw: Bytes,
+fn pseudonym_into<'a>(mac: &HmacSha256, value: &str, out: &'a mut [u8; 64]) -> &'a str {
+    let mut m = mac.clone();
+    m.update(value.as_bytes());
+    hex::encode_to_slice(m.finalize().into_bytes(), out).expect("64 hex digits for 32 bytes");
+    std::str::from_utf8(out).expect("hex is ASCII")
+}
+
+/// `****` plus the last `keep_last` characters; short values are masked whole, so at least
+/// half of a value is always hidden.
+pub fn mask(value: &str, keep_last: usize) -> String {
+    let chars = value.chars().count();
+    if keep_last == 0 || chars <= 2 * keep_last {
+        return "****".into();
+    }
+    let tail: String = value.chars().skip(chars - keep_last).collect();
+    format!("****{tail}")
+}
+
+/// Start of the UTC hour, day or month of a millisecond timestamp.
+pub fn truncate_ms(ms: i64, g: Generalisation) -> i64 {
+    match g {
+        Generalisation::Hour => ms - ms.rem_euclid(3_600_000),
+        Generalisation::Day => ms - ms.rem_euclid(86_400_000),
+        Generalisation::Month => {
+            let date = mlsec_runtime::utc_date(ms);
+            let (y, m) = (date[0..4].parse().unwrap_or(1970), date[5..7].parse().unwrap_or(1));
+            days_from_civil(y, m, 1) * 86_400_000
+        }
+        Generalisation::Band(_) => ms,
+    }
+}
+
+/// Lower bound of the band of `width` that holds `v` (37, 10 → 30).
+pub fn band(v: f64, width: f64) -> f64 {
+    (v / width).floor() * width
+}
+
+fn input(e: impl std::fmt::Display) -> CurateError {
+    CurateError::Input(e.to_string())
+}
+
+fn output(e: impl std::fmt::Display) -> CurateError {
+    CurateError::Output(e.to_string())
+}
+
+/// Parquet writer settings of every curate output: zstd, with lineage metadata.
+pub fn writer_properties(lineage: &[(String, String)]) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_key_value_metadata(Some(lineage.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect()))
+        .build()
+}
+
+/// Applies the contract to a raw Parquet file: the curated rows go to `out`, the rows
+/// dropped by error rules (row number, rule id) to `rejects`. When the schema drifted,
+/// nothing is written and the report names the differences.
+pub fn curate<R: ChunkReader + 'static, W: Write + Send, X: Write + Send>(
+    raw: R,
     contract: &DatasetContract,
     subkey: &[u8],
-    lineage: Vec<(String, String)>,
-) -> Result<Curated, String> {
-    let mac = HmacSha256::new_from_slice(subkey).map_err(|e| format!("subkey: {e}"))?;
+    lineage: &[(String, String)],
+    now_ms: i64,
+    out: W,
+    rejects: X,
+) -> Result<Curated, CurateError> {
+    let mac = HmacSha256::new_from_slice(subkey).map_err(input)?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(raw)
-        .and_then(|b| b.with_batch_size(65_536).build())
-        .map_err(|e| e.to_string())?;
+        .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
+        .map_err(input)?;
     let input_schema = reader.schema();
-    for c in &contract.columns {
-        if input_schema.field_with_name(&c.name).is_err() {
-            return Err(format!("raw data lacks column {}", c.name));
-        }
+    let drift = dq::schema_drift(contract, &input_schema);
+    if !drift.is_empty() {
+        return Ok(Curated { rows_in: 0, rows_out: 0, report: DqReport::drifted(&drift) });
     }
+    let mut engine = Engine::new(contract, &input_schema, now_ms).map_err(input)?;
     let kept: Vec<_> = contract.columns.iter().filter(|c| c.pseudonymisation != Pseudonymisation::Drop).collect();
     let out_schema = Arc::new(Schema::new(
         kept.iter()
             .map(|c| {
-                let f = input_schema.field_with_name(&c.name).expect("checked above");
-                Field::new(&c.name, f.data_type().clone(), !c.required)
+                let f = input_schema.field_with_name(&c.name).expect("checked by schema_drift");
+                let ty = match c.pseudonymisation {
+                    Pseudonymisation::Hmac | Pseudonymisation::Mask { .. } => arrow::datatypes::DataType::Utf8,
+                    _ => f.data_type().clone(),
+                };
+                Field::new(&c.name, ty, !c.required)
             })
             .collect::<Vec<_>>(),
     ));
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
-        .set_key_value_metadata(Some(lineage.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect()))
-        .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), out_schema.clone(), Some(props)).map_err(|e| e.to_string())?;
+    let props = writer_properties(lineage);
+    let mut writer = ArrowWriter::try_new(out, out_schema.clone(), Some(props.clone())).map_err(output)?;
+    let mut reject_writer = ArrowWriter::try_new(rejects, dq::rejects_schema(), Some(props)).map_err(output)?;
     let (mut rows_in, mut rows_out) = (0u64, 0u64);
     for batch in reader {
-        let batch = batch.map_err(|e| e.to_string())?;
+        let batch = batch.map_err(input)?;
         rows_in += batch.num_rows() as u64;
-        // Not-null rules: a row missing any required value is rejected.
-        let mut mask = BooleanArray::from(vec![true; batch.num_rows()]);
-        for c in contract.columns.iter().filter(|c| c.required) {
-            let col = batch.column_by_name(&c.name).expect("checked above");
-            mask = and(&mask, &is_not_null(col).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let (keep, rejected) = engine.observe(&batch).map_err(input)?;
+        if !rejected.is_empty() {
+            reject_writer.write(&dq::rejects_batch(&rejected)).map_err(output)?;
         }
-        let batch = filter_record_batch(&batch, &mask).map_err(|e| e.to_string())?;
+        let batch = filter_record_batch(&batch, &keep).map_err(input)?;
         rows_out += batch.num_rows() as u64;
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(kept.len());
         for c in &kept {
-            let col = batch.column_by_name(&c.name).expect("checked above");
-            columns.push(match c.pseudonymisation {
-                Pseudonymisation::Hmac => {
-                    let strings = col
-                        .as_any()
-                        .downcast_ref::<StringArray>()
-                        .ok_or_else(|| format!("column {} is not a string column", c.name))?;
-                    let mut b = StringBuilder::with_capacity(strings.len(), strings.len() * 64);
-                    for v in strings.iter() {
-                        b.append_option(v.map(|v| pseudonym(&mac, v)));
-                    }
-                    Arc::new(b.finish())
-                }
-                _ => col.clone(),
-            });
+            let col = batch.column_by_name(&c.name).expect("checked by schema_drift");
+            columns
+                .push(transform_column(col, c.pseudonymisation, &mac).map_err(|e| input(format!("{}: {e}", c.name)))?);
         }
-        let out = RecordBatch::try_new(out_schema.clone(), columns).map_err(|e| e.to_string())?;
-        writer.write(&out).map_err(|e| e.to_string())?;
+        let out = RecordBatch::try_new(out_schema.clone(), columns).map_err(input)?;
+        writer.write(&out).map_err(output)?;
     }
-    let parquet = writer.into_inner().map_err(|e| e.to_string())?;
-    Ok(Curated { parquet, rows_in, rows_out })
+    writer.close().map_err(output)?;
+    reject_writer.close().map_err(output)?;
+    Ok(Curated { rows_in, rows_out, report: engine.finish() })
+}
+
+fn strings(col: &ArrayRef) -> Result<&StringArray, String> {
+    col.as_any().downcast_ref::<StringArray>().ok_or_else(|| "not a string column".to_string())
+}
+
+fn transform_column(col: &ArrayRef, p: Pseudonymisation, mac: &HmacSha256) -> Result<ArrayRef, String> {
+    Ok(match p {
+        Pseudonymisation::None | Pseudonymisation::Drop => col.clone(),
+        Pseudonymisation::Hmac => {
+            let s = strings(col)?;
+            let mut b = StringBuilder::with_capacity(s.len(), s.len() * 64);
+            let mut buf = [0u8; 64];
+            for v in s.iter() {
+                match v {
+                    Some(v) => b.append_value(pseudonym_into(mac, v, &mut buf)),
+                    None => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Pseudonymisation::Mask { keep_last } => {
+            let s = strings(col)?;
+            Arc::new(s.iter().map(|v| v.map(|v| mask(v, keep_last))).collect::<StringArray>())
+        }
+        Pseudonymisation::Generalise(Generalisation::Band(width)) => {
+            if let Some(f) = col.as_any().downcast_ref::<Float64Array>() {
+                Arc::new(f.unary::<_, arrow::datatypes::Float64Type>(|v| band(v, width)))
+            } else if let Some(i) = col.as_any().downcast_ref::<Int64Array>() {
+                let w = (width.round() as i64).max(1);
+                Arc::new(i.unary::<_, arrow::datatypes::Int64Type>(|v| v.div_euclid(w) * w))
+            } else {
+                return Err("band applies to numeric columns".into());
+            }
+        }
+        Pseudonymisation::Generalise(g) => {
+            let t = col
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .ok_or_else(|| "not a timestamp column".to_string())?;
+            let tz = t.timezone().map(str::to_string);
+            let out = t.unary::<_, arrow::datatypes::TimestampMillisecondType>(|v| truncate_ms(v, g));
+            Arc::new(match tz {
+                Some(tz) => out.with_timezone(tz),
+                None => out,
+            })
+        }
+    })
 }

@@ -20,7 +20,7 @@ pub mod sniff;
 pub mod validate;
 pub mod values;
 
-use std::{fs::File, io::BufWriter, path::PathBuf, sync::Arc};
+use std::{fs::File, io::BufWriter, sync::Arc};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -31,6 +31,7 @@ use mlsec_runtime::{
     contract::{Contracts, DatasetContract},
     now_ms,
     ports::{BucketRef, Ports},
+    spill::SpillFile,
     utc_date,
 };
 use reason::{ReasonCode, Rejection};
@@ -84,33 +85,6 @@ impl IngestWorker {
     }
 }
 
-/// The raw Parquet is spilled to a local file while the object streams through, so
-/// memory stays flat in the object's size; the file is removed when this is dropped.
-struct SpillFile {
-    path: PathBuf,
-}
-
-impl SpillFile {
-    /// In `MLSEC_SPILL_DIR`, else the system temp dir (Lambda: `/tmp`, ephemeral storage).
-    fn create(input_id: &str) -> Result<(Self, BufWriter<File>), WorkError> {
-        let dir = std::env::var_os("MLSEC_SPILL_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-        // Unique per process and call: the same input may be handled twice concurrently.
-        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = &input_id[..input_id.len().min(16)];
-        let path = dir.join(format!("mlsec-ingest-{}-{seq}-{id}.parquet", std::process::id()));
-        let file = File::create(&path)
-            .map_err(|e| WorkError::transient("create spill file", format!("{}: {e}", path.display())))?;
-        Ok((Self { path }, BufWriter::with_capacity(1 << 20, file)))
-    }
-}
-
-impl Drop for SpillFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 /// The landing object after one streaming pass.
 struct Inspected {
     source: ObjectRef,
@@ -146,7 +120,7 @@ impl IngestWorker {
                     ("mlsec.contract".to_string(), format!("{}@{}", c.id, c.version)),
                     ("mlsec.source".to_string(), format!("s3://{bucket}/{key}")),
                 ];
-                let (file, sink) = SpillFile::create(input_id)?;
+                let (file, sink) = SpillFile::create(WORKER, input_id, ".parquet")?;
                 spill = Some(file);
                 match Gate::with_sink(c, now_ms(), lineage, sink) {
                     Ok(g) => Some(g),

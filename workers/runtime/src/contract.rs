@@ -46,8 +46,8 @@ impl ColumnType {
     }
 }
 
-/// How the curate zone treats a personal-data column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the curate zone treats a personal-data column (`customProperties.pseudonymisation`).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Pseudonymisation {
     /// Not personal data: copied as is.
     None,
@@ -55,6 +55,150 @@ pub enum Pseudonymisation {
     Hmac,
     /// Removed from the curated data.
     Drop,
+    /// Replaced by `****` plus the last `keep_last` characters (`maskKeepLast`, default 0);
+    /// a value of at most `2 * keep_last` characters is masked whole.
+    Mask { keep_last: usize },
+    /// Coarsened (`generalisation: hour | day | month | band`, `bandWidth` for bands).
+    Generalise(Generalisation),
+}
+
+/// How a generalised column is coarsened.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Generalisation {
+    /// Timestamps truncated to the hour, day or month (UTC).
+    Hour,
+    Day,
+    Month,
+    /// Numbers rounded down to a multiple of the width (age 37, width 10 → 30).
+    Band(f64),
+}
+
+/// What a quality rule does when it fails (ODCS `severity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Row rules drop the failing rows; a failed threshold rejects the dataset.
+    Error,
+    /// Reported only.
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// ODCS comparison operator of a library metric (`mustBe`, `mustBeLessThan`, ...).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Operator {
+    Eq(f64),
+    Ne(f64),
+    Gt(f64),
+    Ge(f64),
+    Lt(f64),
+    Le(f64),
+    Between(f64, f64),
+    NotBetween(f64, f64),
+}
+
+impl Operator {
+    pub fn holds(self, v: f64) -> bool {
+        match self {
+            Operator::Eq(x) => v == x,
+            Operator::Ne(x) => v != x,
+            Operator::Gt(x) => v > x,
+            Operator::Ge(x) => v >= x,
+            Operator::Lt(x) => v < x,
+            Operator::Le(x) => v <= x,
+            Operator::Between(lo, hi) => (lo..=hi).contains(&v),
+            Operator::NotBetween(lo, hi) => !(lo..=hi).contains(&v),
+        }
+    }
+
+    /// As written in the contract, for reports.
+    pub fn describe(self) -> String {
+        match self {
+            Operator::Eq(x) => format!("mustBe {x}"),
+            Operator::Ne(x) => format!("mustNotBe {x}"),
+            Operator::Gt(x) => format!("mustBeGreaterThan {x}"),
+            Operator::Ge(x) => format!("mustBeGreaterOrEqualTo {x}"),
+            Operator::Lt(x) => format!("mustBeLessThan {x}"),
+            Operator::Le(x) => format!("mustBeLessOrEqualTo {x}"),
+            Operator::Between(a, b) => format!("mustBeBetween [{a}, {b}]"),
+            Operator::NotBetween(a, b) => format!("mustNotBeBetween [{a}, {b}]"),
+        }
+    }
+}
+
+/// What a quality rule measures.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    /// Row rule (schema `required: true`): a null drops the row. Threshold: `mustBe 0` rows.
+    Required { column: String },
+    /// Dataset rule (ODCS `nullValues`): nulls in a column, in rows or percent.
+    NullValues { column: String },
+    /// Row rule (ODCS `invalidValues`): values outside `validValues`, not matching
+    /// `pattern` (whole value), or outside `minimum..=maximum`. Nulls are not invalid.
+    InvalidValues {
+        column: String,
+        valid_values: Option<Vec<String>>,
+        pattern: Option<String>,
+        minimum: Option<f64>,
+        maximum: Option<f64>,
+    },
+    /// Dataset rule (ODCS `duplicateValues`): rows whose key (one column, or the
+    /// schema-level `arguments.properties`) was already seen.
+    DuplicateValues { columns: Vec<String> },
+    /// Dataset rule (ODCS `rowCount`): rows read.
+    RowCount,
+    /// Dataset rule (custom, engine `mlsec`): the newest value of a timestamp column is at
+    /// most `max_age_ms` old when curated.
+    Freshness { column: String, max_age_ms: i64 },
+}
+
+impl Check {
+    pub fn metric(&self) -> &'static str {
+        match self {
+            Check::Required { .. } => "required",
+            Check::NullValues { .. } => "nullValues",
+            Check::InvalidValues { .. } => "invalidValues",
+            Check::DuplicateValues { .. } => "duplicateValues",
+            Check::RowCount => "rowCount",
+            Check::Freshness { .. } => "freshness",
+        }
+    }
+
+    /// Row rules judge each row; the others judge the dataset.
+    pub fn is_row_rule(&self) -> bool {
+        matches!(self, Check::Required { .. } | Check::InvalidValues { .. })
+    }
+
+    pub fn columns(&self) -> Vec<String> {
+        match self {
+            Check::Required { column }
+            | Check::NullValues { column }
+            | Check::InvalidValues { column, .. }
+            | Check::Freshness { column, .. } => vec![column.clone()],
+            Check::DuplicateValues { columns } => columns.clone(),
+            Check::RowCount => vec![],
+        }
+    }
+}
+
+/// One data-quality rule of a contract (ODCS `quality`, property or schema level).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualityRule {
+    /// The contract's `id` (or `<column>_<metric>` when absent); unique per contract.
+    pub id: String,
+    pub check: Check,
+    pub severity: Severity,
+    /// Compared with the failing count (`unit: rows`) or percent of rows read
+    /// (`unit: percent`); `None` for freshness, which has its own bound.
+    pub operator: Option<Operator>,
+    pub percent: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +290,9 @@ pub struct DatasetContract {
     /// Model that scores this dataset (scoring role only).
     pub scoring_model: Option<String>,
     pub columns: Vec<Column>,
+    /// Data-quality rules, in contract order: one `required` rule per required column,
+    /// then the property-level rules, then the schema-level ones.
+    pub quality: Vec<QualityRule>,
 }
 
 impl DatasetContract {
@@ -174,6 +321,202 @@ struct OdcsDoc {
 #[derive(Deserialize)]
 struct OdcsSchema {
     properties: Vec<OdcsProperty>,
+    #[serde(default)]
+    quality: Vec<OdcsQuality>,
+}
+
+/// An ODCS v3.1 `quality` entry (the parts this pipeline executes).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OdcsQuality {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    metric: Option<String>,
+    #[serde(default)]
+    arguments: Option<serde_yaml::Value>,
+    #[serde(default)]
+    severity: Option<String>,
+    #[serde(default)]
+    unit: Option<String>,
+    #[serde(default)]
+    engine: Option<String>,
+    #[serde(default)]
+    implementation: Option<serde_yaml::Value>,
+    #[serde(default)]
+    must_be: Option<f64>,
+    #[serde(default)]
+    must_not_be: Option<f64>,
+    #[serde(default)]
+    must_be_greater_than: Option<f64>,
+    #[serde(default)]
+    must_be_greater_or_equal_to: Option<f64>,
+    #[serde(default)]
+    must_be_less_than: Option<f64>,
+    #[serde(default)]
+    must_be_less_or_equal_to: Option<f64>,
+    #[serde(default)]
+    must_be_between: Option<[f64; 2]>,
+    #[serde(default)]
+    must_not_be_between: Option<[f64; 2]>,
+}
+
+impl OdcsQuality {
+    fn operator(&self) -> Result<Option<Operator>, String> {
+        let ops: Vec<Operator> = [
+            self.must_be.map(Operator::Eq),
+            self.must_not_be.map(Operator::Ne),
+            self.must_be_greater_than.map(Operator::Gt),
+            self.must_be_greater_or_equal_to.map(Operator::Ge),
+            self.must_be_less_than.map(Operator::Lt),
+            self.must_be_less_or_equal_to.map(Operator::Le),
+            self.must_be_between.map(|[a, b]| Operator::Between(a, b)),
+            self.must_not_be_between.map(|[a, b]| Operator::NotBetween(a, b)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match ops.as_slice() {
+            [] => Ok(None),
+            [op] => Ok(Some(*op)),
+            _ => Err("give one operator (mustBe, mustBeLessThan, ...) per rule".into()),
+        }
+    }
+
+    fn argument(&self, name: &str) -> Option<&serde_yaml::Value> {
+        self.arguments.as_ref().and_then(|a| a.get(name))
+    }
+
+    /// Validates the entry and turns it into a rule; `column` is `None` at schema level.
+    /// `Ok(None)` for `type: text` (documentation, nothing to execute).
+    fn rule(&self, column: Option<&Column>, known: &dyn Fn(&str) -> bool) -> Result<Option<QualityRule>, String> {
+        let kind = self.kind.as_deref().unwrap_or("library");
+        let severity = match self.severity.as_deref() {
+            None | Some("error") => Severity::Error,
+            Some("warning") => Severity::Warning,
+            Some(other) => return Err(format!("severity must be error or warning, got {other}")),
+        };
+        let percent = match self.unit.as_deref() {
+            None | Some("rows") => false,
+            Some("percent") => true,
+            Some(other) => return Err(format!("unit must be rows or percent, got {other}")),
+        };
+        let operator = self.operator()?;
+        let col = || column.map(|c| c.name.clone()).ok_or("this metric applies to a property, not the schema");
+        let check = match kind {
+            "text" => return Ok(None),
+            "library" => match self.metric.as_deref() {
+                Some("nullValues") | Some("missingValues") => Check::NullValues { column: col()? },
+                Some("invalidValues") => {
+                    let c = column.ok_or("invalidValues applies to a property")?;
+                    let valid_values = match self.argument("validValues") {
+                        None => None,
+                        Some(serde_yaml::Value::Sequence(items)) => Some(
+                            items
+                                .iter()
+                                .map(|v| match v {
+                                    serde_yaml::Value::String(s) => Some(s.clone()),
+                                    serde_yaml::Value::Number(n) => Some(n.to_string()),
+                                    serde_yaml::Value::Bool(b) => Some(b.to_string()),
+                                    _ => None,
+                                })
+                                .collect::<Option<Vec<_>>>()
+                                .ok_or("arguments.validValues must be a list of scalars")?,
+                        ),
+                        Some(_) => return Err("arguments.validValues must be a list".into()),
+                    };
+                    let pattern = match self.argument("pattern") {
+                        None => None,
+                        Some(serde_yaml::Value::String(p)) => {
+                            regex::Regex::new(p).map_err(|e| format!("arguments.pattern: {e}"))?;
+                            Some(p.clone())
+                        }
+                        Some(_) => return Err("arguments.pattern must be a string".into()),
+                    };
+                    let number = |name: &str| -> Result<Option<f64>, String> {
+                        match self.argument(name) {
+                            None => Ok(None),
+                            Some(v) => v.as_f64().map(Some).ok_or(format!("arguments.{name} must be a number")),
+                        }
+                    };
+                    let (minimum, maximum) = (number("minimum")?, number("maximum")?);
+                    if (valid_values.is_some() || pattern.is_some()) && c.ty != ColumnType::String {
+                        return Err("validValues and pattern apply to string columns".into());
+                    }
+                    if (minimum.is_some() || maximum.is_some())
+                        && !matches!(c.ty, ColumnType::Int64 | ColumnType::Float64)
+                    {
+                        return Err("minimum and maximum apply to numeric columns".into());
+                    }
+                    if valid_values.is_none() && pattern.is_none() && minimum.is_none() && maximum.is_none() {
+                        return Err("invalidValues needs arguments: validValues, pattern, minimum or maximum".into());
+                    }
+                    Check::InvalidValues { column: c.name.clone(), valid_values, pattern, minimum, maximum }
+                }
+                Some("duplicateValues") => {
+                    let columns = match (column, self.argument("properties")) {
+                        (Some(c), None) => vec![c.name.clone()],
+                        (None, Some(serde_yaml::Value::Sequence(items))) => items
+                            .iter()
+                            .map(|v| v.as_str().map(str::to_string))
+                            .collect::<Option<Vec<_>>>()
+                            .filter(|v| !v.is_empty())
+                            .ok_or("arguments.properties must list column names")?,
+                        (Some(_), Some(_)) => return Err("arguments.properties belongs to schema-level rules".into()),
+                        (None, _) => return Err("a schema-level duplicateValues needs arguments.properties".into()),
+                    };
+                    if let Some(unknown) = columns.iter().find(|c| !known(c)) {
+                        return Err(format!("duplicateValues: unknown column {unknown}"));
+                    }
+                    Check::DuplicateValues { columns }
+                }
+                Some("rowCount") if column.is_none() => Check::RowCount,
+                Some("rowCount") => return Err("rowCount applies to the schema, not a property".into()),
+                other => return Err(format!("unsupported metric {other:?}")),
+            },
+            "custom" if self.engine.as_deref() == Some("mlsec") => {
+                let c = column.ok_or("mlsec custom rules apply to a property")?;
+                let secs = self
+                    .implementation
+                    .as_ref()
+                    .and_then(|i| i.get("freshness"))
+                    .and_then(|f| f.get("maxAgeSeconds"))
+                    .and_then(|s| s.as_u64())
+                    .filter(|s| (1..=100 * 365 * 86_400).contains(s))
+                    .ok_or("implementation must be freshness.maxAgeSeconds (1 s to 100 years)")?;
+                if c.ty != ColumnType::Timestamp {
+                    return Err("freshness applies to timestamp columns".into());
+                }
+                Check::Freshness { column: c.name.clone(), max_age_ms: secs as i64 * 1000 }
+            }
+            other => {
+                return Err(format!(
+                    "quality type {other} (engine {:?}) is not executed by this pipeline; use library metrics, \
+                     type text, or type custom with engine mlsec",
+                    self.engine
+                ));
+            }
+        };
+        let operator = match (&check, operator) {
+            (Check::Freshness { .. }, None) => None,
+            (Check::Freshness { .. }, Some(_)) => return Err("freshness takes no operator".into()),
+            (_, None) => return Err("a library metric needs one operator (mustBe, mustBeLessThan, ...)".into()),
+            (_, op) => op,
+        };
+        if percent && matches!(check, Check::RowCount) {
+            return Err("rowCount counts rows; unit percent does not apply".into());
+        }
+        let id = match &self.id {
+            Some(id) => id.clone(),
+            None => {
+                let target = check.columns().join("_");
+                if target.is_empty() { check.metric().to_string() } else { format!("{target}_{}", check.metric()) }
+            }
+        };
+        Ok(Some(QualityRule { id, check, severity, operator, percent }))
+    }
 }
 
 #[derive(Deserialize)]
@@ -187,6 +530,8 @@ struct OdcsProperty {
     logical_type_options: Option<LogicalTypeOptions>,
     #[serde(default)]
     custom_properties: Vec<CustomProperty>,
+    #[serde(default)]
+    quality: Vec<OdcsQuality>,
 }
 
 #[derive(Deserialize)]
@@ -343,10 +688,44 @@ impl DatasetContract {
                 None => Pseudonymisation::None,
                 Some("hmac") => Pseudonymisation::Hmac,
                 Some("drop") => Pseudonymisation::Drop,
+                Some("mask") => Pseudonymisation::Mask {
+                    keep_last: match custom_str(&p.custom_properties, "maskKeepLast") {
+                        None => 0,
+                        Some(v) => v
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|n| *n <= 8)
+                            .ok_or_else(|| invalid(format!("column {}: maskKeepLast must be 0 to 8", p.name)))?,
+                    },
+                },
+                Some("generalise") => Pseudonymisation::Generalise(
+                    match (custom_str(&p.custom_properties, "generalisation").as_deref(), ty) {
+                        (Some("hour"), ColumnType::Timestamp) => Generalisation::Hour,
+                        (Some("day"), ColumnType::Timestamp) => Generalisation::Day,
+                        (Some("month"), ColumnType::Timestamp) => Generalisation::Month,
+                        (Some("band"), ColumnType::Int64 | ColumnType::Float64) => Generalisation::Band(
+                            custom_str(&p.custom_properties, "bandWidth")
+                                .and_then(|w| w.parse::<f64>().ok())
+                                .filter(|w| w.is_finite() && *w > 0.0)
+                                .ok_or_else(|| {
+                                    invalid(format!("column {}: band needs a positive bandWidth", p.name))
+                                })?,
+                        ),
+                        (g, _) => {
+                            return Err(invalid(format!(
+                                "column {}: generalisation {g:?} does not apply to a {} column (hour/day/month for \
+                                 timestamps, band for numbers)",
+                                p.name, p.physical_type
+                            )));
+                        }
+                    },
+                ),
                 Some(other) => return Err(invalid(format!("column {}: unknown pseudonymisation {other}", p.name))),
             };
-            if pseudonymisation == Pseudonymisation::Hmac && ty != ColumnType::String {
-                return Err(invalid(format!("column {}: hmac applies to string columns", p.name)));
+            if matches!(pseudonymisation, Pseudonymisation::Hmac | Pseudonymisation::Mask { .. })
+                && ty != ColumnType::String
+            {
+                return Err(invalid(format!("column {}: hmac and mask apply to string columns", p.name)));
             }
             if columns.iter().any(|c: &Column| c.name == p.name) {
                 return Err(invalid(format!("column {} declared twice", p.name)));
@@ -372,6 +751,7 @@ impl DatasetContract {
                 max_length: options.and_then(|o| o.max_length),
             });
         }
+        let quality = parse_quality(schema, &columns).map_err(invalid)?;
         Ok(Self {
             id: doc.id,
             dataset: doc.name,
@@ -382,8 +762,44 @@ impl DatasetContract {
             ingest,
             scoring_model,
             columns,
+            quality,
         })
     }
+}
+
+/// The contract's quality rules: `required` columns first, then property-level entries,
+/// then schema-level entries. Rule ids must be unique.
+fn parse_quality(schema: &OdcsSchema, columns: &[Column]) -> Result<Vec<QualityRule>, String> {
+    let known = |name: &str| columns.iter().any(|c| c.name == name);
+    let mut rules: Vec<QualityRule> = columns
+        .iter()
+        .filter(|c| c.required)
+        .map(|c| QualityRule {
+            id: format!("{}_required", c.name),
+            check: Check::Required { column: c.name.clone() },
+            severity: Severity::Error,
+            operator: None,
+            percent: false,
+        })
+        .collect();
+    for (p, c) in schema.properties.iter().zip(columns) {
+        for q in &p.quality {
+            if let Some(rule) = q.rule(Some(c), &known).map_err(|e| format!("column {} quality: {e}", c.name))? {
+                rules.push(rule);
+            }
+        }
+    }
+    for q in &schema.quality {
+        if let Some(rule) = q.rule(None, &known).map_err(|e| format!("schema quality: {e}"))? {
+            rules.push(rule);
+        }
+    }
+    for (i, r) in rules.iter().enumerate() {
+        if rules[..i].iter().any(|o| o.id == r.id) {
+            return Err(format!("quality rule id {} is used twice", r.id));
+        }
+    }
+    Ok(rules)
 }
 
 /// A feature the model is fitted on, computed from one curated column.
@@ -557,6 +973,41 @@ mod tests {
         assert!(c.for_landing_key("bank-core/transactions_scoring/").is_none());
         assert!(c.for_landing_key("elsewhere/transactions_scoring/a.csv").is_none());
         assert_eq!(c.model_for_training("transactions_training").unwrap().name, "fraud_lr");
+    }
+
+    #[test]
+    fn quality_rules_and_transforms_are_read_from_the_contract() {
+        let c = repo_contracts();
+        let t = c.dataset("transactions_training").unwrap();
+        let rule = |id: &str| t.quality.iter().find(|r| r.id == id).unwrap_or_else(|| panic!("no rule {id}"));
+        assert_eq!(rule("transaction_id_required").check, Check::Required { column: "transaction_id".into() });
+        assert_eq!(rule("transaction_id_unique").operator, Some(Operator::Eq(0.0)));
+        let r = rule("channel_allowed");
+        assert!(r.percent && r.severity == Severity::Error && r.operator == Some(Operator::Le(1.0)));
+        assert_eq!(rule("customer_email_completeness").severity, Severity::Warning);
+        assert_eq!(
+            rule("card_holder_moment_amount_unique").check,
+            Check::DuplicateValues { columns: vec!["customer_cpf".into(), "tx_time".into(), "amount".into()] }
+        );
+        assert_eq!(
+            rule("tx_time_freshness").check,
+            Check::Freshness { column: "tx_time".into(), max_age_ms: 7_776_000_000 }
+        );
+        assert_eq!(rule("row_count").operator, Some(Operator::Between(1.0, 40_000_000.0)));
+        assert_eq!(t.column("tx_time").unwrap().pseudonymisation, Pseudonymisation::Generalise(Generalisation::Hour));
+    }
+
+    #[test]
+    fn quality_rules_the_pipeline_cannot_execute_are_refused() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/transactions_training.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let err = |bad: String| DatasetContract::parse(&path, &bad).unwrap_err().to_string();
+        assert!(err(text.replacen("metric: rowCount", "metric: rowCounts", 1)).contains("unsupported metric"));
+        assert!(err(text.replacen("engine: mlsec", "engine: soda", 1)).contains("not executed"));
+        assert!(err(text.replacen("pattern: \"^[0-9]{4}$\"", "pattern: \"[0-9\"", 1)).contains("pattern"));
+        assert!(err(text.replacen("        mustBeBetween: [1, 40000000]\n", "", 1)).contains("operator"));
+        assert!(err(text.replacen("value: hour", "value: band", 1)).contains("does not apply"));
+        assert!(err(text.replacen("id: amount_range", "id: channel_allowed", 1)).contains("used twice"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod inbound;
 pub mod lambda;
 pub mod ports;
 pub mod sample;
+pub mod spill;
 pub mod telemetry;
 pub mod time;
 pub mod topology;

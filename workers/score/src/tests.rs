@@ -36,14 +36,16 @@ async fn curated(f: &FakePorts, c: &Contracts, kind: SampleKind, rows: usize, id
     let dataset = if kind == SampleKind::Training { "transactions_training" } else { "transactions_scoring" };
     let contract = c.dataset(dataset).unwrap();
     let raw = mlsec_ingest::validate::to_parquet(contract, &csv_bytes(kind, rows, 21)).unwrap();
-    let out = mlsec_curate::transform::curate(raw, contract, &[1; 32], vec![]).unwrap();
+    let mut out = Vec::new();
+    mlsec_curate::transform::curate(raw, contract, &[1; 32], &[], mlsec_runtime::now_ms(), &mut out, std::io::sink())
+        .unwrap();
     let stored: ObjectRef =
-        f.store.put(&bucket("t-curated"), &format!("{dataset}/{id}.parquet"), out.parquet.into(), "x").await.unwrap();
+        f.store.put(&bucket("t-curated"), &format!("{dataset}/{id}.parquet"), out.into(), "x").await.unwrap();
     DatasetCurated {
         event_id: id.into(),
         correlation_id: id.into(),
         dataset: dataset.into(),
-        contract_version: "1.0.0".into(),
+        contract_version: "1.1.0".into(),
         role: contract.role,
         dataset_digest: stored.sha256.clone(),
         curated: stored,
@@ -52,6 +54,8 @@ async fn curated(f: &FakePorts, c: &Contracts, kind: SampleKind, rows: usize, id
         rows_rejected: 0,
         pseudonym_key_id: "k".into(),
         occurred_at_ms: 0,
+        pseudonym_key_version: None,
+        dq: None,
     }
 }
 

@@ -1,0 +1,444 @@
+//! Data quality as code: the contract's `quality` rules evaluated batch by batch.
+//!
+//! Row rules (`required`, `invalidValues`) judge each row; with severity `error` a failing
+//! row is dropped from the curated data and recorded (row number and rule id, never the
+//! value) in the curate rejects file. Dataset rules (`nullValues`, `duplicateValues`,
+//! `rowCount`, `freshness`) and the thresholds of row rules judge the dataset: a failed
+//! `error` rule rejects it (`DatasetRejected`), a failed `warning` rule is reported only.
+//! Schema drift (the raw data's columns and types against the contract) is checked first
+//! and always rejects.
+
+use std::{
+    collections::HashSet,
+    hash::{BuildHasher, Hash, Hasher, RandomState},
+    sync::Arc,
+};
+
+use arrow::{
+    array::{
+        Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, StringBuilder,
+        TimestampMillisecondArray, UInt64Builder,
+    },
+    datatypes::{DataType, Field, Schema, TimeUnit},
+};
+use mlsec_runtime::contract::{Check, ColumnType, DatasetContract, QualityRule, Severity};
+use regex::Regex;
+
+/// Rule id of the schema check.
+pub const SCHEMA_RULE: &str = "schema_drift";
+
+/// The Arrow type the gateway writes for a contract column.
+pub fn arrow_type(ty: ColumnType) -> DataType {
+    match ty {
+        ColumnType::String => DataType::Utf8,
+        ColumnType::Int64 => DataType::Int64,
+        ColumnType::Float64 => DataType::Float64,
+        ColumnType::Boolean => DataType::Boolean,
+        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+    }
+}
+
+/// Differences between the raw data's schema and the contract, by column name (no values).
+pub fn schema_drift(contract: &DatasetContract, schema: &Schema) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &contract.columns {
+        match schema.field_with_name(&c.name) {
+            Err(_) => out.push(format!("missing column {}", c.name)),
+            Ok(f) if f.data_type() != &arrow_type(c.ty) => {
+                out.push(format!("column {} is {}, contract says {}", c.name, f.data_type(), arrow_type(c.ty)))
+            }
+            Ok(_) => {}
+        }
+    }
+    for f in schema.fields() {
+        if contract.column(f.name()).is_none() {
+            out.push(format!("column {} is not in the contract", f.name()));
+        }
+    }
+    out
+}
+
+/// One rule's outcome, as written to the DQ report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleResult {
+    pub id: String,
+    pub metric: String,
+    pub columns: Vec<String>,
+    pub severity: Severity,
+    /// `row` or `dataset`.
+    pub level: &'static str,
+    /// The threshold as written in the contract (`mustBe 0 rows`), or the freshness bound.
+    pub threshold: String,
+    /// Rows that failed (nulls, invalid values, duplicates), rows read for `rowCount`,
+    /// age in seconds for `freshness`, mismatching columns for the schema check.
+    pub failed: u64,
+    /// The number compared with the threshold (`failed`, or a percent of rows read).
+    pub measured: f64,
+    /// Rows removed from the curated data by this rule.
+    pub rows_dropped: u64,
+    pub passed: bool,
+    /// `pass`, `warning`, `rows_dropped` or `dataset_rejected`.
+    pub outcome: &'static str,
+}
+
+/// The DQ report of one dataset.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DqReport {
+    pub rules: Vec<RuleResult>,
+    pub rows_read: u64,
+    pub rows_dropped: u64,
+}
+
+impl DqReport {
+    /// Ids of the rules that reject the dataset.
+    pub fn rejecting(&self) -> Vec<String> {
+        self.rules.iter().filter(|r| r.outcome == "dataset_rejected").map(|r| r.id.clone()).collect()
+    }
+
+    /// Ids of the failed warning rules.
+    pub fn warnings(&self) -> Vec<String> {
+        self.rules.iter().filter(|r| r.outcome == "warning").map(|r| r.id.clone()).collect()
+    }
+
+    pub fn passed(&self) -> usize {
+        self.rules.iter().filter(|r| r.passed).count()
+    }
+
+    /// A report of a dataset whose schema drifted: only the schema rule is evaluated.
+    pub fn drifted(problems: &[String]) -> Self {
+        Self {
+            rules: vec![RuleResult {
+                id: SCHEMA_RULE.into(),
+                metric: "schema".into(),
+                columns: vec![],
+                severity: Severity::Error,
+                level: "dataset",
+                threshold: format!("mustBe 0 differences ({})", problems.join("; ")),
+                failed: problems.len() as u64,
+                measured: problems.len() as f64,
+                rows_dropped: 0,
+                passed: problems.is_empty(),
+                outcome: if problems.is_empty() { "pass" } else { "dataset_rejected" },
+            }],
+            rows_read: 0,
+            rows_dropped: 0,
+        }
+    }
+
+    /// One row per rule; counts only, never a value of the data.
+    pub fn to_batch(&self) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("rule_id", DataType::Utf8, false),
+            Field::new("metric", DataType::Utf8, false),
+            Field::new("columns", DataType::Utf8, false),
+            Field::new("severity", DataType::Utf8, false),
+            Field::new("level", DataType::Utf8, false),
+            Field::new("threshold", DataType::Utf8, false),
+            Field::new("failed", DataType::UInt64, false),
+            Field::new("measured", DataType::Float64, false),
+            Field::new("rows_dropped", DataType::UInt64, false),
+            Field::new("passed", DataType::Boolean, false),
+            Field::new("outcome", DataType::Utf8, false),
+            Field::new("rows_read", DataType::UInt64, false),
+        ]));
+        let s = |f: &dyn Fn(&RuleResult) -> String| -> ArrayRef {
+            Arc::new(StringArray::from(self.rules.iter().map(f).collect::<Vec<_>>()))
+        };
+        let u = |f: &dyn Fn(&RuleResult) -> u64| -> ArrayRef {
+            let mut b = UInt64Builder::new();
+            self.rules.iter().for_each(|r| b.append_value(f(r)));
+            Arc::new(b.finish())
+        };
+        let columns: Vec<ArrayRef> = vec![
+            s(&|r| r.id.clone()),
+            s(&|r| r.metric.clone()),
+            s(&|r| r.columns.join(",")),
+            s(&|r| r.severity.as_str().into()),
+            s(&|r| r.level.into()),
+            s(&|r| r.threshold.clone()),
+            u(&|r| r.failed),
+            Arc::new(Float64Array::from(self.rules.iter().map(|r| r.measured).collect::<Vec<_>>())),
+            u(&|r| r.rows_dropped),
+            Arc::new(BooleanArray::from(self.rules.iter().map(|r| r.passed).collect::<Vec<_>>())),
+            s(&|r| r.outcome.into()),
+            u(&|_| self.rows_read),
+        ];
+        RecordBatch::try_new(schema, columns).expect("columns match the report schema")
+    }
+}
+
+enum Kind {
+    Required(usize),
+    Nulls(usize),
+    Invalid { col: usize, values: Option<HashSet<String>>, regex: Option<Regex>, min: Option<f64>, max: Option<f64> },
+    Duplicates { cols: Vec<usize>, seen: HashSet<u128>, hashers: (RandomState, RandomState) },
+    RowCount,
+    Freshness { col: usize, newest: Option<i64>, max_age_ms: i64 },
+}
+
+struct State<'c> {
+    rule: &'c QualityRule,
+    kind: Kind,
+    failed: u64,
+}
+
+/// Rejected rows of one batch: (row number in the raw data, rule id).
+pub type Rejects<'c> = Vec<(u64, &'c str)>;
+
+/// Evaluates a contract's rules over the batches of one dataset.
+pub struct Engine<'c> {
+    rules: Vec<State<'c>>,
+    rows: u64,
+    dropped: u64,
+    now_ms: i64,
+}
+
+impl<'c> Engine<'c> {
+    /// `schema` must have passed [`schema_drift`].
+    pub fn new(contract: &'c DatasetContract, schema: &Schema, now_ms: i64) -> Result<Self, String> {
+        let idx = |name: &str| schema.index_of(name).map_err(|_| format!("raw data lacks column {name}"));
+        let mut rules = Vec::with_capacity(contract.quality.len());
+        for rule in &contract.quality {
+            let kind = match &rule.check {
+                Check::Required { column } => Kind::Required(idx(column)?),
+                Check::NullValues { column } => Kind::Nulls(idx(column)?),
+                Check::InvalidValues { column, valid_values, pattern, minimum, maximum } => Kind::Invalid {
+                    col: idx(column)?,
+                    values: valid_values.as_ref().map(|v| v.iter().cloned().collect()),
+                    // The whole value must match; the regex crate runs in linear time, so a
+                    // contract's pattern cannot be turned into a ReDoS by the data.
+                    regex: pattern
+                        .as_ref()
+                        .map(|p| Regex::new(&format!("^(?:{p})$")).map_err(|e| format!("rule {}: {e}", rule.id)))
+                        .transpose()?,
+                    min: *minimum,
+                    max: *maximum,
+                },
+                Check::DuplicateValues { columns } => Kind::Duplicates {
+                    cols: columns.iter().map(|c| idx(c)).collect::<Result<_, _>>()?,
+                    seen: HashSet::new(),
+                    hashers: (RandomState::new(), RandomState::new()),
+                },
+                Check::RowCount => Kind::RowCount,
+                Check::Freshness { column, max_age_ms } => {
+                    Kind::Freshness { col: idx(column)?, newest: None, max_age_ms: *max_age_ms }
+                }
+            };
+            rules.push(State { rule, kind, failed: 0 });
+        }
+        Ok(Self { rules, rows: 0, dropped: 0, now_ms })
+    }
+
+    /// Evaluates every rule on `batch`. Returns the rows to keep and, for each dropped
+    /// row, the error rules it failed.
+    pub fn observe(&mut self, batch: &RecordBatch) -> Result<(BooleanArray, Rejects<'c>), String> {
+        let n = batch.num_rows();
+        let first = self.rows;
+        self.rows += n as u64;
+        let mut keep = vec![true; n];
+        let mut rejects: Rejects<'c> = Vec::new();
+        let mut fail = vec![false; n];
+        for state in &mut self.rules {
+            fail.iter_mut().for_each(|f| *f = false);
+            let row_rule = match &mut state.kind {
+                Kind::Required(col) => {
+                    let a = batch.column(*col);
+                    if a.null_count() > 0 {
+                        (0..n).for_each(|i| fail[i] = a.is_null(i));
+                    }
+                    true
+                }
+                Kind::Nulls(col) => {
+                    state.failed += batch.column(*col).null_count() as u64;
+                    false
+                }
+                Kind::Invalid { col, values, regex, min, max } => {
+                    invalid_rows(batch.column(*col), values.as_ref(), regex.as_ref(), *min, *max, &mut fail)?;
+                    true
+                }
+                Kind::Duplicates { cols, seen, hashers } => {
+                    let columns: Vec<&ArrayRef> = cols.iter().map(|c| batch.column(*c)).collect();
+                    for i in 0..n {
+                        let (mut a, mut b) = (hashers.0.build_hasher(), hashers.1.build_hasher());
+                        for c in &columns {
+                            hash_value(c, i, &mut a)?;
+                            hash_value(c, i, &mut b)?;
+                        }
+                        let key = (u128::from(a.finish()) << 64) | u128::from(b.finish());
+                        if !seen.insert(key) {
+                            state.failed += 1;
+                        }
+                    }
+                    false
+                }
+                Kind::RowCount => false,
+                Kind::Freshness { col, newest, .. } => {
+                    let a = batch
+                        .column(*col)
+                        .as_any()
+                        .downcast_ref::<TimestampMillisecondArray>()
+                        .ok_or("freshness column is not a timestamp")?;
+                    if let Some(m) = arrow::compute::max(a) {
+                        *newest = Some(newest.map_or(m, |x| x.max(m)));
+                    }
+                    false
+                }
+            };
+            if row_rule {
+                let failed = fail.iter().filter(|f| **f).count();
+                state.failed += failed as u64;
+                if failed > 0 && state.rule.severity == Severity::Error {
+                    for (i, f) in fail.iter().enumerate() {
+                        if *f {
+                            keep[i] = false;
+                            rejects.push((first + i as u64, state.rule.id.as_str()));
+                        }
+                    }
+                }
+            }
+        }
+        rejects.sort_by_key(|r| r.0);
+        self.dropped += keep.iter().filter(|k| !**k).count() as u64;
+        Ok((BooleanArray::from(keep), rejects))
+    }
+
+    /// The report, once every batch has been observed.
+    pub fn finish(self) -> DqReport {
+        let rows = self.rows;
+        let rules = self
+            .rules
+            .into_iter()
+            .map(|s| {
+                let r = s.rule;
+                let row_rule = r.check.is_row_rule();
+                let (failed, measured, passed, threshold) = match s.kind {
+                    Kind::RowCount => {
+                        let op = r.operator.expect("library rules have an operator");
+                        (rows, rows as f64, op.holds(rows as f64), format!("{} rows", op.describe()))
+                    }
+                    Kind::Freshness { newest, max_age_ms, .. } => {
+                        let age_s = newest.map(|t| (self.now_ms - t).max(0) as u64 / 1000);
+                        let passed = newest.is_some_and(|t| self.now_ms - t <= max_age_ms);
+                        let threshold = format!("newest value at most {} s old", max_age_ms / 1000);
+                        (age_s.unwrap_or(u64::MAX), age_s.map_or(f64::INFINITY, |a| a as f64), passed, threshold)
+                    }
+                    _ => {
+                        let measured = if r.percent {
+                            if rows == 0 { 0.0 } else { s.failed as f64 * 100.0 / rows as f64 }
+                        } else {
+                            s.failed as f64
+                        };
+                        let unit = if r.percent { "percent" } else { "rows" };
+                        match r.operator {
+                            Some(op) => (s.failed, measured, op.holds(measured), format!("{} {unit}", op.describe())),
+                            None => (s.failed, measured, s.failed == 0, "not null (drops the row)".into()),
+                        }
+                    }
+                };
+                let rows_dropped = if row_rule && r.severity == Severity::Error { s.failed } else { 0 };
+                let outcome = match (passed, r.severity, r.operator) {
+                    (true, ..) => "pass",
+                    (false, Severity::Warning, _) => "warning",
+                    (false, Severity::Error, None) if row_rule => "rows_dropped",
+                    (false, Severity::Error, _) => "dataset_rejected",
+                };
+                RuleResult {
+                    id: r.id.clone(),
+                    metric: r.check.metric().into(),
+                    columns: r.check.columns(),
+                    severity: r.severity,
+                    level: if row_rule { "row" } else { "dataset" },
+                    threshold,
+                    failed,
+                    measured,
+                    rows_dropped,
+                    passed,
+                    outcome,
+                }
+            })
+            .collect();
+        DqReport { rules, rows_read: rows, rows_dropped: self.dropped }
+    }
+}
+
+/// Marks the rows whose value breaks an `invalidValues` rule (nulls are not invalid).
+fn invalid_rows(
+    a: &ArrayRef,
+    values: Option<&HashSet<String>>,
+    regex: Option<&Regex>,
+    min: Option<f64>,
+    max: Option<f64>,
+    fail: &mut [bool],
+) -> Result<(), String> {
+    if let Some(s) = a.as_any().downcast_ref::<StringArray>() {
+        for (i, v) in s.iter().enumerate() {
+            if let Some(v) = v {
+                fail[i] = values.is_some_and(|set| !set.contains(v)) || regex.is_some_and(|re| !re.is_match(v));
+            }
+        }
+        return Ok(());
+    }
+    let out_of_range = |v: f64| v.is_nan() || min.is_some_and(|m| v < m) || max.is_some_and(|m| v > m);
+    if let Some(f) = a.as_any().downcast_ref::<Float64Array>() {
+        for (i, v) in f.iter().enumerate() {
+            fail[i] = v.is_some_and(out_of_range);
+        }
+    } else if let Some(f) = a.as_any().downcast_ref::<Int64Array>() {
+        for (i, v) in f.iter().enumerate() {
+            // Compared exactly: i64 → f64 would round above 2^53.
+            fail[i] = v.is_some_and(|v| {
+                min.is_some_and(|m| (v as i128) < m.ceil() as i128)
+                    || max.is_some_and(|m| (v as i128) > m.floor() as i128)
+            });
+        }
+    } else {
+        return Err(format!("invalidValues on an unsupported column type {}", a.data_type()));
+    }
+    Ok(())
+}
+
+/// Feeds one cell into a hasher, with a type tag and a null marker, so `("a,b", null)` and
+/// `("a", "b,")` hash differently.
+fn hash_value(a: &ArrayRef, i: usize, h: &mut impl Hasher) -> Result<(), String> {
+    if a.is_null(i) {
+        0u8.hash(h);
+        return Ok(());
+    }
+    1u8.hash(h);
+    let any = a.as_any();
+    if let Some(s) = any.downcast_ref::<StringArray>() {
+        s.value(i).hash(h);
+    } else if let Some(f) = any.downcast_ref::<Float64Array>() {
+        f.value(i).to_bits().hash(h);
+    } else if let Some(v) = any.downcast_ref::<Int64Array>() {
+        v.value(i).hash(h);
+    } else if let Some(t) = any.downcast_ref::<TimestampMillisecondArray>() {
+        t.value(i).hash(h);
+    } else if let Some(b) = any.downcast_ref::<BooleanArray>() {
+        b.value(i).hash(h);
+    } else {
+        return Err(format!("duplicateValues on an unsupported column type {}", a.data_type()));
+    }
+    Ok(())
+}
+
+/// The curate rejects file's batch: raw row number and rule id, never a value.
+pub fn rejects_batch(rejects: &[(u64, &str)]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("raw_row", DataType::UInt64, false),
+        Field::new("rule_id", DataType::Utf8, false),
+    ]));
+    let mut row = UInt64Builder::with_capacity(rejects.len());
+    let mut rule = StringBuilder::with_capacity(rejects.len(), rejects.len() * 16);
+    for (r, id) in rejects {
+        row.append_value(*r);
+        rule.append_value(id);
+    }
+    RecordBatch::try_new(schema, vec![Arc::new(row.finish()), Arc::new(rule.finish())])
+        .expect("columns match the rejects schema")
+}
+
+/// Schema of [`rejects_batch`].
+pub fn rejects_schema() -> Arc<Schema> {
+    rejects_batch(&[]).schema()
+}
