@@ -10,7 +10,7 @@
 
 use std::{
     collections::HashSet,
-    hash::{BuildHasher, Hash, Hasher, RandomState},
+    hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState},
     sync::Arc,
 };
 
@@ -170,10 +170,24 @@ impl DqReport {
 enum Kind {
     Required(usize),
     Nulls(usize),
-    Invalid { col: usize, values: Option<HashSet<String>>, regex: Option<Regex>, min: Option<f64>, max: Option<f64> },
-    Duplicates { cols: Vec<usize>, seen: HashSet<u128>, hashers: (RandomState, RandomState) },
+    Invalid {
+        col: usize,
+        values: Option<HashSet<String>>,
+        regex: Option<Regex>,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    Duplicates {
+        cols: Vec<usize>,
+        seen: HashSet<u128, BuildHasherDefault<KeyHasher>>,
+        hashers: (RandomState, RandomState),
+    },
     RowCount,
-    Freshness { col: usize, newest: Option<i64>, max_age_ms: i64 },
+    Freshness {
+        col: usize,
+        newest: Option<i64>,
+        max_age_ms: i64,
+    },
 }
 
 struct State<'c> {
@@ -216,7 +230,7 @@ impl<'c> Engine<'c> {
                 },
                 Check::DuplicateValues { columns } => Kind::Duplicates {
                     cols: columns.iter().map(|c| idx(c)).collect::<Result<_, _>>()?,
-                    seen: HashSet::new(),
+                    seen: HashSet::default(),
                     hashers: (RandomState::new(), RandomState::new()),
                 },
                 Check::RowCount => Kind::RowCount,
@@ -358,6 +372,27 @@ impl<'c> Engine<'c> {
             })
             .collect();
         DqReport { rules, rows_read: rows, rows_dropped: self.dropped }
+    }
+}
+
+/// The set's keys are already keyed SipHash outputs: hashing them again would only cost
+/// time, so the set uses their low 64 bits as they are.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
     }
 }
 

@@ -375,3 +375,35 @@ fn the_zone_document_covers_every_rule_and_transform_and_cites_real_tests() {
         assert!(sources.contains(&format!("fn {name}(")), "the document cites a test that does not exist: {name}");
     }
 }
+
+/// Runs the transform directly with a contract edited from the repository's.
+fn curate_with(edit: impl Fn(String) -> String, csv: &[u8], now_ms: i64) -> transform::Curated {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/transactions_training.yaml");
+    let text = edit(std::fs::read_to_string(&path).unwrap());
+    let contract = mlsec_runtime::contract::DatasetContract::parse(&path, &text).unwrap();
+    let raw = mlsec_ingest::validate::to_parquet(&contract, csv).unwrap();
+    transform::curate(raw, &contract, &[3; 32], &[], now_ms, std::io::sink(), std::io::sink()).unwrap()
+}
+
+#[test]
+fn row_count_and_freshness_bounds_judge_the_dataset() {
+    let csv = csv_bytes(SampleKind::Training, 50, 5);
+    // The sample's newest transaction is in November 2026.
+    let dec_2026 = 1_796_083_200_000;
+    let ok = curate_with(|t| t, &csv, dec_2026);
+    assert!(ok.report.rejecting().is_empty() && ok.report.warnings().is_empty());
+    // 50 rows under a lower bound of 1,000: rejected.
+    let few =
+        curate_with(|t| t.replace("mustBeBetween: [1, 40000000]", "mustBeBetween: [1000, 40000000]"), &csv, dec_2026);
+    assert_eq!(few.report.rejecting(), vec!["row_count".to_string()]);
+    // A year later the freshness warning fires; as an error it rejects.
+    let later = dec_2026 + 365 * 86_400_000;
+    assert_eq!(curate_with(|t| t, &csv, later).report.warnings(), vec!["tx_time_freshness".to_string()]);
+    let strict = |t: String| {
+        t.replace(
+            "maxAgeSeconds: 7776000\n            severity: warning",
+            "maxAgeSeconds: 7776000\n            severity: error",
+        )
+    };
+    assert_eq!(curate_with(strict, &csv, later).report.rejecting(), vec!["tx_time_freshness".to_string()]);
+}
