@@ -25,9 +25,20 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 const CANARY_NAME: &str = "Zuleica Canarinho";
 const CANARY_CPF: &str = "529.982.247-25";
 const CANARY_EMAIL: &str = "zuleica.canarinho77@example.com.br";
-const NEEDLES: [&str; 5] = [CANARY_NAME, CANARY_CPF, "52998224725", CANARY_EMAIL, "zuleica.canarinho"];
+/// The values, their digits-only form, and their unkeyed SHA-256 (what a pseudonymiser
+/// without a key would write, reversible by dictionary).
+fn needles() -> Vec<String> {
+    let mut v: Vec<String> =
+        [CANARY_NAME, CANARY_CPF, "52998224725", CANARY_EMAIL, "zuleica.canarinho"].map(str::to_string).to_vec();
+    for plain in [CANARY_CPF, "52998224725", CANARY_EMAIL, CANARY_NAME] {
+        v.push(mlsec_events::sha256_hex(plain.as_bytes()));
+    }
+    v
+}
 
-/// Puts the canaries into rows 3, 4 and 5 of a sample file (same person, three payments).
+/// Puts the canaries into rows 3, 4 and 5 of a sample file (same person, three payments);
+/// row 5 also has a channel outside the contract's list, so curate drops it and writes a
+/// rejects file, which is scanned too.
 fn with_canaries(csv: Vec<u8>) -> Vec<u8> {
     let text = String::from_utf8(csv).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
@@ -36,6 +47,11 @@ fn with_canaries(csv: Vec<u8>) -> Vec<u8> {
         f[1] = CANARY_NAME.into();
         f[2] = CANARY_CPF.into();
         f[3] = CANARY_EMAIL.into();
+        *line = f.join(",");
+    }
+    if let Some(line) = lines.get_mut(5) {
+        let mut f: Vec<String> = line.split(',').map(str::to_string).collect();
+        f[7] = "telepathy".into();
         *line = f.join(",");
     }
     (lines.join("\n") + "\n").into_bytes()
@@ -68,7 +84,7 @@ fn texts(body: Bytes) -> Vec<String> {
 fn hits(what: &str, texts: &[String]) -> Vec<String> {
     let mut found = Vec::new();
     for t in texts {
-        for n in NEEDLES {
+        for n in needles() {
             if t.to_lowercase().contains(&n.to_lowercase()) {
                 found.push(format!("{what}: {n}"));
             }
@@ -129,6 +145,8 @@ async fn seeded_pii_appears_nowhere_after_the_gateway() {
 
     let mut found = Vec::new();
     let mut scanned = 0;
+    let curated_keys = stack.keys("curated").await;
+    assert!(curated_keys.iter().any(|k| k.starts_with("_rejects/")), "the canary row dropped by curate is listed");
     for bucket in ["curated", "models", "scored"] {
         for key in stack.keys(bucket).await {
             found.extend(hits(&format!("{bucket}/{key}"), &texts(get(stack.bucket(bucket), key.clone()).await)));
@@ -146,9 +164,9 @@ async fn seeded_pii_appears_nowhere_after_the_gateway() {
     found.extend(hits("worker logs", std::slice::from_ref(&log_text)));
 
     assert!(found.is_empty(), "PII canaries leaked: {found:?}");
-    // Not vacuous: curated (2) + DQ reports (2) + models (3) + scored (1), events of every
-    // zone, and the workers' logs were all scanned.
-    assert!(scanned >= 8, "scanned {scanned} objects");
+    // Not vacuous: curated (2) + DQ reports (2) + curate rejects (2) + models (3) + scored
+    // (1), events of every zone, and the workers' logs were all scanned.
+    assert!(scanned >= 10, "scanned {scanned} objects");
     for schema in ["RawAccepted", "DatasetCurated", "ModelTrained", "ModelPromoted", "RecordsScored"] {
         assert!(events.iter().any(|e| e.schema == schema), "no {schema} seen");
     }

@@ -69,7 +69,7 @@ pub struct RuleResult {
     pub level: &'static str,
     /// The threshold as written in the contract (`mustBe 0 rows`), or the freshness bound.
     pub threshold: String,
-    /// Rows that failed (nulls, invalid values, duplicates), rows read for `rowCount`,
+    /// Rows that failed (nulls, invalid values, duplicates), rows kept for `rowCount`,
     /// age in seconds for `freshness`, mismatching columns for the schema check.
     pub failed: u64,
     /// The number compared with the threshold (`failed`, or a percent of rows read).
@@ -243,8 +243,10 @@ impl<'c> Engine<'c> {
         Ok(Self { rules, rows: 0, dropped: 0, now_ms })
     }
 
-    /// Evaluates every rule on `batch`. Returns the rows to keep and, for each dropped
-    /// row, the error rules it failed.
+    /// Evaluates every rule on `batch`: first the row rules, which decide the rows kept,
+    /// then the dataset rules on the kept rows only (a dropped row cannot make its clean
+    /// twin a duplicate, nor count as the newest value). Returns the rows to keep and,
+    /// for each dropped row, the error rules it failed.
     pub fn observe(&mut self, batch: &RecordBatch) -> Result<(BooleanArray, Rejects<'c>), String> {
         let n = batch.num_rows();
         let first = self.rows;
@@ -252,27 +254,48 @@ impl<'c> Engine<'c> {
         let mut keep = vec![true; n];
         let mut rejects: Rejects<'c> = Vec::new();
         let mut fail = vec![false; n];
-        for state in &mut self.rules {
+        for state in self.rules.iter_mut().filter(|s| s.rule.check.is_row_rule()) {
             fail.iter_mut().for_each(|f| *f = false);
-            let row_rule = match &mut state.kind {
+            match &state.kind {
                 Kind::Required(col) => {
                     let a = batch.column(*col);
                     if a.null_count() > 0 {
                         (0..n).for_each(|i| fail[i] = a.is_null(i));
                     }
-                    true
-                }
-                Kind::Nulls(col) => {
-                    state.failed += batch.column(*col).null_count() as u64;
-                    false
                 }
                 Kind::Invalid { col, values, regex, min, max } => {
                     invalid_rows(batch.column(*col), values.as_ref(), regex.as_ref(), *min, *max, &mut fail)?;
-                    true
+                }
+                _ => unreachable!("filtered to row rules"),
+            }
+            let failed = fail.iter().filter(|f| **f).count();
+            state.failed += failed as u64;
+            if failed > 0 && state.rule.severity == Severity::Error {
+                for (i, f) in fail.iter().enumerate() {
+                    if *f {
+                        keep[i] = false;
+                        rejects.push((first + i as u64, state.rule.id.as_str()));
+                    }
+                }
+            }
+        }
+        let all_kept = keep.iter().all(|k| *k);
+        let kept = keep.iter().filter(|k| **k).count();
+        for state in self.rules.iter_mut().filter(|s| !s.rule.check.is_row_rule()) {
+            match &mut state.kind {
+                Kind::Nulls(col) => {
+                    let a = batch.column(*col);
+                    state.failed +=
+                        if all_kept { a.null_count() } else { (0..n).filter(|&i| keep[i] && a.is_null(i)).count() }
+                            as u64;
                 }
                 Kind::Duplicates { cols, seen, hashers } => {
                     let columns: Vec<&ArrayRef> = cols.iter().map(|c| batch.column(*c)).collect();
-                    for i in 0..n {
+                    for i in (0..n).filter(|&i| keep[i]) {
+                        // As in SQL, a key with a null part is not a duplicate of anything.
+                        if columns.iter().any(|c| c.is_null(i)) {
+                            continue;
+                        }
                         let (mut a, mut b) = (hashers.0.build_hasher(), hashers.1.build_hasher());
                         for c in &columns {
                             hash_value(c, i, &mut a)?;
@@ -283,36 +306,28 @@ impl<'c> Engine<'c> {
                             state.failed += 1;
                         }
                     }
-                    false
                 }
-                Kind::RowCount => false,
+                Kind::RowCount => {}
                 Kind::Freshness { col, newest, .. } => {
                     let a = batch
                         .column(*col)
                         .as_any()
                         .downcast_ref::<TimestampMillisecondArray>()
                         .ok_or("freshness column is not a timestamp")?;
-                    if let Some(m) = arrow::compute::max(a) {
+                    let m = if all_kept {
+                        arrow::compute::max(a)
+                    } else {
+                        (0..n).filter(|&i| keep[i] && a.is_valid(i)).map(|i| a.value(i)).max()
+                    };
+                    if let Some(m) = m {
                         *newest = Some(newest.map_or(m, |x| x.max(m)));
                     }
-                    false
                 }
-            };
-            if row_rule {
-                let failed = fail.iter().filter(|f| **f).count();
-                state.failed += failed as u64;
-                if failed > 0 && state.rule.severity == Severity::Error {
-                    for (i, f) in fail.iter().enumerate() {
-                        if *f {
-                            keep[i] = false;
-                            rejects.push((first + i as u64, state.rule.id.as_str()));
-                        }
-                    }
-                }
+                Kind::Required(_) | Kind::Invalid { .. } => unreachable!("filtered to dataset rules"),
             }
         }
         rejects.sort_by_key(|r| r.0);
-        self.dropped += keep.iter().filter(|k| !**k).count() as u64;
+        self.dropped += (n - kept) as u64;
         Ok((BooleanArray::from(keep), rejects))
     }
 
@@ -327,8 +342,11 @@ impl<'c> Engine<'c> {
                 let row_rule = r.check.is_row_rule();
                 let (failed, measured, passed, threshold) = match s.kind {
                     Kind::RowCount => {
+                        // Rows kept after the row rules: a file whose every row was dropped
+                        // is an empty dataset, not a curated one.
+                        let kept = rows - self.dropped;
                         let op = r.operator.expect("library rules have an operator");
-                        (rows, rows as f64, op.holds(rows as f64), format!("{} rows", op.describe()))
+                        (kept, kept as f64, op.holds(kept as f64), format!("{} rows kept", op.describe()))
                     }
                     Kind::Freshness { newest, max_age_ms, .. } => {
                         let age_s = newest.map(|t| (self.now_ms - t).max(0) as u64 / 1000);
@@ -351,6 +369,7 @@ impl<'c> Engine<'c> {
                 };
                 let rows_dropped = if row_rule && r.severity == Severity::Error { s.failed } else { 0 };
                 let outcome = match (passed, r.severity, r.operator) {
+                    (true, ..) if rows_dropped > 0 => "rows_dropped",
                     (true, ..) => "pass",
                     (false, Severity::Warning, _) => "warning",
                     (false, Severity::Error, None) if row_rule => "rows_dropped",

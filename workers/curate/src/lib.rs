@@ -109,11 +109,19 @@ impl Handler for CurateWorker {
         let (rej_spill, rej) = SpillFile::create(WORKER, &raw.event_id, ".rejects.parquet")?;
         let file = input.open()?;
         let (contract_ref, subkey_ref, lineage_ref) = (contract.clone(), subkey.clone(), lineage.clone());
+        // Freshness is judged at ingestion time, so a redelivery reaches the same verdict.
+        let as_of = raw.occurred_at_ms;
         let curated = tokio::task::spawn_blocking(move || {
-            transform::curate(file, &contract_ref, &subkey_ref, &lineage_ref, now_ms(), out, rej)
+            transform::curate(file, &contract_ref, &subkey_ref, &lineage_ref, as_of, out, rej)
         })
         .await
-        .map_err(|e| WorkError::transient("curate task", e.to_string()))?
+        .map_err(|e| {
+            if e.is_panic() {
+                WorkError::permanent("curate_panicked", "the transform panicked on this input")
+            } else {
+                WorkError::transient("curate task", e.to_string())
+            }
+        })?
         .map_err(|e| match e {
             CurateError::Input(m) => WorkError::permanent("unreadable_raw_parquet", m),
             CurateError::Output(m) => WorkError::transient("write spill file", m),

@@ -279,8 +279,13 @@ async fn invalid_rows_under_the_threshold_are_dropped_and_listed_over_it_the_dat
         .find(|k| k.starts_with("_rejects/"))
         .unwrap();
     let body = f.store.object("t-curated", &rejects_key).unwrap().body;
-    assert!(!body.windows(9).any(|w| w == b"telepathy"), "rejects carry no values");
-    assert_eq!(column(body, "rule_id"), vec![Some("channel_allowed".to_string())]);
+    assert_eq!(column(body.clone(), "rule_id"), vec![Some("channel_allowed".to_string())]);
+    // Row 10 of the file is raw row 9 (0-based, after the header); no value column exists.
+    let batch = ParquetRecordBatchReaderBuilder::try_new(body).unwrap().build().unwrap().next().unwrap().unwrap();
+    let fields: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(fields, vec!["raw_row", "rule_id"]);
+    let rows = batch.column(0).as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap();
+    assert_eq!(rows.values().to_vec(), vec![9]);
     // 6 of 300 (2%) is over the contract's 1%: the dataset is rejected.
     let g = FakePorts::new();
     let bad = edit_rows(&csv, &[10, 20, 30, 40, 50, 60], 7, "telepathy");
@@ -316,6 +321,44 @@ async fn schema_drift_rejects_the_dataset() {
     worker(&f).handle(&msg).await.unwrap();
     let rejected = rejected_events(&f);
     assert_eq!(rejected[0].dq.rejecting, vec![dq::SCHEMA_RULE.to_string()]);
+    let curated: Vec<String> = f
+        .store
+        .keys()
+        .into_iter()
+        .filter(|(b, k)| b == "t-curated" && !k.starts_with("_dq/"))
+        .map(|(_, k)| k)
+        .collect();
+    assert!(curated.is_empty(), "nothing curated: {curated:?}");
+}
+
+#[tokio::test]
+async fn a_file_whose_every_row_is_dropped_is_rejected_not_curated_empty() {
+    let f = FakePorts::new();
+    let c = contracts();
+    // Every amount empty: the required rule drops all five rows.
+    let csv = edit_rows(&csv_bytes(SampleKind::Training, 5, 3), &[1, 2, 3, 4, 5], 4, "");
+    worker(&f).handle(&raw_event(&f, &c, "transactions_training", &csv).await).await.unwrap();
+    assert!(f.bus.events().iter().all(|e| e.schema != "DatasetCurated"));
+    assert_eq!(rejected_events(&f)[0].dq.rejecting, vec!["row_count".to_string()]);
+}
+
+#[tokio::test]
+async fn a_dropped_row_does_not_make_its_clean_twin_a_duplicate() {
+    let f = FakePorts::new();
+    let c = contracts();
+    let csv = csv_bytes(SampleKind::Training, 300, 5);
+    let first_id =
+        String::from_utf8(csv.clone()).unwrap().lines().nth(1).unwrap().split(',').next().unwrap().to_string();
+    // Row 7 repeats row 1's id but is dropped for its channel: no duplicate remains.
+    let csv = edit_rows(&edit_rows(&csv, &[7], 0, &first_id), &[7], 7, "telepathy");
+    worker(&f).handle(&raw_event(&f, &c, "transactions_training", &csv).await).await.unwrap();
+    let ev: DatasetCurated = f.bus.events()[0].open().unwrap();
+    assert_eq!((ev.rows_out, ev.rows_rejected), (299, 1));
+    let report = report_rows(&f, &ev.dq.unwrap().report.key);
+    let dup = report.iter().find(|r| r.0 == "transaction_id_unique").unwrap();
+    assert_eq!((dup.1.as_str(), dup.2), ("pass", 0));
+    let channel = report.iter().find(|r| r.0 == "channel_allowed").unwrap();
+    assert_eq!((channel.1.as_str(), channel.2), ("rows_dropped", 1));
 }
 
 #[test]

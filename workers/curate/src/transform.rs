@@ -201,7 +201,14 @@ fn transform_column(col: &ArrayRef, p: Pseudonymisation, mac: &HmacSha256) -> Re
                 Arc::new(f.unary::<_, arrow::datatypes::Float64Type>(|v| band(v, width)))
             } else if let Some(i) = col.as_any().downcast_ref::<Int64Array>() {
                 let w = (width.round() as i64).max(1);
-                Arc::new(i.unary::<_, arrow::datatypes::Int64Type>(|v| v.div_euclid(w) * w))
+                Arc::new(
+                    i.try_unary::<_, arrow::datatypes::Int64Type, _>(|v| {
+                        v.div_euclid(w)
+                            .checked_mul(w)
+                            .ok_or_else(|| arrow::error::ArrowError::ComputeError("band lower bound overflows".into()))
+                    })
+                    .map_err(|e| e.to_string())?,
+                )
             } else {
                 return Err("band applies to numeric columns".into());
             }

@@ -378,6 +378,13 @@ impl OdcsQuality {
         .into_iter()
         .flatten()
         .collect();
+        for op in &ops {
+            if let Operator::Between(a, b) | Operator::NotBetween(a, b) = op
+                && (a > b || !a.is_finite() || !b.is_finite())
+            {
+                return Err("a between operator needs two finite numbers, smallest first".into());
+            }
+        }
         match ops.as_slice() {
             [] => Ok(None),
             [op] => Ok(Some(*op)),
@@ -408,7 +415,16 @@ impl OdcsQuality {
         let check = match kind {
             "text" => return Ok(None),
             "library" => match self.metric.as_deref() {
-                Some("nullValues") | Some("missingValues") => Check::NullValues { column: col()? },
+                Some("nullValues") | Some("missingValues") => {
+                    if self.arguments.is_some() {
+                        return Err(
+                            "arguments of nullValues/missingValues (e.g. missingValues lists) are not supported; \
+                                    only nulls are counted"
+                                .into(),
+                        );
+                    }
+                    Check::NullValues { column: col()? }
+                }
                 Some("invalidValues") => {
                     let c = column.ok_or("invalidValues applies to a property")?;
                     let valid_values = match self.argument("validValues") {
@@ -435,13 +451,30 @@ impl OdcsQuality {
                         }
                         Some(_) => return Err("arguments.pattern must be a string".into()),
                     };
+                    if let Some(serde_yaml::Value::Mapping(m)) = &self.arguments {
+                        for k in m.keys() {
+                            let k = k.as_str().unwrap_or("?");
+                            if !["validValues", "pattern", "minimum", "maximum"].contains(&k) {
+                                return Err(format!("invalidValues: unknown argument {k}"));
+                            }
+                        }
+                    }
                     let number = |name: &str| -> Result<Option<f64>, String> {
                         match self.argument(name) {
                             None => Ok(None),
-                            Some(v) => v.as_f64().map(Some).ok_or(format!("arguments.{name} must be a number")),
+                            Some(v) => v
+                                .as_f64()
+                                .filter(|x| x.is_finite())
+                                .map(Some)
+                                .ok_or(format!("arguments.{name} must be a finite number")),
                         }
                     };
                     let (minimum, maximum) = (number("minimum")?, number("maximum")?);
+                    if let (Some(lo), Some(hi)) = (minimum, maximum)
+                        && lo > hi
+                    {
+                        return Err("arguments.minimum is above arguments.maximum".into());
+                    }
                     if (valid_values.is_some() || pattern.is_some()) && c.ty != ColumnType::String {
                         return Err("validValues and pattern apply to string columns".into());
                     }
@@ -1008,6 +1041,12 @@ mod tests {
         assert!(err(text.replacen("        mustBeBetween: [1, 40000000]\n", "", 1)).contains("operator"));
         assert!(err(text.replacen("value: hour", "value: band", 1)).contains("does not apply"));
         assert!(err(text.replacen("id: amount_range", "id: channel_allowed", 1)).contains("used twice"));
+        assert!(err(text.replacen("minimum: 0.01", "minimum: 2000000", 1)).contains("above"));
+        assert!(err(text.replacen("minimum: 0.01", "minimum: .nan", 1)).contains("finite"));
+        assert!(err(text.replacen("[1, 40000000]", "[40000000, 1]", 1)).contains("smallest first"));
+        assert!(err(text.replacen("validValues: [online", "validValue: [online", 1)).contains("unknown argument"));
+        let with_args = "metric: nullValues\n            arguments:\n              missingValues: [\"\", N/A]";
+        assert!(err(text.replacen("metric: nullValues", with_args, 1)).contains("not supported"));
     }
 
     #[test]

@@ -28,7 +28,14 @@ impl SpillFile {
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id: String = input_id.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
         let path = dir.join(format!("mlsec-{worker}-{}-{seq}-{id}{suffix}", std::process::id()));
-        let file = File::create(&path)
+        // New file only (never follow a planted file or symlink), readable by this user only:
+        // an input spill holds raw personal data.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
+            .open(&path)
             .map_err(|e| WorkError::transient("create spill file", format!("{}: {e}", path.display())))?;
         Ok((Self { path }, BufWriter::with_capacity(1 << 20, file)))
     }
