@@ -254,11 +254,19 @@ async fn main() -> Result<()> {
             } else {
                 mlsec_cli::bench::run(&contracts, rows, &work_dir, &stages).map_err(anyhow::Error::msg)?
             };
-            println!("{:<8} {:>10} {:>9} {:>14} {:>14}", "stage", "rows", "seconds", "rows/s", "peak RSS MiB");
+            println!(
+                "{:<8} {:>10} {:>10} {:>9} {:>14} {:>14}",
+                "stage", "rows", "input MiB", "seconds", "rows/s", "peak RSS MiB"
+            );
             for m in &results {
                 println!(
-                    "{:<8} {:>10} {:>9.3} {:>14.0} {:>14.1}",
-                    m.stage, m.rows, m.seconds, m.rows_per_second, m.peak_rss_mib
+                    "{:<8} {:>10} {:>10.1} {:>9.3} {:>14.0} {:>14.1}",
+                    m.stage,
+                    m.rows,
+                    m.input_bytes as f64 / 1048576.0,
+                    m.seconds,
+                    m.rows_per_second,
+                    m.peak_rss_mib
                 );
             }
             if cfg!(debug_assertions) {

@@ -255,3 +255,35 @@ def test_the_gateway_lambda_can_hold_and_finish_the_largest_object_a_contract_al
     assert ingest["lambda"]["ephemeral_storage_mb"] * 1024 * 1024 >= largest
     timeout = min(900, ingest["queue"]["visibility_timeout_seconds"] // 6)
     assert timeout * GATEWAY_FLOOR_BYTES_PER_SECOND >= largest, (timeout, largest)
+
+
+# Curate spills the raw Parquet, the curated Parquet and the uniqueness runs to /tmp.
+# Bytes per row measured with `mlsec bench --rows 1000000 --stages curate,train` (the
+# "input MiB" of curate and train): raw 23.4 MiB, curated 69.6 MiB per million rows.
+RAW_PARQUET_BYTES_PER_ROW = 24.5
+CURATED_PARQUET_BYTES_PER_ROW = 73.0
+# Each uniqueness rule spills 16 bytes per row at most (docs/zones/z3-curation.md).
+KEY_BYTES_PER_ROW_PER_RULE = 16
+# A conservative floor for curate on Lambda: a fifth of the bench's ~450,000 rows/s.
+CURATE_FLOOR_ROWS_PER_SECOND = 80_000
+
+
+def contract_limit(text, name):
+    m = re.search(rf"property: {name}\s+value: (\d+)", text)
+    assert m, f"a contract has no {name}"
+    return int(m.group(1))
+
+
+def test_the_curate_lambda_can_spill_and_finish_the_largest_dataset_a_contract_allows():
+    curate = TOPOLOGY["workers"]["curate"]
+    assert curate.get("lambda"), "curate needs its own sizing: the 512 MB /tmp default holds about 4M rows"
+    timeout = min(900, curate["queue"]["visibility_timeout_seconds"] // 6)
+    for contract in (ROOT.parent / "contracts").glob("*.yaml"):
+        text = contract.read_text()
+        rows = contract_limit(text, "maxRows")
+        unique_rules = text.count("metric: duplicateValues")
+        assert unique_rules >= 1, contract.name
+        per_row = RAW_PARQUET_BYTES_PER_ROW + CURATED_PARQUET_BYTES_PER_ROW + unique_rules * KEY_BYTES_PER_ROW_PER_RULE
+        needed = rows * per_row * 1.25
+        assert curate["lambda"]["ephemeral_storage_mb"] * 1024 * 1024 >= needed, (contract.name, needed)
+        assert timeout * CURATE_FLOOR_ROWS_PER_SECOND >= rows, (contract.name, timeout, rows)

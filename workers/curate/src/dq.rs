@@ -10,7 +10,7 @@
 
 use std::{
     collections::HashSet,
-    hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState},
+    hash::{BuildHasher, Hash, Hasher},
     sync::Arc,
 };
 
@@ -23,6 +23,11 @@ use arrow::{
 };
 use mlsec_runtime::contract::{Check, ColumnType, DatasetContract, QualityRule, Severity};
 use regex::Regex;
+
+use crate::{
+    keyset::{KeySet, RUN_KEYS},
+    transform::CurateError,
+};
 
 /// Rule id of the schema check.
 pub const SCHEMA_RULE: &str = "schema_drift";
@@ -170,24 +175,10 @@ impl DqReport {
 enum Kind {
     Required(usize),
     Nulls(usize),
-    Invalid {
-        col: usize,
-        values: Option<HashSet<String>>,
-        regex: Option<Regex>,
-        min: Option<f64>,
-        max: Option<f64>,
-    },
-    Duplicates {
-        cols: Vec<usize>,
-        seen: HashSet<u128, BuildHasherDefault<KeyHasher>>,
-        hashers: (RandomState, RandomState),
-    },
+    Invalid { col: usize, values: Option<HashSet<String>>, regex: Option<Regex>, min: Option<f64>, max: Option<f64> },
+    Duplicates { cols: Vec<usize>, keys: KeySet, hashers: (ahash::RandomState, ahash::RandomState) },
     RowCount,
-    Freshness {
-        col: usize,
-        newest: Option<i64>,
-        max_age_ms: i64,
-    },
+    Freshness { col: usize, newest: Option<i64>, max_age_ms: i64 },
 }
 
 struct State<'c> {
@@ -230,8 +221,8 @@ impl<'c> Engine<'c> {
                 },
                 Check::DuplicateValues { columns } => Kind::Duplicates {
                     cols: columns.iter().map(|c| idx(c)).collect::<Result<_, _>>()?,
-                    seen: HashSet::default(),
-                    hashers: (RandomState::new(), RandomState::new()),
+                    keys: KeySet::new(RUN_KEYS),
+                    hashers: (random_state(), random_state()),
                 },
                 Check::RowCount => Kind::RowCount,
                 Check::Freshness { column, max_age_ms } => {
@@ -243,11 +234,22 @@ impl<'c> Engine<'c> {
         Ok(Self { rules, rows: 0, dropped: 0, now_ms })
     }
 
+    /// Keys each uniqueness rule holds in memory before it spills a sorted run
+    /// (default [`RUN_KEYS`]).
+    pub fn with_run_keys(mut self, run_keys: usize) -> Self {
+        for s in &mut self.rules {
+            if let Kind::Duplicates { keys, .. } = &mut s.kind {
+                *keys = KeySet::new(run_keys);
+            }
+        }
+        self
+    }
+
     /// Evaluates every rule on `batch`: first the row rules, which decide the rows kept,
     /// then the dataset rules on the kept rows only (a dropped row cannot make its clean
     /// twin a duplicate, nor count as the newest value). Returns the rows to keep and,
     /// for each dropped row, the error rules it failed.
-    pub fn observe(&mut self, batch: &RecordBatch) -> Result<(BooleanArray, Rejects<'c>), String> {
+    pub fn observe(&mut self, batch: &RecordBatch) -> Result<(BooleanArray, Rejects<'c>), CurateError> {
         let n = batch.num_rows();
         let first = self.rows;
         self.rows += n as u64;
@@ -264,7 +266,8 @@ impl<'c> Engine<'c> {
                     }
                 }
                 Kind::Invalid { col, values, regex, min, max } => {
-                    invalid_rows(batch.column(*col), values.as_ref(), regex.as_ref(), *min, *max, &mut fail)?;
+                    invalid_rows(batch.column(*col), values.as_ref(), regex.as_ref(), *min, *max, &mut fail)
+                        .map_err(CurateError::Input)?;
                 }
                 _ => unreachable!("filtered to row rules"),
             }
@@ -289,8 +292,9 @@ impl<'c> Engine<'c> {
                         if all_kept { a.null_count() } else { (0..n).filter(|&i| keep[i] && a.is_null(i)).count() }
                             as u64;
                 }
-                Kind::Duplicates { cols, seen, hashers } => {
-                    let columns: Vec<&ArrayRef> = cols.iter().map(|c| batch.column(*c)).collect();
+                Kind::Duplicates { cols, keys, hashers } => {
+                    let columns: Vec<Cells> =
+                        cols.iter().map(|c| Cells::of(batch.column(*c))).collect::<Result<_, _>>()?;
                     for i in (0..n).filter(|&i| keep[i]) {
                         // As in SQL, a key with a null part is not a duplicate of anything.
                         if columns.iter().any(|c| c.is_null(i)) {
@@ -298,13 +302,11 @@ impl<'c> Engine<'c> {
                         }
                         let (mut a, mut b) = (hashers.0.build_hasher(), hashers.1.build_hasher());
                         for c in &columns {
-                            hash_value(c, i, &mut a)?;
-                            hash_value(c, i, &mut b)?;
+                            c.hash(i, &mut a);
+                            c.hash(i, &mut b);
                         }
                         let key = (u128::from(a.finish()) << 64) | u128::from(b.finish());
-                        if !seen.insert(key) {
-                            state.failed += 1;
-                        }
+                        keys.insert(key).map_err(|e| CurateError::Output(format!("uniqueness spill: {e}")))?;
                     }
                 }
                 Kind::RowCount => {}
@@ -313,7 +315,7 @@ impl<'c> Engine<'c> {
                         .column(*col)
                         .as_any()
                         .downcast_ref::<TimestampMillisecondArray>()
-                        .ok_or("freshness column is not a timestamp")?;
+                        .ok_or_else(|| CurateError::Input("freshness column is not a timestamp".into()))?;
                     let m = if all_kept {
                         arrow::compute::max(a)
                     } else {
@@ -332,10 +334,17 @@ impl<'c> Engine<'c> {
     }
 
     /// The report, once every batch has been observed.
-    pub fn finish(self) -> DqReport {
+    pub fn finish(self) -> Result<DqReport, CurateError> {
         let rows = self.rows;
-        let rules = self
-            .rules
+        let mut states = Vec::with_capacity(self.rules.len());
+        for mut s in self.rules {
+            if let Kind::Duplicates { keys, .. } = &mut s.kind {
+                let keys = std::mem::replace(keys, KeySet::new(1));
+                s.failed += keys.finish().map_err(|e| CurateError::Output(format!("uniqueness spill: {e}")))?;
+            }
+            states.push(s);
+        }
+        let rules = states
             .into_iter()
             .map(|s| {
                 let r = s.rule;
@@ -390,29 +399,16 @@ impl<'c> Engine<'c> {
                 }
             })
             .collect();
-        DqReport { rules, rows_read: rows, rows_dropped: self.dropped }
+        Ok(DqReport { rules, rows_read: rows, rows_dropped: self.dropped })
     }
 }
 
-/// The set's keys are already keyed SipHash outputs: hashing them again would only cost
-/// time, so the set uses their low 64 bits as they are.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(b);
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
-    }
+/// A keyed hasher for uniqueness keys. Two of them (independent random keys) make a
+/// 128-bit key: the chance that two different keys of a 40M-row dataset collide is about
+/// 2^-76, and without the process's random keys collisions cannot be prepared in the data.
+fn random_state() -> ahash::RandomState {
+    let seed = std::hash::RandomState::new();
+    ahash::RandomState::with_seeds(seed.hash_one(1u8), seed.hash_one(2u8), seed.hash_one(3u8), seed.hash_one(4u8))
 }
 
 /// Marks the rows whose value breaks an `invalidValues` rule (nulls are not invalid).
@@ -451,29 +447,55 @@ fn invalid_rows(
     Ok(())
 }
 
-/// Feeds one cell into a hasher, with a type tag and a null marker, so `("a,b", null)` and
-/// `("a", "b,")` hash differently.
-fn hash_value(a: &ArrayRef, i: usize, h: &mut impl Hasher) -> Result<(), String> {
-    if a.is_null(i) {
-        0u8.hash(h);
-        return Ok(());
+/// A key column of one batch, downcast once.
+enum Cells<'a> {
+    Str(&'a StringArray),
+    F64(&'a Float64Array),
+    I64(&'a Int64Array),
+    Ts(&'a TimestampMillisecondArray),
+    Bool(&'a BooleanArray),
+}
+
+impl<'a> Cells<'a> {
+    fn of(a: &'a ArrayRef) -> Result<Self, CurateError> {
+        let any = a.as_any();
+        let cells = if let Some(s) = any.downcast_ref() {
+            Self::Str(s)
+        } else if let Some(f) = any.downcast_ref() {
+            Self::F64(f)
+        } else if let Some(v) = any.downcast_ref() {
+            Self::I64(v)
+        } else if let Some(t) = any.downcast_ref() {
+            Self::Ts(t)
+        } else if let Some(b) = any.downcast_ref() {
+            Self::Bool(b)
+        } else {
+            return Err(CurateError::Input(format!("duplicateValues on an unsupported column type {}", a.data_type())));
+        };
+        Ok(cells)
     }
-    1u8.hash(h);
-    let any = a.as_any();
-    if let Some(s) = any.downcast_ref::<StringArray>() {
-        s.value(i).hash(h);
-    } else if let Some(f) = any.downcast_ref::<Float64Array>() {
-        f.value(i).to_bits().hash(h);
-    } else if let Some(v) = any.downcast_ref::<Int64Array>() {
-        v.value(i).hash(h);
-    } else if let Some(t) = any.downcast_ref::<TimestampMillisecondArray>() {
-        t.value(i).hash(h);
-    } else if let Some(b) = any.downcast_ref::<BooleanArray>() {
-        b.value(i).hash(h);
-    } else {
-        return Err(format!("duplicateValues on an unsupported column type {}", a.data_type()));
+
+    fn is_null(&self, i: usize) -> bool {
+        match self {
+            Self::Str(a) => a.is_null(i),
+            Self::F64(a) => a.is_null(i),
+            Self::I64(a) => a.is_null(i),
+            Self::Ts(a) => a.is_null(i),
+            Self::Bool(a) => a.is_null(i),
+        }
     }
-    Ok(())
+
+    /// Feeds one non-null cell into a hasher; a string ends with a terminator byte (as
+    /// `str`'s `Hash` writes it), so `("a,b", "c")` and `("a", "b,c")` hash differently.
+    fn hash(&self, i: usize, h: &mut impl Hasher) {
+        match self {
+            Self::Str(a) => a.value(i).hash(h),
+            Self::F64(a) => a.value(i).to_bits().hash(h),
+            Self::I64(a) => a.value(i).hash(h),
+            Self::Ts(a) => a.value(i).hash(h),
+            Self::Bool(a) => a.value(i).hash(h),
+        }
+    }
 }
 
 /// The curate rejects file's batch: raw row number and rule id, never a value.
@@ -495,4 +517,38 @@ pub fn rejects_batch(rejects: &[(u64, &str)]) -> RecordBatch {
 /// Schema of [`rejects_batch`].
 pub fn rejects_schema() -> Arc<Schema> {
     rejects_batch(&[]).schema()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_int64_range_is_compared_exactly_beyond_two_to_the_53() {
+        // 2^53 + 1 rounds to 2^53 as an f64: only an exact comparison sees it is over.
+        let limit = 9_007_199_254_740_992f64;
+        let a: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(9_007_199_254_740_992),
+            Some(9_007_199_254_740_993),
+            None,
+            Some(i64::MIN),
+            Some(-5),
+        ]));
+        let mut fail = vec![false; 5];
+        invalid_rows(&a, None, None, Some(-5.0), Some(limit), &mut fail).unwrap();
+        assert_eq!(fail, vec![false, true, false, true, false]);
+        // A fractional bound is rounded inwards: 1.5 ≤ v means 2 ≤ v.
+        let b: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+        let mut fail = vec![false; 2];
+        invalid_rows(&b, None, None, Some(1.5), None, &mut fail).unwrap();
+        assert_eq!(fail, vec![true, false]);
+    }
+
+    #[test]
+    fn a_float_range_refuses_nan_and_lets_nulls_through() {
+        let f: ArrayRef = Arc::new(Float64Array::from(vec![Some(f64::NAN), Some(0.5), None, Some(2.0)]));
+        let mut fail = vec![false; 4];
+        invalid_rows(&f, None, None, Some(0.0), Some(1.0), &mut fail).unwrap();
+        assert_eq!(fail, vec![true, false, false, true]);
+    }
 }

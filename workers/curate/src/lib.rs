@@ -15,6 +15,7 @@
 //! different domains cannot be linked.
 
 pub mod dq;
+pub mod keyset;
 pub mod transform;
 
 use std::{collections::HashMap, sync::Arc};

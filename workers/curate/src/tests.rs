@@ -122,6 +122,38 @@ async fn the_same_cpf_links_within_a_domain_but_not_across_keys() {
 }
 
 #[tokio::test]
+async fn the_same_cpf_in_another_domain_gets_an_unrelated_pseudonym_under_the_same_root_key() {
+    let base = contracts();
+    let mut cards = base.dataset("transactions_training").unwrap().clone();
+    (cards.dataset, cards.domain, cards.landing_prefix) =
+        ("cards_training".into(), "cards".into(), "cards/transactions_training/".into());
+    let c = Arc::new(Contracts {
+        datasets: vec![base.dataset("transactions_training").unwrap().clone(), cards],
+        models: vec![],
+    });
+    let csv = csv_bytes(SampleKind::Training, 20, 9);
+    let f = FakePorts::new();
+    let w = CurateWorker::new(
+        f.ports(),
+        c.clone(),
+        CurateConfig { curated: bucket("t-curated"), pseudonym_key_id: "alias/t-pseudonym".into() },
+    );
+    w.handle(&raw_event(&f, &c, "transactions_training", &csv).await).await.unwrap();
+    w.handle(&raw_event(&f, &c, "cards_training", &csv).await).await.unwrap();
+    let evs: Vec<DatasetCurated> = f.bus.events().iter().map(|e| e.open().unwrap()).collect();
+    assert_eq!(evs[1].pseudonym_key_version.as_deref(), Some("mlsec/pseudonym/v1/cards"));
+    let payments = column(f.store.object("t-curated", &evs[0].curated.key).unwrap().body, "customer_cpf");
+    let cards = column(f.store.object("t-curated", &evs[1].curated.key).unwrap().body, "customer_cpf");
+    assert_eq!(payments.len(), 20);
+    // Same root key, same CPFs, two domains: no pseudonym of one appears in the other.
+    let seen: std::collections::HashSet<_> = payments.iter().collect();
+    assert!(cards.iter().all(|p| !seen.contains(p)), "domains link");
+    // One subkey derivation per domain, each with its own label.
+    let calls = f.keys.calls.lock().unwrap().clone();
+    assert_eq!(calls, vec!["mac alias/t-pseudonym".to_string(), "mac alias/t-pseudonym".to_string()]);
+}
+
+#[tokio::test]
 async fn rows_missing_required_values_are_rejected_and_counted() {
     let f = FakePorts::new();
     let c = contracts();
@@ -402,8 +434,9 @@ fn the_zone_document_covers_every_rule_and_transform_and_cites_real_tests() {
             let path = entry.path();
             if path.is_dir() && !path.ends_with("corpus") {
                 dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                sources.push_str(&std::fs::read_to_string(&path).unwrap());
+            } else if path.extension().is_some_and(|e| e == "rs" || e == "py") {
+                // `def name(` in the Terraform tests reads as `fn name(` below.
+                sources.push_str(&std::fs::read_to_string(&path).unwrap().replace("def ", "fn "));
             }
         }
     }
@@ -449,4 +482,106 @@ fn row_count_and_freshness_bounds_judge_the_dataset() {
         )
     };
     assert_eq!(curate_with(strict, &csv, later).report.rejecting(), vec!["tx_time_freshness".to_string()]);
+}
+
+fn rule<'a>(c: &'a transform::Curated, id: &str) -> &'a dq::RuleResult {
+    c.report.rules.iter().find(|r| r.id == id).unwrap_or_else(|| panic!("no rule {id}"))
+}
+
+/// The sample's newest transaction is in November 2026; freshness holds in December.
+const DEC_2026: i64 = 1_796_083_200_000;
+
+#[test]
+fn a_value_breaking_a_pattern_drops_its_row_and_a_pattern_matches_the_whole_value() {
+    let csv = csv_bytes(SampleKind::Training, 300, 5);
+    // Row 4's CPF has no punctuation: customer_cpf_format (error) drops it.
+    let bad_cpf = curate_with(|t| t, &edit_rows(&csv, &[4], 2, "52998224725"), DEC_2026);
+    assert_eq!((bad_cpf.rows_in, bad_cpf.rows_out), (300, 299));
+    let r = rule(&bad_cpf, "customer_cpf_format");
+    assert_eq!((r.failed, r.rows_dropped, r.outcome), (1, 1, "rows_dropped"));
+    // A pattern written without anchors still has to match the whole value: this id
+    // contains a well-formed one but does not start with it.
+    let unanchored =
+        |t: String| t.replace(r#"pattern: "^tx-[0-9]{1,20}-[0-9]{8}$""#, r#"pattern: "tx-[0-9]{1,20}-[0-9]{8}""#);
+    let c = curate_with(unanchored, &edit_rows(&csv, &[9], 0, "xtx-1-20261101"), DEC_2026);
+    assert_eq!(rule(&c, "transaction_id_format").rows_dropped, 1);
+    // A warning pattern reports the row and keeps it.
+    let w = curate_with(|t| t, &edit_rows(&csv, &[9], 5, "54x1"), DEC_2026);
+    assert_eq!((w.rows_out, rule(&w, "merchant_category_format").outcome), (300, "warning"));
+}
+
+#[test]
+fn a_null_threshold_of_severity_error_rejects_the_dataset() {
+    let csv = csv_bytes(SampleKind::Training, 100, 5);
+    // 6 of 100 e-mails missing: over the contract's "less than 5 percent".
+    let gaps = edit_rows(&csv, &[3, 13, 23, 33, 43, 53], 3, "");
+    let as_warning = curate_with(|t| t, &gaps, DEC_2026);
+    let r = rule(&as_warning, "customer_email_completeness");
+    assert_eq!((r.failed, r.measured, r.outcome), (6, 6.0, "warning"));
+    assert_eq!(as_warning.rows_out, 100, "a dataset rule drops no row");
+    let strict = |t: String| {
+        t.replace(
+            "mustBeLessThan: 5\n            unit: percent\n            severity: warning",
+            "mustBeLessThan: 5\n            unit: percent\n            severity: error",
+        )
+    };
+    let as_error = curate_with(strict, &gaps, DEC_2026);
+    assert_eq!(as_error.report.rejecting(), vec!["customer_email_completeness".to_string()]);
+    // 4 of 100 passes even as an error.
+    assert!(curate_with(strict, &edit_rows(&csv, &[3, 13, 23, 33], 3, ""), DEC_2026).report.rejecting().is_empty());
+}
+
+#[test]
+fn a_repeated_compound_key_fails_the_compound_uniqueness_rule() {
+    let csv = csv_bytes(SampleKind::Training, 300, 5);
+    let text = String::from_utf8(csv.clone()).unwrap();
+    let first: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
+    // Row 5 gets row 1's card holder, second and amount (its own transaction id).
+    let twin = edit_rows(&edit_rows(&edit_rows(&csv, &[5], 2, first[2]), &[5], 8, first[8]), &[5], 4, first[4]);
+    let c = curate_with(|t| t, &twin, DEC_2026);
+    let r = rule(&c, "card_holder_moment_amount_unique");
+    assert_eq!((r.failed, r.outcome), (1, "warning"));
+    assert_eq!(rule(&c, "transaction_id_unique").failed, 0);
+    // One part differs (the amount): not a duplicate.
+    let near = edit_rows(&edit_rows(&csv, &[5], 2, first[2]), &[5], 8, first[8]);
+    let amount_differs = edit_rows(&near, &[5], 4, "0.02");
+    assert_eq!(rule(&curate_with(|t| t, &amount_differs, DEC_2026), "card_holder_moment_amount_unique").failed, 0);
+}
+
+#[test]
+fn duplicates_are_counted_the_same_when_the_keys_spill_to_disk() {
+    let csv = csv_bytes(SampleKind::Training, 2_000, 5);
+    let text = String::from_utf8(csv.clone()).unwrap();
+    let ids: Vec<String> = text.lines().skip(1).take(40).map(|l| l.split(',').next().unwrap().to_string()).collect();
+    // 40 ids repeated far apart, some three times: 60 duplicates spread over many runs.
+    let mut dup = csv.clone();
+    for (i, id) in ids.iter().enumerate() {
+        dup = edit_rows(&dup, &[1_000 + i * 7], 0, id);
+        if i % 2 == 0 {
+            dup = edit_rows(&dup, &[1_500 + i * 11], 0, id);
+        }
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/transactions_training.yaml");
+    let contract =
+        mlsec_runtime::contract::DatasetContract::parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+    let raw = mlsec_ingest::validate::to_parquet(&contract, &dup).unwrap();
+    let report = |run_keys: Option<usize>| {
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(raw.clone()).unwrap().with_batch_size(128).build().unwrap();
+        let schema = arrow::array::RecordBatchReader::schema(&reader);
+        let mut engine = dq::Engine::new(&contract, &schema, DEC_2026).unwrap();
+        if let Some(n) = run_keys {
+            engine = engine.with_run_keys(n);
+        }
+        for b in reader {
+            engine.observe(&b.unwrap()).unwrap();
+        }
+        engine.finish().unwrap()
+    };
+    let in_memory = report(None);
+    let dups = in_memory.rules.iter().find(|r| r.id == "transaction_id_unique").unwrap();
+    assert_eq!(dups.failed, 60);
+    for run_keys in [1, 33, 500] {
+        assert_eq!(report(Some(run_keys)), in_memory, "runs of {run_keys} keys");
+    }
 }

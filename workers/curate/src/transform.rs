@@ -1,6 +1,7 @@
 //! The curation transform on Arrow batches: schema check, data-quality rules, then
 //! pseudonymisation. Streams batch by batch from a Parquet source to Parquet sinks;
-//! memory holds one batch (plus one hash per row for each uniqueness rule).
+//! memory holds one batch, the writers' row groups and a bounded run of keys per
+//! uniqueness rule ([`crate::keyset`]).
 
 use std::{io::Write, sync::Arc};
 
@@ -153,7 +154,7 @@ pub fn curate<R: ChunkReader + 'static, W: Write + Send, X: Write + Send>(
     for batch in reader {
         let batch = batch.map_err(input)?;
         rows_in += batch.num_rows() as u64;
-        let (keep, rejected) = engine.observe(&batch).map_err(input)?;
+        let (keep, rejected) = engine.observe(&batch)?;
         if !rejected.is_empty() {
             reject_writer.write(&dq::rejects_batch(&rejected)).map_err(output)?;
         }
@@ -170,7 +171,7 @@ pub fn curate<R: ChunkReader + 'static, W: Write + Send, X: Write + Send>(
     }
     writer.close().map_err(output)?;
     reject_writer.close().map_err(output)?;
-    Ok(Curated { rows_in, rows_out, report: engine.finish() })
+    Ok(Curated { rows_in, rows_out, report: engine.finish()? })
 }
 
 fn strings(col: &ArrayRef) -> Result<&StringArray, String> {

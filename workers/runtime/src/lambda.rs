@@ -36,11 +36,13 @@ pub async fn handle_sqs_event(
     Ok(response)
 }
 
-/// Runs `handler` as a Lambda function until the runtime stops it.
+/// Runs `handler` as a Lambda function until the runtime stops it. First removes the
+/// spill files a timed-out predecessor left in `/tmp`.
 pub async fn run<H: Handler + 'static>(
     handler: Arc<H>,
     idempotency: Arc<dyn Idempotency>,
 ) -> Result<(), lambda_runtime::Error> {
+    crate::spill::sweep_stale(&crate::spill::spill_dir());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = handler.clone();
         let idempotency = idempotency.clone();

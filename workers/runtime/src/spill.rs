@@ -4,7 +4,7 @@
 use std::{
     fs::File,
     io::{BufWriter, Write},
-    path::PathBuf,
+    path::{Path, PathBuf},
 };
 
 use futures::StreamExt;
@@ -18,12 +18,49 @@ pub struct SpillFile {
     pub path: PathBuf,
 }
 
+/// `MLSEC_SPILL_DIR`, else the system temp dir (Lambda: `/tmp`).
+pub fn spill_dir() -> PathBuf {
+    std::env::var_os("MLSEC_SPILL_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
+}
+
+/// Removes the spill files of processes that no longer run (a worker killed mid-message,
+/// e.g. by a Lambda timeout, cannot remove its own; on Lambda `/tmp` outlives the
+/// process). Files of live processes and files not named by [`SpillFile`] are left alone.
+/// Returns the number of files removed. Linux only (liveness is read from `/proc`).
+pub fn sweep_stale(dir: &Path) -> usize {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let me = std::process::id();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("mlsec-")) else { continue };
+        // mlsec-<worker>-<pid>-<seq>-<input id><suffix>
+        let mut parts = rest.splitn(4, '-');
+        let (Some(_worker), Some(pid), Some(seq), Some(_)) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let (Ok(pid), true) = (pid.parse::<u32>(), seq.chars().all(|c| c.is_ascii_digit())) else { continue };
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if pid != me && is_file && !proc.join(pid.to_string()).exists() && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, dir = %dir.display(), "removed spill files of processes that no longer run");
+    }
+    removed
+}
+
 impl SpillFile {
-    /// A fresh file in `MLSEC_SPILL_DIR`, else the system temp dir, named after the worker,
-    /// the input and `suffix`. Unique per process and call: the same input may be handled
-    /// twice concurrently.
+    /// A fresh file in [`spill_dir`], named after the worker, the input and `suffix`.
+    /// Unique per process and call: the same input may be handled twice concurrently.
     pub fn create(worker: &str, input_id: &str, suffix: &str) -> Result<(Self, BufWriter<File>), WorkError> {
-        let dir = std::env::var_os("MLSEC_SPILL_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let dir = spill_dir();
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id: String = input_id.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
@@ -79,4 +116,36 @@ pub async fn download_verified(
         ));
     }
     Ok(spill)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_spill_files_of_dead_processes_are_swept_and_live_ones_kept() {
+        let dir = std::env::temp_dir().join(format!("mlsec-sweep-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A process that has exited: its pid names no live process (unless reused at once).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let me = std::process::id();
+        let files = [
+            (format!("mlsec-curate-{dead}-0-abc.in"), false),
+            (format!("mlsec-ingest-{dead}-12-x.parquet"), false),
+            (format!("mlsec-curate-{me}-3-abc.in"), true),
+            ("mlsec-curate-1-0-init.in".to_string(), true),
+            ("notes.txt".to_string(), true),
+            (format!("mlsec-curate-{dead}"), true),
+        ];
+        for (name, _) in &files {
+            std::fs::write(dir.join(name), b"x").unwrap();
+        }
+        assert_eq!(sweep_stale(&dir), 2);
+        for (name, kept) in &files {
+            assert_eq!(dir.join(name).exists(), *kept, "{name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
