@@ -1,6 +1,8 @@
 //! Canary proof: known personal data seeded into the sample never appears in anything the
 //! pipeline writes after the gateway: curated data, DQ reports and rejects, models,
-//! scored outputs, the events on the bus, and the workers' logs.
+//! scored outputs (every version of every object, decoded and as raw bytes), the events
+//! on the bus, the messages left on the workers' queues and dead-letter queues, and the
+//! workers' logs.
 
 use std::{
     io::Write,
@@ -8,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use arrow::array::{Array, StringArray};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use mlsec_cli::{
@@ -57,15 +59,16 @@ fn with_canaries(csv: Vec<u8>) -> Vec<u8> {
     (lines.join("\n") + "\n").into_bytes()
 }
 
-/// Every text an object holds: for Parquet, the decoded string values (pages are
-/// compressed, so raw bytes would hide a leak), column names and key-value metadata;
-/// otherwise the bytes as they are.
+/// Every text an object holds: its bytes as they are (this covers Parquet's uncompressed
+/// footer and page headers, where column statistics live) and, for Parquet, every decoded
+/// value of every column type (pages are compressed, so raw bytes alone would hide a
+/// leak), the column names and the key-value metadata.
 fn texts(body: Bytes) -> Vec<String> {
+    let mut out = vec![String::from_utf8_lossy(&body).into_owned()];
     if !body.starts_with(b"PAR1") {
-        return vec![String::from_utf8_lossy(&body).into_owned()];
+        return out;
     }
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body).unwrap();
-    let mut out: Vec<String> = Vec::new();
     if let Some(kv) = builder.metadata().file_metadata().key_value_metadata() {
         out.extend(kv.iter().map(|e| format!("{}={}", e.key, e.value.clone().unwrap_or_default())));
     }
@@ -73,9 +76,8 @@ fn texts(body: Bytes) -> Vec<String> {
         let batch = batch.unwrap();
         for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
             out.push(field.name().clone());
-            if let Some(s) = col.as_any().downcast_ref::<StringArray>() {
-                out.extend(s.iter().flatten().map(str::to_string));
-            }
+            let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()).unwrap();
+            out.extend((0..col.len()).map(|i| f.value(i).to_string()));
         }
     }
     out
@@ -134,13 +136,24 @@ async fn seeded_pii_appears_nowhere_after_the_gateway() {
     events.extend(sub.wait_for(&["RecordsScored"], TIMEOUT).await.unwrap());
     running.stop().await.unwrap();
 
-    let get = |bucket: String, key: String| async move {
-        dep.s3.get_object().bucket(bucket).key(key).send().await.unwrap().body.collect().await.unwrap().into_bytes()
+    let get = |bucket: String, key: String, version: Option<String>| async move {
+        let req = dep.s3.get_object().bucket(bucket).key(key).set_version_id(version);
+        req.send().await.unwrap().body.collect().await.unwrap().into_bytes()
+    };
+    // Every version of every object: a rewrite must not leave an older leaking copy behind.
+    let stack_ref = &stack;
+    let versions = |bucket: &'static str| async move {
+        let out = dep.s3.list_object_versions().bucket(stack_ref.bucket(bucket)).send().await.unwrap();
+        assert!(!out.is_truncated().unwrap_or(false), "more versions than one page in {bucket}");
+        out.versions()
+            .iter()
+            .map(|v| (v.key().unwrap().to_string(), v.version_id().map(str::to_string)))
+            .collect::<Vec<_>>()
     };
     // Control: the scanner finds the canaries where they legitimately are (the raw
     // Parquet of the raw zone), so zero hits below means absent, not unreadable.
     let raw_parquet = stack.keys("raw").await.into_iter().find(|k| k.ends_with(".parquet")).unwrap();
-    let control = texts(get(stack.bucket("raw"), raw_parquet.clone()).await);
+    let control = texts(get(stack.bucket("raw"), raw_parquet.clone(), None).await);
     assert!(!hits("control", &control).is_empty(), "the scanner must see the canaries in {raw_parquet}");
 
     let mut found = Vec::new();
@@ -148,16 +161,28 @@ async fn seeded_pii_appears_nowhere_after_the_gateway() {
     let curated_keys = stack.keys("curated").await;
     assert!(curated_keys.iter().any(|k| k.starts_with("_rejects/")), "the canary row dropped by curate is listed");
     for bucket in ["curated", "models", "scored"] {
-        for key in stack.keys(bucket).await {
-            found.extend(hits(&format!("{bucket}/{key}"), &texts(get(stack.bucket(bucket), key.clone()).await)));
+        for (key, version) in versions(bucket).await {
+            let body = get(stack.bucket(bucket), key.clone(), version.clone()).await;
+            found.extend(hits(&format!("{bucket}/{key}@{version:?}"), &texts(body)));
             scanned += 1;
         }
     }
     // The gateway's row rejects live beside the raw data; they carry no values either.
-    for key in stack.keys("raw").await.into_iter().filter(|k| k.contains("reject")) {
-        found.extend(hits(&format!("raw/{key}"), &texts(get(stack.bucket("raw"), key.clone()).await)));
+    for (key, version) in versions("raw").await.into_iter().filter(|(k, _)| k.contains("reject")) {
+        found.extend(hits(&format!("raw/{key}"), &texts(get(stack.bucket("raw"), key.clone(), version).await)));
         scanned += 1;
     }
+    // Whatever is left on the workers' queues and dead-letter queues (nothing, when the
+    // chain succeeded; the test reads what is there without deleting it).
+    let mut left_on_queues = Vec::new();
+    for worker in WORKERS {
+        for queue in [dep.names.queue(worker), dep.names.dlq(worker)] {
+            let url = dep.queue_url(&queue).await.unwrap();
+            let out = dep.sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
+            left_on_queues.extend(out.messages().iter().filter_map(|m| m.body().map(str::to_string)));
+        }
+    }
+    found.extend(hits("queues and DLQs", &left_on_queues));
     let bus: Vec<String> = events.iter().map(|e| e.event.to_string()).collect();
     found.extend(hits("events", &bus));
     let log_text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
