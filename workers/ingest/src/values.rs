@@ -9,10 +9,16 @@ pub fn is_formula(cell: &[u8]) -> bool {
 }
 
 /// Whether `c` is invisible or reorders text: zero-width characters, bidirectional
-/// overrides and isolates (Trojan Source), the soft hyphen, the BOM.
+/// marks, overrides and isolates (Trojan Source), the soft hyphen, the BOM, blank
+/// fillers that render as nothing (combining grapheme joiner, Hangul fillers, Mongolian
+/// vowel separator), line and paragraph separators (they break log lines and scripts),
+/// interlinear annotation marks, and the tag and variation-selector-supplement blocks
+/// (used to smuggle hidden text after a visible character).
 pub fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
-        | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    matches!(c, '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
 }
 
 /// Whether a cell holds an invisible or bidirectional-control character. ASCII cells
@@ -112,7 +118,29 @@ mod tests {
     fn invisible_and_bidi_characters_are_found() {
         assert!(has_invisible("ab\u{202E}cd".as_bytes()));
         assert!(has_invisible("a\u{200B}".as_bytes()));
-        assert!(!has_invisible("João".as_bytes()));
+        for c in [
+            '\u{034F}',
+            '\u{061C}',
+            '\u{115F}',
+            '\u{1160}',
+            '\u{180E}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{3164}',
+            '\u{FFA0}',
+            '\u{FFF9}',
+            '\u{E0001}',
+            '\u{E0041}',
+            '\u{E007F}',
+            '\u{E0100}',
+            '\u{E01EF}',
+        ] {
+            assert!(has_invisible(format!("ok{c}ok").as_bytes()), "U+{:04X}", c as u32);
+        }
+        // Visible non-ASCII text passes: accents, other scripts, emoji with a presentation selector.
+        for text in ["João", "Ñandú", "日本", "ação", "\u{2764}\u{FE0F}", "\u{2027}"] {
+            assert!(!has_invisible(text.as_bytes()), "{text}");
+        }
         assert!(!has_invisible(b"plain"));
     }
 

@@ -597,16 +597,23 @@ fn custom_str(props: &[CustomProperty], name: &str) -> Option<String> {
     })
 }
 
-fn custom_u64(props: &[CustomProperty], name: &str, default: u64) -> Result<u64, String> {
+/// A positive integer limit of at most `max`: the bound keeps every use of a limit (a
+/// line length plus its line end, seconds in milliseconds) free of overflow.
+fn custom_u64(props: &[CustomProperty], name: &str, default: u64, max: u64) -> Result<u64, String> {
     match custom_str(props, name) {
         None => Ok(default),
         Some(v) => v
             .parse::<u64>()
             .ok()
-            .filter(|v| *v > 0)
-            .ok_or(format!("customProperties.{name} must be a positive integer")),
+            .filter(|v| (1..=max).contains(v))
+            .ok_or(format!("customProperties.{name} must be an integer from 1 to {max}")),
     }
 }
+
+/// S3's largest object.
+const MAX_OBJECT_BYTES: u64 = 5 * (1 << 40);
+/// A hundred years, in seconds.
+const CENTURY_SECONDS: u64 = 100 * 365 * 86_400;
 
 impl IngestPolicy {
     /// Defaults are strict; a contract loosens them explicitly.
@@ -627,10 +634,10 @@ impl IngestPolicy {
             Some(serde_yaml::Value::Bool(b)) => *b,
             Some(_) => return Err("customProperties.gzip must be true or false".into()),
         };
-        let max_object_bytes = custom_str(props, "maxObjectBytes")
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|v| *v > 0)
-            .ok_or("customProperties.maxObjectBytes must be a positive integer")?;
+        if custom_str(props, "maxObjectBytes").is_none() {
+            return Err("customProperties.maxObjectBytes must be set".into());
+        }
+        let max_object_bytes = custom_u64(props, "maxObjectBytes", 0, MAX_OBJECT_BYTES)?;
         let max_rejected_ratio = match custom_str(props, "maxRejectedRowRatio") {
             None => 0.0,
             Some(v) => v
@@ -662,15 +669,15 @@ impl IngestPolicy {
             formats,
             gzip,
             max_object_bytes,
-            max_decompressed_bytes: custom_u64(props, "maxDecompressedBytes", max_object_bytes)?,
-            max_compression_ratio: custom_u64(props, "maxCompressionRatio", 100)?,
-            max_line_bytes: custom_u64(props, "maxLineBytes", 64 * 1024)? as usize,
-            max_field_bytes: custom_u64(props, "maxFieldBytes", 4096)? as usize,
-            max_rows: custom_u64(props, "maxRows", 50_000_000)?,
+            max_decompressed_bytes: custom_u64(props, "maxDecompressedBytes", max_object_bytes, 1 << 50)?,
+            max_compression_ratio: custom_u64(props, "maxCompressionRatio", 100, 1_000_000)?,
+            max_line_bytes: custom_u64(props, "maxLineBytes", 64 * 1024, 1 << 30)? as usize,
+            max_field_bytes: custom_u64(props, "maxFieldBytes", 4096, 1 << 30)? as usize,
+            max_rows: custom_u64(props, "maxRows", 50_000_000, 1 << 40)?,
             max_rejected_ratio,
             formula_cells,
             allowed_writers,
-            max_future_ms: custom_u64(props, "maxFutureSeconds", 86_400)? as i64 * 1000,
+            max_future_ms: custom_u64(props, "maxFutureSeconds", 86_400, CENTURY_SECONDS)? as i64 * 1000,
             min_timestamp_ms,
         })
     }
@@ -1047,6 +1054,25 @@ mod tests {
         assert!(err(text.replacen("validValues: [online", "validValue: [online", 1)).contains("unknown argument"));
         let with_args = "metric: nullValues\n            arguments:\n              missingValues: [\"\", N/A]";
         assert!(err(text.replacen("metric: nullValues", with_args, 1)).contains("not supported"));
+    }
+
+    #[test]
+    fn gateway_limits_out_of_range_are_refused_at_load() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/transactions_training.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let err = |bad: String| DatasetContract::parse(&path, &bad).unwrap_err().to_string();
+        // Limits whose use would overflow (line length + line end, seconds → milliseconds).
+        let huge = u64::MAX.to_string();
+        assert!(err(text.replacen("value: 4096", &format!("value: {huge}"), 1)).contains("maxLineBytes must be"));
+        let future = format!("maxFutureSeconds\n    value: {}", u64::MAX / 10);
+        assert!(
+            err(text.replacen("maxFutureSeconds\n    value: 86400", &future, 1)).contains("maxFutureSeconds must be")
+        );
+        assert!(err(text.replacen("value: 2147483648", "value: 0", 1)).contains("maxObjectBytes must be"));
+        assert!(err(text.replacen("value: 2147483648", "value: 6000000000000", 1)).contains("maxObjectBytes must be"));
+        // At the bounds, the policy is usable.
+        let ok = text.replacen("value: 4096", "value: 1073741824", 1);
+        assert_eq!(DatasetContract::parse(&path, &ok).unwrap().ingest.max_line_bytes, 1 << 30);
     }
 
     #[test]
