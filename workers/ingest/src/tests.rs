@@ -429,3 +429,35 @@ fn formula_cells_are_neutralised_when_the_contract_says_so() {
     let names = batch.column_by_name("customer_name").unwrap().as_string::<i32>();
     assert_eq!(names.value(0), "'@SUM(1+1)");
 }
+
+#[test]
+fn the_line_limit_counts_content_not_line_ends_wherever_a_chunk_splits() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/transactions_training.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let sample = String::from_utf8(csv_bytes(SampleKind::Training, 20, 3)).unwrap();
+    let longest = sample.lines().map(str::len).max().unwrap();
+    let with_limit = |limit: usize| {
+        let t = text.replacen("maxLineBytes\n    value: 4096", &format!("maxLineBytes\n    value: {limit}"), 1);
+        mlsec_runtime::contract::DatasetContract::parse(&path, &t).unwrap()
+    };
+    let run = |contract: &mlsec_runtime::contract::DatasetContract, body: &[u8], chunk: usize| {
+        let mut gate = validate::Gate::new(contract, mlsec_runtime::now_ms(), vec![]).unwrap();
+        for c in body.chunks(chunk) {
+            gate.push(c).map_err(|r| r.reason_code)?;
+        }
+        gate.finish().map(|a| a.rows).map_err(|r| r.reason_code)
+    };
+    let crlf = sample.replace('\n', "\r\n");
+    // Lines of exactly the limit pass with LF or CRLF, whichever byte a chunk ends on.
+    let exact = with_limit(longest);
+    for chunk in [1, 2, 3, 7, longest - 1, longest, longest + 1, longest + 2, longest + 3, 1 << 16] {
+        assert_eq!(run(&exact, sample.as_bytes(), chunk), Ok(20), "LF, chunks of {chunk}");
+        assert_eq!(run(&exact, crlf.as_bytes(), chunk), Ok(20), "CRLF, chunks of {chunk}");
+    }
+    // One byte over: refused, with either line end.
+    let under = with_limit(longest - 1);
+    for chunk in [1, longest, 1 << 16] {
+        assert_eq!(run(&under, sample.as_bytes(), chunk), Err(ReasonCode::LineTooLong), "LF, chunks of {chunk}");
+        assert_eq!(run(&under, crlf.as_bytes(), chunk), Err(ReasonCode::LineTooLong), "CRLF, chunks of {chunk}");
+    }
+}

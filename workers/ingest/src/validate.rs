@@ -256,7 +256,8 @@ impl<W: Write + Send> TextGate<W> {
                 }
             };
             if len == usize::MAX {
-                if data.len() > max_line {
+                // The buffer may end in the CR of a CRLF whose LF is in the next chunk.
+                if data.len() > max_line + 1 {
                     break Err(Rejection::new(ReasonCode::LineTooLong, "no line end within the contract's limit")
                         .at_line(self.line + 1)
                         .at_byte(offset)
@@ -264,8 +265,14 @@ impl<W: Write + Send> TextGate<W> {
                 }
                 break Ok(());
             }
-            if len > max_line + 2 {
-                break Err(Rejection::new(ReasonCode::LineTooLong, format!("a line of {len} bytes"))
+            // The limit applies to the line's content, without its line end.
+            let ending = if data[..len].ends_with(b"\r\n") {
+                2
+            } else {
+                usize::from(data[..len].ends_with(b"\n"))
+            };
+            if len - ending > max_line {
+                break Err(Rejection::new(ReasonCode::LineTooLong, format!("a line of {} bytes", len - ending))
                     .at_line(self.line + 1)
                     .at_byte(offset)
                     .rule(format!("maxLineBytes={max_line}")));
