@@ -435,11 +435,7 @@ fn invalid_rows(
         }
     } else if let Some(f) = a.as_any().downcast_ref::<Int64Array>() {
         for (i, v) in f.iter().enumerate() {
-            // Compared exactly: i64 → f64 would round above 2^53.
-            fail[i] = v.is_some_and(|v| {
-                min.is_some_and(|m| (v as i128) < m.ceil() as i128)
-                    || max.is_some_and(|m| (v as i128) > m.floor() as i128)
-            });
+            fail[i] = v.is_some_and(|v| !mlsec_runtime::contract::int_within(v, min, max));
         }
     } else {
         return Err(format!("invalidValues on an unsupported column type {}", a.data_type()));

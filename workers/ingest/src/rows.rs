@@ -254,7 +254,7 @@ impl<W: Write + Send> RowSink<W> {
 
     pub fn int_cell(&self, col: usize, v: i64) -> Result<Cell, Fault> {
         let rule = &self.rules[col];
-        if (v as f64) < rule.minimum || (v as f64) > rule.maximum {
+        if !mlsec_runtime::contract::int_within(v, Some(rule.minimum), Some(rule.maximum)) {
             return Err((ReasonCode::OutOfRange, col as u16));
         }
         Ok(Cell::Int(v))

@@ -266,11 +266,7 @@ impl<W: Write + Send> TextGate<W> {
                 break Ok(());
             }
             // The limit applies to the line's content, without its line end.
-            let ending = if data[..len].ends_with(b"\r\n") {
-                2
-            } else {
-                usize::from(data[..len].ends_with(b"\n"))
-            };
+            let ending = if data[..len].ends_with(b"\r\n") { 2 } else { usize::from(data[..len].ends_with(b"\n")) };
             if len - ending > max_line {
                 break Err(Rejection::new(ReasonCode::LineTooLong, format!("a line of {} bytes", len - ending))
                     .at_line(self.line + 1)

@@ -599,6 +599,14 @@ fn custom_str(props: &[CustomProperty], name: &str) -> Option<String> {
 
 /// A positive integer limit of at most `max`: the bound keeps every use of a limit (a
 /// line length plus its line end, seconds in milliseconds) free of overflow.
+/// Whether an integer lies within inclusive bounds written as numbers, compared exactly
+/// (converting the integer to f64 would round above 2^53). A fractional bound is rounded
+/// inwards: `minimum: 1.5` admits 2, not 1.
+pub fn int_within(v: i64, minimum: Option<f64>, maximum: Option<f64>) -> bool {
+    let v = i128::from(v);
+    minimum.is_none_or(|m| v >= m.ceil() as i128) && maximum.is_none_or(|m| v <= m.floor() as i128)
+}
+
 fn custom_u64(props: &[CustomProperty], name: &str, default: u64, max: u64) -> Result<u64, String> {
     match custom_str(props, name) {
         None => Ok(default),
@@ -774,6 +782,9 @@ impl DatasetContract {
             let (minimum, maximum) = (options.and_then(|o| o.minimum), options.and_then(|o| o.maximum));
             if (minimum.is_some() || maximum.is_some()) && !matches!(ty, ColumnType::Int64 | ColumnType::Float64) {
                 return Err(invalid(format!("column {}: minimum/maximum apply to numeric columns", p.name)));
+            }
+            if minimum.into_iter().chain(maximum).any(|b| !b.is_finite()) {
+                return Err(invalid(format!("column {}: minimum and maximum must be finite numbers", p.name)));
             }
             if let (Some(lo), Some(hi)) = (minimum, maximum)
                 && lo > hi
@@ -1073,6 +1084,27 @@ mod tests {
         // At the bounds, the policy is usable.
         let ok = text.replacen("value: 4096", "value: 1073741824", 1);
         assert_eq!(DatasetContract::parse(&path, &ok).unwrap().ingest.max_line_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn integer_bounds_are_compared_exactly_and_column_bounds_must_be_finite() {
+        let two_53 = 9_007_199_254_740_992f64;
+        assert!(int_within(9_007_199_254_740_992, None, Some(two_53)));
+        assert!(!int_within(9_007_199_254_740_993, None, Some(two_53)), "rounds to 2^53 as an f64");
+        assert!(int_within(i64::MAX, Some(0.0), None) && !int_within(i64::MIN, Some(-1e18), None));
+        assert!(
+            !int_within(1, Some(1.5), None) && int_within(2, Some(1.5), Some(2.5)) && !int_within(3, None, Some(2.5))
+        );
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/transactions_training.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let bad = text.replacen(
+            "logicalTypeOptions:\n          minimum: 0\n",
+            "logicalTypeOptions:\n          minimum: .nan\n",
+            1,
+        );
+        assert_ne!(bad, text, "the amount column has a minimum of 0");
+        let err = DatasetContract::parse(&path, &bad).unwrap_err().to_string();
+        assert!(err.contains("must be finite"), "{err}");
     }
 
     #[test]
