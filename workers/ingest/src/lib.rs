@@ -219,13 +219,16 @@ impl IngestWorker {
         accepted: Accepted<BufWriter<File>>,
         spill: &SpillFile,
         released: Option<&ReleaseRecord>,
+        landed_ms: i64,
     ) -> Result<String, WorkError> {
         let store = &self.ports.store;
         let sha = source.sha256.clone();
         let dataset = &contract.dataset;
         let event_id = derive_event_id(&format!("accepted:{dataset}:{sha}"), WORKER);
         let original = store.copy(&source, &self.config.raw, &format!("original/{dataset}/{sha}")).await?;
-        let base = format!("{dataset}/ingest_date={}/{sha}", utc_date(now_ms()));
+        // The date the object landed (the S3 event's time), not the time of this attempt: a
+        // redelivery after midnight writes to the same key instead of a second copy.
+        let base = format!("{dataset}/ingest_date={}/{sha}", utc_date(landed_ms));
         accepted.parquet.into_inner().map_err(|e| WorkError::transient("flush spill file", e.error()))?;
         let parquet = store.put_file(&self.config.raw, &format!("{base}.parquet"), &spill.path, PARQUET).await?;
         if !accepted.rejects.is_empty() {
@@ -370,7 +373,11 @@ impl Handler for IngestWorker {
             }
         };
         let sha = inspected.source.sha256.clone();
-        if let Some(event_id) = self.already_accepted(&c.dataset, &sha).await? {
+        // Known content short-cuts only a trusted drop: an untrusted writer is quarantined
+        // (and seen) even when it sends bytes that were accepted before.
+        if untrusted.is_none()
+            && let Some(event_id) = self.already_accepted(&c.dataset, &sha).await?
+        {
             info!(worker = WORKER, dataset = %c.dataset, sha256 = %sha, first_event_id = %event_id,
                 "the same content was accepted before; nothing to do");
             return Ok(format!("duplicate content of {event_id}"));
@@ -387,7 +394,8 @@ impl Handler for IngestWorker {
                 let Some(spill) = &inspected.spill else {
                     return Err(WorkError::fatal("accepted an object without a spill file"));
                 };
-                self.accept(input_id, c, inspected.source, accepted, spill, released.as_ref()).await
+                let landed_ms = created.event_time_ms.unwrap_or_else(now_ms);
+                self.accept(input_id, c, inspected.source, accepted, spill, released.as_ref(), landed_ms).await
             }
         }
     }

@@ -281,6 +281,47 @@ async fn the_same_bytes_dropped_twice_are_accepted_once_with_one_event_id() {
 }
 
 #[tokio::test]
+async fn known_content_from_an_untrusted_writer_is_still_quarantined() {
+    let f = FakePorts::new();
+    let w = worker(&f);
+    let body = csv_bytes(SampleKind::Training, 50, 2);
+    w.handle(&drop_object(&f, KEY, body.clone())).await.unwrap();
+    // The same bytes, written by a principal the contract does not allow.
+    let msg = drop_as(&f, "bank-core/transactions_training/again.csv", body, "999999999999");
+    w.handle(&msg).await.unwrap();
+    let events = f.bus.events();
+    assert_eq!(events.len(), 2, "the untrusted drop is not silently skipped as a duplicate");
+    let e: ObjectQuarantined = events[1].open().unwrap();
+    assert_eq!(e.reason_code, "untrusted_source");
+}
+
+#[tokio::test]
+async fn the_raw_key_is_dated_by_the_landing_event_not_by_the_attempt() {
+    let body = csv_bytes(SampleKind::Training, 50, 2);
+    let raw_parquet_key = |time: &str| {
+        let body = body.clone();
+        let time = time.to_string();
+        async move {
+            let f = FakePorts::new();
+            let version = f.store.seed(LANDING, KEY, body.clone());
+            let detail = serde_json::json!({
+                "bucket": {"name": LANDING},
+                "object": {"key": KEY, "size": body.len(), "etag": "e", "version-id": version},
+                "requester": ACCOUNT,
+            });
+            let event = eventbridge_body("aws.s3", "Object Created", detail).replace("2026-01-01T00:00:00Z", &time);
+            worker(&f).handle(&Inbound::parse("m-1", &event).unwrap()).await.unwrap();
+            let accepted: RawAccepted = f.bus.events()[0].open().unwrap();
+            accepted.parquet.key
+        }
+    };
+    // The date in the raw key is the day the object landed, whenever the worker runs.
+    let landed = raw_parquet_key("2026-11-28T23:59:59Z").await;
+    assert!(landed.contains("/ingest_date=2026-11-28/"), "{landed}");
+    assert_ne!(raw_parquet_key("2026-11-29T00:00:01Z").await, landed);
+}
+
+#[tokio::test]
 async fn an_untrusted_writer_is_quarantined_and_an_approver_can_release_it() {
     let f = FakePorts::new();
     let w = worker(&f);

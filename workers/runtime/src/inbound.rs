@@ -32,6 +32,8 @@ pub struct S3ObjectCreated {
     pub version_id: Option<String>,
     /// The principal that wrote the object, as S3 reports it.
     pub requester: Option<String>,
+    /// The event's `time` (when the object was created), in ms since the epoch.
+    pub event_time_ms: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -40,6 +42,8 @@ struct EventBridgeEvent {
     detail_type: String,
     #[serde(default)]
     source: String,
+    #[serde(default)]
+    time: Option<String>,
     detail: serde_json::Value,
 }
 
@@ -84,6 +88,7 @@ impl Inbound {
                 etag: d.object.etag,
                 version_id: d.object.version_id,
                 requester: d.requester,
+                event_time_ms: event.time.as_deref().and_then(|t| crate::time::parse_rfc3339_ms(t.as_bytes())),
             })
         } else {
             let env = Envelope::from_value(event.detail)?;
