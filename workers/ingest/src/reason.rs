@@ -73,6 +73,9 @@ reason_codes! {
     Empty = "empty",
     /// More rejected rows than the contract's `maxRejectedRowRatio` allows.
     RejectThreshold = "reject_threshold",
+    /// More rejected rows than the gate can list (a memory bound). Not releasable: a
+    /// release could not make the object pass.
+    TooManyRejects = "too_many_rejects",
     // ---- row level ----
     /// A row has more or fewer fields than the header.
     RaggedRow = "ragged_row",

@@ -290,7 +290,7 @@ impl<W: Write + Send> RowSink<W> {
     pub fn reject(&mut self, line: u64, byte_offset: u64, fault: (ReasonCode, Option<u16>)) -> Result<(), Rejection> {
         self.count_row().map_err(|r| r.at_line(line))?;
         if self.rejects.len() >= MAX_REJECT_RECORDS {
-            return Err(Rejection::new(ReasonCode::RejectThreshold, "more rejected rows than the gate records")
+            return Err(Rejection::new(ReasonCode::TooManyRejects, "more rejected rows than the gate records")
                 .at_line(line)
                 .rule(format!("{MAX_REJECT_RECORDS} rejected rows per object")));
         }
@@ -401,4 +401,26 @@ pub fn rejects_parquet(rejects: &[RowReject], columns: &[String], lineage: Vec<(
     }
     writer.close().expect("writing to memory cannot fail");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn the_reject_list_is_bounded_and_its_limit_is_not_releasable() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/transactions_training.yaml");
+        let contract =
+            mlsec_runtime::contract::DatasetContract::parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut sink = RowSink::new(&contract, 0, vec![], std::io::sink()).unwrap();
+        for line in 0..MAX_REJECT_RECORDS as u64 {
+            sink.reject(line + 2, 0, (ReasonCode::RaggedRow, None)).unwrap();
+        }
+        let r = sink.reject(MAX_REJECT_RECORDS as u64 + 2, 0, (ReasonCode::RaggedRow, None)).unwrap_err();
+        assert_eq!(r.reason_code, ReasonCode::TooManyRejects);
+        assert!(!r.reason_code.releasable(), "a release could never make this object pass");
+        assert_eq!(sink.rejects.len(), MAX_REJECT_RECORDS);
+    }
 }
