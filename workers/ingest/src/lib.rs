@@ -363,6 +363,12 @@ impl Handler for IngestWorker {
                 let rejection = match (verdict, untrusted) {
                     // What the content is outranks who sent it: malware is never releasable.
                     (Err(r), _) if r.reason_code.malware_class() => r,
+                    // The approver must see both: a release covers the trust decision only,
+                    // and the released copy is checked again and refused for its content.
+                    (Err(r), Some(mut u)) => {
+                        u.detail = format!("{}; the content was refused too: {}", u.detail, r.reason_code.as_str());
+                        u
+                    }
                     (_, Some(u)) => u,
                     (Err(r), None) => r,
                     (Ok(_), None) => {

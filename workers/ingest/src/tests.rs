@@ -281,6 +281,20 @@ async fn the_same_bytes_dropped_twice_are_accepted_once_with_one_event_id() {
 }
 
 #[tokio::test]
+async fn an_untrusted_drop_with_bad_content_names_both_reasons() {
+    let f = FakePorts::new();
+    let w = worker(&f);
+    let body = String::from_utf8(csv_bytes(SampleKind::Training, 20, 2)).unwrap().replacen("amount", "amout", 1);
+    w.handle(&drop_as(&f, KEY, body.into_bytes(), "999999999999")).await.unwrap();
+    let e: ObjectQuarantined = f.bus.events()[0].open().unwrap();
+    assert_eq!(e.reason_code, "untrusted_source");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&f.store.object("t-quarantine", &e.reason_document.key).unwrap().body).unwrap();
+    let detail = doc["detail"].as_str().unwrap();
+    assert!(detail.contains("the content was refused too: wrong_header"), "{detail}");
+}
+
+#[tokio::test]
 async fn known_content_from_an_untrusted_writer_is_still_quarantined() {
     let f = FakePorts::new();
     let w = worker(&f);
