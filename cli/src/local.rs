@@ -73,7 +73,7 @@ pub async fn start(
     names: &[&str],
     opts: PollOptions,
 ) -> Result<Running, WorkError> {
-    mlsec_runtime::spill::sweep_stale(&mlsec_runtime::spill::spill_dir());
+    mlsec_runtime::spill::sweep_stale(&mlsec_runtime::spill::spill_dir(), mlsec_runtime::spill::Sweep::DeadProcesses);
     let (tx, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     for name in names {

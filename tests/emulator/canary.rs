@@ -10,7 +10,10 @@ use std::{
     time::Duration,
 };
 
-use arrow::util::display::{ArrayFormatter, FormatOptions};
+use arrow::{
+    array::{Array, BinaryArray},
+    util::display::{ArrayFormatter, FormatOptions},
+};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use mlsec_cli::{
@@ -76,8 +79,13 @@ fn texts(body: Bytes) -> Vec<String> {
         let batch = batch.unwrap();
         for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
             out.push(field.name().clone());
-            let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()).unwrap();
-            out.extend((0..col.len()).map(|i| f.value(i).to_string()));
+            if let Some(b) = col.as_any().downcast_ref::<BinaryArray>() {
+                // Bytes as text (the formatter would show hex).
+                out.extend(b.iter().flatten().map(|v| String::from_utf8_lossy(v).into_owned()));
+            } else {
+                let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()).unwrap();
+                out.extend((0..col.len()).map(|i| f.value(i).to_string()));
+            }
         }
     }
     out
@@ -172,16 +180,34 @@ async fn seeded_pii_appears_nowhere_after_the_gateway() {
         found.extend(hits(&format!("raw/{key}"), &texts(get(stack.bucket("raw"), key.clone(), version).await)));
         scanned += 1;
     }
-    // Whatever is left on the workers' queues and dead-letter queues (nothing, when the
-    // chain succeeded; the test reads what is there without deleting it).
+    // Whatever is left on the workers' queues and dead-letter queues (nothing but the
+    // control message, when the chain succeeded), read until each queue is empty.
+    const CONTROL: &str = "queue-scan-control";
+    let control_dlq = dep.queue_url(&dep.names.dlq("score")).await.unwrap();
+    dep.sqs.send_message().queue_url(control_dlq).message_body(CONTROL).send().await.unwrap();
     let mut left_on_queues = Vec::new();
     for worker in WORKERS {
         for queue in [dep.names.queue(worker), dep.names.dlq(worker)] {
             let url = dep.queue_url(&queue).await.unwrap();
-            let out = dep.sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
-            left_on_queues.extend(out.messages().iter().filter_map(|m| m.body().map(str::to_string)));
+            loop {
+                let out = dep
+                    .sqs
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .visibility_timeout(60)
+                    .wait_time_seconds(1)
+                    .send()
+                    .await
+                    .unwrap();
+                if out.messages().is_empty() {
+                    break;
+                }
+                left_on_queues.extend(out.messages().iter().filter_map(|m| m.body().map(str::to_string)));
+            }
         }
     }
+    assert!(left_on_queues.iter().any(|m| m == CONTROL), "the queue scan must see the control message");
     found.extend(hits("queues and DLQs", &left_on_queues));
     let bus: Vec<String> = events.iter().map(|e| e.event.to_string()).collect();
     found.extend(hits("events", &bus));

@@ -1,6 +1,7 @@
 //! The Lambda entry of the ingest worker, called with a real-shape SQS event of two
 //! messages where one is corrupt, reports exactly that message in `batchItemFailures`;
-//! a redelivery of the good one is recognised as a duplicate.
+//! a redelivery of the good one is recognised as a duplicate. The Lambda driver's SQS
+//! adapter brings a failed message back before the queue's visibility timeout.
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_s3::primitives::ByteStream;
@@ -57,16 +58,41 @@ async fn the_lambda_entry_reports_exactly_the_corrupt_message() {
 
     let worker = IngestWorker::from_deployment(dep, stack.contracts.clone()).await.unwrap();
     let idempotency = dep.ports("ingest").idempotency;
+    let retry = dep.retry_scheduler();
     let event = sqs_event(&[("msg-good", good.clone()), ("msg-corrupt", corrupt.to_string())]);
-    let response = handle_sqs_event(&worker, &idempotency, event).await.unwrap();
+    let response = handle_sqs_event(&worker, &idempotency, retry.as_ref(), 0, event).await.unwrap();
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, vec!["msg-corrupt"]);
     let raw = stack.keys("raw").await;
     assert_eq!(raw.len(), 3, "original, Parquet and ledger entry of the good message: {raw:?}");
 
     // Redelivery of the good message: no failure, and no second copy in raw.
-    let again = handle_sqs_event(&worker, &idempotency, sqs_event(&[("msg-good-2", good)])).await.unwrap();
+    let again =
+        handle_sqs_event(&worker, &idempotency, retry.as_ref(), 0, sqs_event(&[("msg-good-2", good)])).await.unwrap();
     assert!(again.batch_item_failures.is_empty());
     let versions = dep.s3.list_object_versions().bucket(stack.bucket("raw")).send().await.unwrap();
     assert_eq!(versions.versions().len(), 3, "the duplicate wrote nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_message_comes_back_before_the_visibility_timeout() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let stack = Stack::new("lambda-retry").await;
+    let dep = &stack.dep;
+    let url = dep.queue_url(&dep.names.queue("curate")).await.unwrap();
+    let attrs = dep.sqs.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::All).send().await;
+    let attrs = attrs.unwrap().attributes().cloned().unwrap();
+    assert_eq!(attrs[&QueueAttributeName::VisibilityTimeout], "5400", "the queue holds a received message 90 minutes");
+    let arn = attrs[&QueueAttributeName::QueueArn].clone();
+    dep.sqs.send_message().queue_url(&url).message_body("m").send().await.unwrap();
+    let receive = || async {
+        dep.sqs.receive_message().queue_url(&url).wait_time_seconds(1).send().await.unwrap().messages().to_vec()
+    };
+    let first = receive().await;
+    let receipt = first[0].receipt_handle().unwrap().to_string();
+    assert!(receive().await.is_empty(), "in flight");
+    dep.retry_scheduler().retry_after(&arn, &receipt, 0).await.unwrap();
+    let again = receive().await;
+    assert_eq!(again.len(), 1, "back at once, not after 90 minutes");
+    assert_eq!(again[0].body(), Some("m"));
 }

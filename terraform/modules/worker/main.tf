@@ -231,7 +231,7 @@ resource "aws_lambda_function" "worker" {
 resource "aws_lambda_event_source_mapping" "queue" {
   event_source_arn        = aws_sqs_queue.queue.arn
   function_name           = aws_lambda_function.worker.arn
-  batch_size              = var.batch_size
+  batch_size              = coalesce(try(var.worker.lambda.batch_size, null), var.batch_size)
   function_response_types = ["ReportBatchItemFailures"]
 }
 

@@ -31,6 +31,7 @@ variable "worker" {
     lambda = optional(object({
       memory_mb            = optional(number)
       ephemeral_storage_mb = optional(number)
+      batch_size           = optional(number)
     }), {})
   })
   validation {

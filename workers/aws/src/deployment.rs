@@ -94,6 +94,11 @@ impl Deployment {
         Ok(BucketRef { name: self.names.bucket(bucket), kms_key_arn: self.key_arn(&decl.key).await? })
     }
 
+    /// What the Lambda driver uses to bring failed messages back soon.
+    pub fn retry_scheduler(&self) -> Arc<dyn mlsec_runtime::ports::RetryScheduler> {
+        Arc::new(crate::queues::SqsRetry::new(self.sqs.clone()))
+    }
+
     /// The ports for `worker` (its events carry source `<prefix>.<worker>`).
     pub fn ports(&self, worker: &str) -> Ports {
         Ports {

@@ -152,3 +152,54 @@ pub async fn replay(
     }
     Ok(report)
 }
+
+/// [`mlsec_runtime::ports::RetryScheduler`] over SQS: the Lambda driver shortens a failed
+/// message's visibility. Queue URLs are resolved from the record's ARN once each.
+pub struct SqsRetry {
+    sqs: Client,
+    urls: tokio::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl SqsRetry {
+    pub fn new(sqs: Client) -> Self {
+        Self { sqs, urls: Default::default() }
+    }
+
+    /// `arn:aws:sqs:<region>:<account>:<name>` → the queue's URL.
+    async fn url(&self, queue_arn: &str) -> Result<String, WorkError> {
+        if let Some(url) = self.urls.lock().await.get(queue_arn) {
+            return Ok(url.clone());
+        }
+        let parts: Vec<&str> = queue_arn.split(':').collect();
+        let [_, _, "sqs", _, account, name] = parts.as_slice() else {
+            return Err(WorkError::permanent("bad_queue_arn", queue_arn.to_string()));
+        };
+        let out = self
+            .sqs
+            .get_queue_url()
+            .queue_name(*name)
+            .queue_owner_aws_account_id(*account)
+            .send()
+            .await
+            .map_err(|e| classify("sqs:GetQueueUrl", e))?;
+        let url = out.queue_url().ok_or_else(|| WorkError::transient("sqs:GetQueueUrl", "no URL"))?.to_string();
+        self.urls.lock().await.insert(queue_arn.to_string(), url.clone());
+        Ok(url)
+    }
+}
+
+#[async_trait::async_trait]
+impl mlsec_runtime::ports::RetryScheduler for SqsRetry {
+    async fn retry_after(&self, queue_arn: &str, receipt_handle: &str, delay_seconds: i32) -> Result<(), WorkError> {
+        let url = self.url(queue_arn).await?;
+        self.sqs
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(delay_seconds)
+            .send()
+            .await
+            .map_err(|e| classify("sqs:ChangeMessageVisibility", e))?;
+        Ok(())
+    }
+}

@@ -404,8 +404,10 @@ impl<'c> Engine<'c> {
 }
 
 /// A keyed hasher for uniqueness keys. Two of them (independent random keys) make a
-/// 128-bit key: the chance that two different keys of a 40M-row dataset collide is about
-/// 2^-76, and without the process's random keys collisions cannot be prepared in the data.
+/// 128-bit key: the chance that two different keys of a 40M-row dataset collide by
+/// accident is about 2^-76. ahash is fast, not cryptographic: someone who studies it might
+/// prepare colliding values, but a collision can only fake a duplicate (a false
+/// rejection), which anyone who can submit data can cause with a real duplicate anyway.
 fn random_state() -> ahash::RandomState {
     let seed = std::hash::RandomState::new();
     ahash::RandomState::with_seeds(seed.hash_one(1u8), seed.hash_one(2u8), seed.hash_one(3u8), seed.hash_one(4u8))

@@ -17,7 +17,8 @@ use std::{
 
 use mlsec_runtime::spill::SpillFile;
 
-/// Keys per in-memory run: 16 MiB per uniqueness rule.
+/// Keys per in-memory run: 16 MiB per uniqueness rule (and as much again, briefly, while
+/// a run is sorted).
 pub const RUN_KEYS: usize = 1 << 20;
 /// Keys read at a time from each run during the merge (64 KiB).
 const BLOCK_KEYS: usize = 4096;

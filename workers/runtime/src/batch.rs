@@ -112,7 +112,11 @@ mod tests {
     use aws_lambda_events::event::sqs::SqsEvent;
 
     use super::*;
-    use crate::{fakes::MemoryIdempotency, inbound::eventbridge_body, lambda::handle_sqs_event};
+    use crate::{
+        fakes::{MemoryIdempotency, MemoryRetry},
+        inbound::eventbridge_body,
+        lambda::handle_sqs_event,
+    };
 
     /// Succeeds, fails transiently or fatally depending on the object key; records calls.
     #[derive(Default)]
@@ -188,7 +192,10 @@ mod tests {
     fn sqs_event(records: &[(&str, String)]) -> SqsEvent {
         let records: Vec<_> = records
             .iter()
-            .map(|(id, b)| serde_json::json!({"messageId": id, "body": b, "eventSource": "aws:sqs"}))
+            .map(|(id, b)| {
+                serde_json::json!({"messageId": id, "body": b, "eventSource": "aws:sqs",
+                    "receiptHandle": format!("rh-{id}"), "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q"})
+            })
             .collect();
         serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
     }
@@ -197,10 +204,32 @@ mod tests {
     async fn the_lambda_driver_reports_failed_ids_and_fails_the_invocation_on_fatal() {
         let h = Scripted::default();
         let (_, idem) = idem();
-        let r = handle_sqs_event(&h, &idem, sqs_event(&[("a", body("ok")), ("b", body("transient"))])).await.unwrap();
+        let retry = MemoryRetry::default();
+        let event = sqs_event(&[("a", body("ok")), ("b", body("transient")), ("c", "garbage".into())]);
+        let r = handle_sqs_event(&h, &idem, &retry, 30, event).await.unwrap();
         let ids: Vec<_> = r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
-        assert_eq!(ids, vec!["b"]);
-        let err = handle_sqs_event(&h, &idem, sqs_event(&[("c", body("fatal"))])).await.unwrap_err();
+        assert_eq!(ids, vec!["b", "c"]);
+        let err = handle_sqs_event(&h, &idem, &retry, 30, sqs_event(&[("d", body("fatal"))])).await.unwrap_err();
         assert_eq!(err.class(), ErrorClass::Fatal);
+    }
+
+    #[tokio::test]
+    async fn the_lambda_driver_brings_failed_messages_back_soon_instead_of_after_the_visibility_timeout() {
+        let h = Scripted::default();
+        let (_, idem) = idem();
+        let retry = MemoryRetry::default();
+        let event = sqs_event(&[("a", body("ok")), ("b", body("transient")), ("c", "garbage".into())]);
+        handle_sqs_event(&h, &idem, &retry, 30, event).await.unwrap();
+        let arn = "arn:aws:sqs:eu-west-1:123456789012:q".to_string();
+        // Transient: back after the retry delay. Permanent: back at once, so it reaches
+        // the DLQ after maxReceiveCount quick receives. Done: left alone (Lambda deletes it).
+        assert_eq!(
+            *retry.calls.lock().unwrap(),
+            vec![(arn.clone(), "rh-b".to_string(), 30), (arn, "rh-c".to_string(), 0)]
+        );
+        // If SQS refuses the change, the message is still reported as failed.
+        retry.fail_next(1);
+        let r = handle_sqs_event(&h, &idem, &retry, 30, sqs_event(&[("e", body("transient"))])).await.unwrap();
+        assert_eq!(r.batch_item_failures.len(), 1);
     }
 }

@@ -324,3 +324,26 @@ impl Default for FakePorts {
 pub fn bucket(name: &str) -> BucketRef {
     BucketRef { name: name.into(), kms_key_arn: format!("arn:aws:kms:us-east-1:000000000000:key/{name}") }
 }
+
+/// Records the visibility changes the Lambda driver asks for; fails on demand.
+#[derive(Default)]
+pub struct MemoryRetry {
+    /// (queue ARN, receipt handle, delay in seconds), in call order.
+    pub calls: Mutex<Vec<(String, String, i32)>>,
+    faults: Faults,
+}
+
+impl MemoryRetry {
+    pub fn fail_next(&self, n: usize) {
+        self.faults.arm("retry_after", n);
+    }
+}
+
+#[async_trait]
+impl crate::ports::RetryScheduler for MemoryRetry {
+    async fn retry_after(&self, queue_arn: &str, receipt_handle: &str, delay_seconds: i32) -> Result<()> {
+        self.faults.check("retry_after")?;
+        self.calls.lock().unwrap().push((queue_arn.to_string(), receipt_handle.to_string(), delay_seconds));
+        Ok(())
+    }
+}

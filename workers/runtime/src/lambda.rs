@@ -2,24 +2,52 @@
 //! messages to retry in `batchItemFailures` (the event-source mapping must enable
 //! `ReportBatchItemFailures`). A fatal failure fails the whole invocation.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
+use tracing::warn;
 
-use crate::{Handler, WorkError, batch::process_batch, ports::Idempotency};
+use crate::{
+    ErrorClass, Handler, WorkError,
+    batch::{Outcome, process_batch},
+    ports::{Idempotency, RetryScheduler},
+};
 
-/// Handles one Lambda invocation.
+/// Seconds before a transiently failed message is retried (`MLSEC_RETRY_DELAY_SECONDS`).
+pub const DEFAULT_RETRY_DELAY_SECONDS: i32 = 30;
+
+fn retry_delay_seconds() -> i32 {
+    std::env::var("MLSEC_RETRY_DELAY_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|s| (0..=43_200).contains(s))
+        .unwrap_or(DEFAULT_RETRY_DELAY_SECONDS)
+}
+
+/// Handles one Lambda invocation. Failed messages are reported in `batchItemFailures`;
+/// their visibility is shortened first, so SQS hands a transient failure back after
+/// `retry_delay` seconds and a permanent one at once (it reaches the DLQ after
+/// maxReceiveCount quick receives instead of hours of visibility timeouts). If that call
+/// fails, the message still comes back when the queue's visibility timeout ends.
 pub async fn handle_sqs_event(
     handler: &dyn Handler,
     idempotency: &Arc<dyn Idempotency>,
+    retry: &dyn RetryScheduler,
+    retry_delay: i32,
     event: SqsEvent,
 ) -> Result<SqsBatchResponse, WorkError> {
     let mut response = SqsBatchResponse::default();
     let mut messages = Vec::with_capacity(event.records.len());
+    let mut handles = HashMap::new();
     for record in event.records {
         match (record.message_id, record.body) {
-            (Some(id), Some(body)) => messages.push((id, body)),
+            (Some(id), Some(body)) => {
+                if let (Some(arn), Some(receipt)) = (record.event_source_arn, record.receipt_handle) {
+                    handles.insert(id.clone(), (arn, receipt));
+                }
+                messages.push((id, body))
+            }
             (Some(id), None) => response.add_failure(id),
             // Without an id the message cannot be reported; failing the invocation
             // keeps it on the queue instead of losing it.
@@ -30,8 +58,15 @@ pub async fn handle_sqs_event(
     if let Some(reason) = report.fatal() {
         return Err(WorkError::fatal(reason));
     }
-    for id in report.failed_ids() {
-        response.add_failure(id.to_string());
+    for (id, outcome) in &report.outcomes {
+        let Outcome::Failed { class, .. } = outcome else { continue };
+        let delay = if *class == ErrorClass::Permanent { 0 } else { retry_delay };
+        if let Some((arn, receipt)) = handles.get(id)
+            && let Err(e) = retry.retry_after(arn, receipt, delay).await
+        {
+            warn!(worker = handler.name(), message_id = %id, error = %e, "cannot shorten visibility; the message returns after the queue's timeout");
+        }
+        response.add_failure(id.clone());
     }
     Ok(response)
 }
@@ -41,15 +76,19 @@ pub async fn handle_sqs_event(
 pub async fn run<H: Handler + 'static>(
     handler: Arc<H>,
     idempotency: Arc<dyn Idempotency>,
+    retry: Arc<dyn RetryScheduler>,
 ) -> Result<(), lambda_runtime::Error> {
-    crate::spill::sweep_stale(&crate::spill::spill_dir());
+    // Before any work: this process is alone with /tmp, whatever pid its predecessor had.
+    crate::spill::sweep_stale(&crate::spill::spill_dir(), crate::spill::Sweep::All);
+    let retry_delay = retry_delay_seconds();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = handler.clone();
         let idempotency = idempotency.clone();
+        let retry = retry.clone();
         async move {
-            handle_sqs_event(handler.as_ref(), &idempotency, event.payload).await.map_err(|e| {
-                lambda_runtime::Diagnostic { error_type: "WorkerFatal".into(), error_message: e.to_string() }
-            })
+            handle_sqs_event(handler.as_ref(), &idempotency, retry.as_ref(), retry_delay, event.payload).await.map_err(
+                |e| lambda_runtime::Diagnostic { error_type: "WorkerFatal".into(), error_message: e.to_string() },
+            )
         }
     }))
     .await

@@ -161,6 +161,16 @@ pub trait Idempotency: Send + Sync {
     async fn mark_done(&self, worker: &str, input_id: &str) -> Result<()>;
 }
 
+/// The Lambda driver's hold on a failed message: SQS returns a failed message only when
+/// its visibility timeout runs out (ingest 30 min, curate 90 min); shortening it makes the
+/// retry, and the move to the DLQ, happen in seconds (`ChangeMessageVisibility`).
+#[async_trait]
+pub trait RetryScheduler: Send + Sync {
+    /// Makes the message visible again after `delay_seconds`. `queue_arn` is the SQS
+    /// record's `eventSourceARN`.
+    async fn retry_after(&self, queue_arn: &str, receipt_handle: &str, delay_seconds: i32) -> Result<()>;
+}
+
 /// Keys that never leave KMS: MACs for pseudonymisation subkeys, ECDSA signatures.
 #[async_trait]
 pub trait KeyService: Send + Sync {

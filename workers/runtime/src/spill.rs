@@ -23,13 +23,25 @@ pub fn spill_dir() -> PathBuf {
     std::env::var_os("MLSEC_SPILL_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
 }
 
-/// Removes the spill files of processes that no longer run (a worker killed mid-message,
-/// e.g. by a Lambda timeout, cannot remove its own; on Lambda `/tmp` outlives the
-/// process). Files of live processes and files not named by [`SpillFile`] are left alone.
-/// Returns the number of files removed. Linux only (liveness is read from `/proc`).
-pub fn sweep_stale(dir: &Path) -> usize {
+/// Which spill files [`sweep_stale`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// Every spill file: for a process that is alone with its spill directory and has not
+    /// started work (a Lambda execution environment runs one process at a time, and a
+    /// new runtime process may get the pid of the one that timed out).
+    All,
+    /// Files of processes that no longer run (Linux: liveness from `/proc`), for a spill
+    /// directory that other live workers may share (`mlsec run`). A pid another process
+    /// has reused since keeps its stale files until that process ends.
+    DeadProcesses,
+}
+
+/// Removes spill files left by a worker killed mid-message (a Lambda timeout, a crash):
+/// it cannot remove its own, and on Lambda `/tmp` outlives the process. Only regular
+/// files named by [`SpillFile`] are touched. Returns the number of files removed.
+pub fn sweep_stale(dir: &Path, scope: Sweep) -> usize {
     let proc = Path::new("/proc");
-    if !proc.join("self").exists() {
+    if scope == Sweep::DeadProcesses && !proc.join("self").exists() {
         return 0;
     }
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
@@ -44,9 +56,16 @@ pub fn sweep_stale(dir: &Path) -> usize {
         else {
             continue;
         };
-        let (Ok(pid), true) = (pid.parse::<u32>(), seq.chars().all(|c| c.is_ascii_digit())) else { continue };
+        let (Ok(pid), true) = (pid.parse::<u32>(), !seq.is_empty() && seq.chars().all(|c| c.is_ascii_digit())) else {
+            continue;
+        };
+        // `file_type` does not follow links: a symlink or directory is never removed.
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if pid != me && is_file && !proc.join(pid.to_string()).exists() && std::fs::remove_file(entry.path()).is_ok() {
+        let stale = match scope {
+            Sweep::All => true,
+            Sweep::DeadProcesses => pid != me && !proc.join(pid.to_string()).exists(),
+        };
+        if stale && is_file && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
@@ -125,6 +144,7 @@ mod tests {
     #[test]
     fn stale_spill_files_of_dead_processes_are_swept_and_live_ones_kept() {
         let dir = std::env::temp_dir().join(format!("mlsec-sweep-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         // A process that has exited: its pid names no live process (unless reused at once).
         let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -138,14 +158,25 @@ mod tests {
             ("mlsec-curate-1-0-init.in".to_string(), true),
             ("notes.txt".to_string(), true),
             (format!("mlsec-curate-{dead}"), true),
+            (format!("mlsec-curate-{dead}--x.in"), true),
         ];
         for (name, _) in &files {
             std::fs::write(dir.join(name), b"x").unwrap();
         }
-        assert_eq!(sweep_stale(&dir), 2);
+        // A directory and a symlink with spill-file names are never removed.
+        std::fs::create_dir(dir.join(format!("mlsec-curate-{dead}-1-dir.in"))).unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(dir.join("notes.txt"), dir.join(format!("mlsec-curate-{dead}-2-link.in"))).unwrap();
+        assert_eq!(sweep_stale(&dir, Sweep::DeadProcesses), 2);
         for (name, kept) in &files {
             assert_eq!(dir.join(name).exists(), *kept, "{name}");
         }
+        // Alone with the directory (Lambda start): every spill file goes, this pid's too.
+        assert_eq!(sweep_stale(&dir, Sweep::All), 2);
+        assert!(!dir.join(format!("mlsec-curate-{me}-3-abc.in")).exists());
+        assert!(dir.join("notes.txt").exists() && dir.join(format!("mlsec-curate-{dead}-1-dir.in")).is_dir());
+        #[cfg(unix)]
+        assert!(dir.join(format!("mlsec-curate-{dead}-2-link.in")).symlink_metadata().is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -70,13 +70,15 @@ pub struct WorkerDecl {
     pub lambda: Option<LambdaDecl>,
 }
 
-/// Per-worker Lambda sizing: the gateway streams objects up to the contracts' size limit
-/// and spills their Parquet to `/tmp`.
+/// Per-worker Lambda sizing: ingest and curate stream objects up to the contracts' size
+/// limits and spill them to `/tmp`, one object per invocation (`batch_size` 1: the
+/// messages of a batch are handled concurrently and would share `/tmp` and the timeout).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LambdaDecl {
     pub memory_mb: Option<u32>,
     pub ephemeral_storage_mb: Option<u32>,
+    pub batch_size: Option<u32>,
 }
 
 /// What puts messages on a worker's queue: an EventBridge rule on the default bus (S3

@@ -11,5 +11,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let contracts = Arc::new(Contracts::from_env()?);
     let worker = mlsec_curate::CurateWorker::from_deployment(&deployment, contracts).await?;
     let idempotency = deployment.ports(mlsec_curate::WORKER).idempotency;
-    mlsec_runtime::lambda::run(Arc::new(worker), idempotency).await
+    mlsec_runtime::lambda::run(Arc::new(worker), idempotency, deployment.retry_scheduler()).await
 }
