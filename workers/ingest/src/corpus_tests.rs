@@ -105,27 +105,8 @@ fn the_zone_document_covers_every_reason_code_and_cites_real_tests() {
     for code in ReasonCode::ALL {
         assert!(doc.contains(&format!("`{}`", code.as_str())), "{} is not documented", code.as_str());
     }
-    let mut sources = String::new();
-    let mut dirs = vec![root.join("workers"), root.join("tests"), root.join("events"), root.join("cli")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() && !path.ends_with("corpus") {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                sources.push_str(&std::fs::read_to_string(&path).unwrap());
-            }
-        }
-    }
-    let cited: Vec<&str> = doc
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .filter(|s| s.matches('_').count() >= 3 && s.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
-        .filter(|s| ReasonCode::parse(s).is_none())
-        .collect();
+    let cited = mlsec_runtime::doccheck::cited_tests(&doc, |s| ReasonCode::parse(s).is_some());
     assert!(cited.len() > 10, "the document cites tests");
-    for name in cited {
-        assert!(sources.contains(&format!("fn {name}(")), "the document cites a test that does not exist: {name}");
-    }
+    let missing = mlsec_runtime::doccheck::missing_tests(&root, &cited);
+    assert!(missing.is_empty(), "the document cites tests that do not exist: {missing:?}");
 }

@@ -12,6 +12,7 @@
 
 pub mod batch;
 pub mod contract;
+pub mod doccheck;
 pub mod error;
 pub mod fakes;
 pub mod inbound;
