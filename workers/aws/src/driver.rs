@@ -1,8 +1,8 @@
 //! The local driver: long-polls a worker's SQS queue and feeds the batch core, exactly
 //! as Lambda's event-source mapping would. A message is deleted only after the handler
 //! returned `Ok` (effects durable, next event published); a failed one is made visible
-//! again after `retry_delay` and, after maxReceiveCount receives, SQS moves it to the
-//! DLQ. A fatal failure stops the loop with the error. While a batch is in hand its
+//! again after `retry_delay` (a permanent failure at once, as on Lambda) and, after
+//! maxReceiveCount receives, SQS moves it to the DLQ. A fatal failure stops the loop with the error. While a batch is in hand its
 //! messages' visibility is extended every half timeout (training can outlast it), so
 //! another consumer never sees a message that is still being worked on.
 
@@ -102,17 +102,8 @@ impl LocalDriver {
             let mut deletes = Vec::new();
             for (id, outcome) in &report.outcomes {
                 let receipt = &receipts[id];
-                if outcome.deletable() {
-                    deletes.push(
-                        DeleteMessageBatchRequestEntry::builder()
-                            .id(entry_id(id))
-                            .receipt_handle(receipt)
-                            .build()
-                            .map_err(WorkError::fatal)?,
-                    );
-                } else {
+                if let Some(delay) = outcome.redelivery_delay(self.retry_delay.as_secs().min(43_200) as i32) {
                     stats.failed += 1;
-                    let delay = self.retry_delay.as_secs().min(43_200) as i32;
                     if let Err(e) = self
                         .sqs
                         .change_message_visibility()
@@ -125,6 +116,14 @@ impl LocalDriver {
                         // Not fatal: the message simply becomes visible after the queue's timeout.
                         warn!(worker, message_id = %id, error = %classify("sqs:ChangeMessageVisibility", e), "cannot shorten visibility");
                     }
+                } else {
+                    deletes.push(
+                        DeleteMessageBatchRequestEntry::builder()
+                            .id(entry_id(id))
+                            .receipt_handle(receipt)
+                            .build()
+                            .map_err(WorkError::fatal)?,
+                    );
                 }
             }
             if !deletes.is_empty() {

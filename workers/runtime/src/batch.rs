@@ -34,6 +34,17 @@ impl Outcome {
     pub fn deletable(&self) -> bool {
         matches!(self, Outcome::Done | Outcome::Duplicate)
     }
+
+    /// Seconds until a kept message should be visible again, for both drivers: a transient
+    /// failure after `transient_seconds`, a permanent one at once (it reaches the DLQ after
+    /// maxReceiveCount quick receives). `None` for a message to delete.
+    pub fn redelivery_delay(&self, transient_seconds: i32) -> Option<i32> {
+        match self {
+            Outcome::Done | Outcome::Duplicate => None,
+            Outcome::Failed { class: ErrorClass::Permanent, .. } => Some(0),
+            Outcome::Failed { .. } => Some(transient_seconds.clamp(0, 43_200)),
+        }
+    }
 }
 
 /// Outcomes of a batch, in input order.
@@ -168,6 +179,16 @@ mod tests {
         assert!(matches!(report.outcomes[2].1, Outcome::Failed { class: ErrorClass::Permanent, .. }));
         assert_eq!(report.failed_ids(), vec!["2", "3"]);
         assert!(report.fatal().is_none());
+    }
+
+    #[test]
+    fn both_drivers_bring_a_permanent_failure_back_at_once_and_a_transient_one_after_the_delay() {
+        let failed = |class| Outcome::Failed { class, reason: String::new() };
+        assert_eq!(failed(ErrorClass::Permanent).redelivery_delay(30), Some(0));
+        assert_eq!(failed(ErrorClass::Transient).redelivery_delay(30), Some(30));
+        assert_eq!(failed(ErrorClass::Transient).redelivery_delay(100_000), Some(43_200), "SQS's maximum");
+        assert_eq!(Outcome::Done.redelivery_delay(30), None);
+        assert_eq!(Outcome::Duplicate.redelivery_delay(30), None);
     }
 
     #[tokio::test]

@@ -9,8 +9,8 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use tracing::warn;
 
 use crate::{
-    ErrorClass, Handler, WorkError,
-    batch::{Outcome, process_batch},
+    Handler, WorkError,
+    batch::process_batch,
     ports::{Idempotency, RetryScheduler},
 };
 
@@ -59,8 +59,7 @@ pub async fn handle_sqs_event(
         return Err(WorkError::fatal(reason));
     }
     for (id, outcome) in &report.outcomes {
-        let Outcome::Failed { class, .. } = outcome else { continue };
-        let delay = if *class == ErrorClass::Permanent { 0 } else { retry_delay };
+        let Some(delay) = outcome.redelivery_delay(retry_delay) else { continue };
         if let Some((arn, receipt)) = handles.get(id)
             && let Err(e) = retry.retry_after(arn, receipt, delay).await
         {
