@@ -8,7 +8,9 @@ use std::{
     time::Instant,
 };
 
+use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
+use mlsec_ingest::Ingested;
 use mlsec_runtime::{
     contract::Contracts,
     sample::{SampleKind, write_csv},
@@ -51,57 +53,56 @@ fn measure(stage: &'static str, rows: u64, input_bytes: u64, started: Instant) -
 /// Runs the stages in flow order on `rows` generated rows; the CSV is written to
 /// `work_dir` first and streamed from disk in 1 MiB chunks, so the input is never held
 /// in memory whole.
-pub fn run(contracts: &Contracts, rows: usize, work_dir: &Path, stages: &[&str]) -> Result<Vec<Measurement>, String> {
-    let err = |e: &dyn std::fmt::Display| e.to_string();
-    std::fs::create_dir_all(work_dir).map_err(|e| err(&e))?;
+pub fn run(contracts: &Contracts, rows: usize, work_dir: &Path, stages: &[&str]) -> Result<Vec<Measurement>> {
+    std::fs::create_dir_all(work_dir)?;
     let csv_path = work_dir.join(format!("bench-training-{rows}.csv"));
     {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv_path).map_err(|e| err(&e))?);
-        write_csv(&mut f, SampleKind::Training, rows, 1).map_err(|e| err(&e))?;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv_path)?);
+        write_csv(&mut f, SampleKind::Training, rows, 1)?;
     }
-    let input_bytes = std::fs::metadata(&csv_path).map_err(|e| err(&e))?.len();
-    let contract = contracts.dataset("transactions_training").ok_or("no transactions_training contract")?;
+    let input_bytes = std::fs::metadata(&csv_path)?.len();
+    let contract = contracts.dataset("transactions_training").context("no transactions_training contract")?;
     let mut out = Vec::new();
 
     // Ingest: UTF-8/control/header checks, typed decode, Parquet (zstd) spilled to a
     // file, as the worker does.
     let started = Instant::now();
     let spill = work_dir.join(format!("bench-raw-{rows}.parquet"));
-    let sink = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&spill).map_err(|e| err(&e))?);
-    let mut gate = mlsec_ingest::validate::Gate::with_sink(contract, mlsec_runtime::now_ms(), vec![], sink)
-        .map_err(|r| r.detail)?;
-    let mut reader = BufReader::new(std::fs::File::open(&csv_path).map_err(|e| err(&e))?);
+    let sink = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&spill)?);
+    let refused = |r: mlsec_ingest::reason::Rejection| anyhow!("{}: {}", r.reason_code.as_str(), r.detail);
+    let mut gate =
+        mlsec_ingest::validate::Gate::with_sink(contract, mlsec_runtime::now_ms(), vec![], sink).map_err(refused)?;
+    let mut reader = BufReader::new(std::fs::File::open(&csv_path)?);
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader.read(&mut buf).map_err(|e| err(&e))?;
+        let n = reader.read(&mut buf)?;
         if n == 0 {
             break;
         }
-        gate.push(&buf[..n]).map_err(|r| format!("{:?}: {}", r.reason_code, r.detail))?;
+        gate.push(&buf[..n]).map_err(refused)?;
     }
-    let accepted = gate.finish().map_err(|r| format!("{:?}: {}", r.reason_code, r.detail))?;
-    accepted.parquet.into_inner().map_err(|e| e.error().to_string())?;
+    let accepted = gate.finish().map_err(refused)?;
+    accepted.parquet.into_inner().map_err(|e| e.into_error())?;
     out.push(measure("ingest", accepted.rows, input_bytes, started));
     if stages.contains(&"curate") || stages.contains(&"train") || stages.contains(&"score") {
         // Curate, streamed file to file: schema check, every quality rule of the contract,
         // HMAC of two columns, drop of one, generalisation of one.
-        let raw_len = std::fs::metadata(&spill).map_err(|e| err(&e))?.len();
+        let raw_len = std::fs::metadata(&spill)?.len();
         let curated_path = work_dir.join("bench-curated.parquet");
         let started = Instant::now();
-        let file = std::fs::File::open(&spill).map_err(|e| err(&e))?;
-        let sink = std::io::BufWriter::new(std::fs::File::create(&curated_path).map_err(|e| err(&e))?);
+        let file = std::fs::File::open(&spill)?;
+        let sink = std::io::BufWriter::new(std::fs::File::create(&curated_path)?);
         let now = mlsec_runtime::now_ms();
-        let curated = mlsec_curate::transform::curate(file, contract, &[7u8; 32], &[], now, sink, std::io::sink())
-            .map_err(|e| e.to_string())?;
+        let curated = mlsec_curate::transform::curate(file, contract, &[7u8; 32], &[], now, sink, std::io::sink())?;
         out.push(measure("curate", curated.rows_in, raw_len, started));
         let _ = std::fs::remove_file(&spill);
         if !curated.report.rejecting().is_empty() {
-            return Err(format!("the sample failed quality rules {:?}", curated.report.rejecting()));
+            bail!("the sample failed quality rules {:?}", curated.report.rejecting());
         }
-        let curated = Bytes::from(std::fs::read(&curated_path).map_err(|e| err(&e))?);
+        let curated = Bytes::from(std::fs::read(&curated_path)?);
         let _ = std::fs::remove_file(&curated_path);
         if stages.contains(&"train") || stages.contains(&"score") {
-            let spec = contracts.model("fraud_lr").ok_or("no fraud_lr spec")?;
+            let spec = contracts.model("fraud_lr").context("no fraud_lr spec")?;
             let started = Instant::now();
             let fitted = mlsec_train::fit(curated.clone(), spec)?;
             out.push(measure("train", (fitted.train_rows + fitted.test_rows) as u64, curated.len() as u64, started));
@@ -133,36 +134,34 @@ pub async fn run_ingest_via_s3(
     contracts: std::sync::Arc<Contracts>,
     rows: usize,
     work_dir: &Path,
-) -> Result<Measurement, String> {
-    use mlsec_runtime::Handler;
-    let err = |e: &dyn std::fmt::Display| e.to_string();
-    std::fs::create_dir_all(work_dir).map_err(|e| err(&e))?;
+) -> Result<Measurement> {
+    std::fs::create_dir_all(work_dir)?;
     // A different seed per run: the same bytes twice would be a duplicate (a no-op).
     let seed = mlsec_runtime::now_ms() as u64 % 10_000;
     let csv_path = work_dir.join(format!("bench-s3-{rows}.csv"));
     {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv_path).map_err(|e| err(&e))?);
-        write_csv(&mut f, SampleKind::Training, rows, seed).map_err(|e| err(&e))?;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv_path)?);
+        write_csv(&mut f, SampleKind::Training, rows, seed)?;
     }
-    let input_bytes = std::fs::metadata(&csv_path).map_err(|e| err(&e))?.len();
+    let input_bytes = std::fs::metadata(&csv_path)?.len();
     let key = format!("bank-core/transactions_training/bench-{seed}.csv");
-    let body = aws_sdk_s3::primitives::ByteStream::from_path(&csv_path).await.map_err(|e| err(&e))?;
-    crate::ops::drop_bytes(dep, &key, body).await.map_err(|e| err(&e))?;
+    let body = aws_sdk_s3::primitives::ByteStream::from_path(&csv_path).await?;
+    crate::ops::drop_bytes(dep, &key, body).await?;
     let _ = std::fs::remove_file(&csv_path);
     let landing = dep.names.bucket("landing");
-    let head = dep.s3.head_object().bucket(&landing).key(&key).send().await.map_err(|e| err(&e))?;
+    let head = dep.s3.head_object().bucket(&landing).key(&key).send().await?;
     let detail = serde_json::json!({
         "bucket": { "name": landing },
         "object": { "key": key, "size": head.content_length(), "version-id": head.version_id() },
         "requester": std::env::var("MLSEC_ACCOUNT_ID").unwrap_or_default(),
     });
     let body = mlsec_runtime::inbound::eventbridge_body("aws.s3", "Object Created", detail);
-    let message = mlsec_runtime::Inbound::parse("bench", &body).map_err(|e| err(&e))?;
-    let worker = mlsec_ingest::IngestWorker::from_deployment(dep, contracts).await.map_err(|e| err(&e))?;
+    let message = mlsec_runtime::Inbound::parse("bench", &body)?;
+    let worker = mlsec_host::ingest(dep, contracts).await?;
     let started = Instant::now();
-    let summary = worker.handle(&message).await.map_err(|e| err(&e))?;
-    if !summary.starts_with("accepted") {
-        return Err(format!("the sample was not accepted: {summary}"));
+    let outcome = worker.ingest(&message).await?;
+    if !matches!(outcome, Ingested::Accepted { .. }) {
+        bail!("the sample was not accepted: {outcome}");
     }
     Ok(measure("ingest-s3", rows as u64, input_bytes, started))
 }

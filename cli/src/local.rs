@@ -4,23 +4,9 @@
 use std::{sync::Arc, time::Duration};
 
 use mlsec_aws::{Deployment, driver::LocalDriver};
-use mlsec_runtime::{Handler, WorkError, contract::Contracts};
+pub use mlsec_host::{WORKERS, build};
+use mlsec_runtime::{WorkError, contract::Contracts};
 use tokio::{sync::watch, task::JoinSet};
-
-/// Every worker, in flow order.
-pub const WORKERS: [&str; 5] = ["ingest", "curate", "train", "govern", "score"];
-
-/// Builds the handler of `name`, wired to the deployment.
-pub async fn build(dep: &Deployment, contracts: Arc<Contracts>, name: &str) -> Result<Arc<dyn Handler>, WorkError> {
-    Ok(match name {
-        "ingest" => Arc::new(mlsec_ingest::IngestWorker::from_deployment(dep, contracts).await?),
-        "curate" => Arc::new(mlsec_curate::CurateWorker::from_deployment(dep, contracts).await?),
-        "train" => Arc::new(mlsec_train::TrainWorker::from_deployment(dep, contracts).await?),
-        "govern" => Arc::new(mlsec_govern::GovernWorker::from_deployment(dep, contracts).await?),
-        "score" => Arc::new(mlsec_score::ScoreWorker::from_deployment(dep, contracts).await?),
-        other => return Err(WorkError::fatal(format!("unknown worker {other}; known: {}", WORKERS.join(", ")))),
-    })
-}
 
 /// Polling settings of the local drivers.
 #[derive(Debug, Clone, Copy)]

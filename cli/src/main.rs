@@ -246,13 +246,9 @@ async fn main() -> Result<()> {
             let contracts = Contracts::from_env()?;
             let stages: Vec<&str> = stages.iter().map(String::as_str).collect();
             let results = if via_s3 {
-                vec![
-                    mlsec_cli::bench::run_ingest_via_s3(&dep, Arc::new(contracts), rows, &work_dir)
-                        .await
-                        .map_err(anyhow::Error::msg)?,
-                ]
+                vec![mlsec_cli::bench::run_ingest_via_s3(&dep, Arc::new(contracts), rows, &work_dir).await?]
             } else {
-                mlsec_cli::bench::run(&contracts, rows, &work_dir, &stages).map_err(anyhow::Error::msg)?
+                mlsec_cli::bench::run(&contracts, rows, &work_dir, &stages)?
             };
             println!(
                 "{:<8} {:>10} {:>10} {:>9} {:>14} {:>14}",

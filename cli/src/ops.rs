@@ -5,6 +5,10 @@ use std::{path::Path, time::Duration};
 use aws_sdk_s3::primitives::ByteStream;
 use mlsec_aws::{Deployment, errors::classify, provision, queues};
 use mlsec_events::Envelope;
+use mlsec_ingest::{
+    quarantine::{self, QuarantineEntry, QuarantineView},
+    records::ReleaseRecord,
+};
 use mlsec_runtime::{WorkError, ports::ModelRegistry};
 use serde::Serialize;
 
@@ -182,92 +186,28 @@ pub async fn dlq_replay(
     queues::replay(&dep.sqs, &dlq, &queue, max, dry_run).await
 }
 
-/// One quarantined content, as `mlsec quarantine list` shows it (no data values: the
-/// reason document holds positions only).
-#[derive(Debug, Clone, Serialize)]
-pub struct QuarantineEntry {
-    pub dataset: String,
-    pub sha256: String,
-    pub reason_code: String,
-    pub detail: String,
-    pub source_key: String,
-    pub quarantined_at_ms: i64,
-    pub malware_class: bool,
-    pub releasable: bool,
-    /// The approver, once released.
-    pub released_by: Option<String>,
-}
-
-async fn get_json(dep: &Deployment, bucket: &str, key: &str) -> Result<Option<serde_json::Value>, WorkError> {
-    match dep.s3.get_object().bucket(bucket).key(key).send().await {
-        Ok(out) => {
-            let body = out.body.collect().await.map_err(|e| WorkError::transient("s3:GetObject", e))?.into_bytes();
-            Ok(serde_json::from_slice(&body).ok())
-        }
-        Err(e) => match classify("s3:GetObject", e) {
-            WorkError::Permanent { reason: "object_missing", .. } => Ok(None),
-            other => Err(other),
-        },
-    }
-}
-
 /// Lists quarantined contents (optionally of one dataset), oldest first.
 pub async fn quarantine_list(dep: &Deployment, dataset: Option<&str>) -> Result<Vec<QuarantineEntry>, WorkError> {
-    let bucket = dep.names.bucket("quarantine");
-    let mut keys = Vec::new();
-    let mut pages =
-        dep.s3.list_objects_v2().bucket(&bucket).set_prefix(dataset.map(|d| format!("{d}/"))).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| classify("s3:ListObjectsV2", e))?;
-        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
-    }
-    let mut out = Vec::new();
-    for key in keys.iter().filter(|k| k.ends_with("/reason.json")) {
-        let Some(doc) = get_json(dep, &bucket, key).await? else { continue };
-        let mut parts = key.splitn(3, '/');
-        let (dataset, sha256) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-        let release_key = mlsec_ingest::release::release_key(dataset, sha256);
-        let released_by = if keys.contains(&release_key) {
-            get_json(dep, &bucket, &release_key).await?.and_then(|r| r["approver"].as_str().map(str::to_string))
-        } else {
-            None
-        };
-        out.push(QuarantineEntry {
-            dataset: dataset.to_string(),
-            sha256: sha256.to_string(),
-            reason_code: doc["reason_code"].as_str().unwrap_or_default().to_string(),
-            detail: doc["detail"].as_str().unwrap_or_default().to_string(),
-            source_key: doc["source"]["key"].as_str().unwrap_or_default().to_string(),
-            quarantined_at_ms: doc["quarantined_at_ms"].as_i64().unwrap_or_default(),
-            malware_class: doc["malware_class"].as_bool().unwrap_or(false),
-            releasable: doc["releasable"].as_bool().unwrap_or(false),
-            released_by,
-        });
-    }
-    out.sort_by_key(|e| e.quarantined_at_ms);
-    Ok(out)
+    let store = dep.ports("operator").store;
+    quarantine::list(store.as_ref(), &dep.names.bucket("quarantine"), dataset).await
 }
 
 /// The reason document of one quarantined content, with its release record if any.
-pub async fn quarantine_show(dep: &Deployment, dataset: &str, sha256: &str) -> Result<serde_json::Value, WorkError> {
-    let bucket = dep.names.bucket("quarantine");
-    let reason = get_json(dep, &bucket, &mlsec_ingest::release::reason_key(dataset, sha256))
-        .await?
-        .ok_or_else(|| WorkError::permanent("not_quarantined", format!("{dataset}/{sha256}")))?;
-    let release = get_json(dep, &bucket, &mlsec_ingest::release::release_key(dataset, sha256)).await?;
-    Ok(serde_json::json!({ "reason": reason, "release": release }))
+pub async fn quarantine_show(dep: &Deployment, dataset: &str, sha256: &str) -> Result<QuarantineView, WorkError> {
+    let store = dep.ports("operator").store;
+    quarantine::show(store.as_ref(), &dep.names.bucket("quarantine"), dataset, sha256).await
 }
 
-/// Releases one quarantined content (see `mlsec_ingest::release`).
+/// Releases one quarantined content (see `mlsec_ingest::quarantine`).
 pub async fn quarantine_release(
     dep: &Deployment,
     dataset: &str,
     sha256: &str,
     approver: &str,
     reason: &str,
-) -> anyhow::Result<mlsec_ingest::release::ReleaseRecord> {
+) -> anyhow::Result<ReleaseRecord> {
     let store = dep.ports("operator").store;
     let quarantine = dep.bucket_ref("quarantine").await?;
     let landing = dep.bucket_ref("landing").await?;
-    Ok(mlsec_ingest::release::release(store.as_ref(), &quarantine, &landing, dataset, sha256, approver, reason).await?)
+    Ok(quarantine::release(store.as_ref(), &quarantine, &landing, dataset, sha256, approver, reason).await?)
 }

@@ -6,7 +6,6 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_s3::primitives::ByteStream;
 use mlsec_cli::ops::drop_bytes;
-use mlsec_ingest::IngestWorker;
 use mlsec_runtime::{
     inbound::eventbridge_body,
     lambda::handle_sqs_event,
@@ -56,7 +55,7 @@ async fn the_lambda_entry_reports_exactly_the_corrupt_message() {
     let good = eventbridge_body("aws.s3", "Object Created", detail);
     let corrupt = r#"{"version":"0","detail-type":"RawAccepted","source":"mlsec.ingest","detail":{"schema":"RawAccepted","payload":"%%%"}}"#;
 
-    let worker = IngestWorker::from_deployment(dep, stack.contracts.clone()).await.unwrap();
+    let worker = mlsec_host::ingest(dep, stack.contracts.clone()).await.unwrap();
     let idempotency = dep.ports("ingest").idempotency;
     let retry = dep.retry_scheduler();
     let event = sqs_event(&[("msg-good", good.clone()), ("msg-corrupt", corrupt.to_string())]);

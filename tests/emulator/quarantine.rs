@@ -94,7 +94,7 @@ async fn a_quarantined_object_is_listed_released_by_an_approver_and_then_accepte
     let entry = &listed[0];
     assert!(entry.releasable && !entry.malware_class && entry.released_by.is_none());
     let shown = mlsec_cli::ops::quarantine_show(dep, &entry.dataset, &entry.sha256).await.unwrap();
-    assert_eq!(shown["reason"]["evidence"]["line"], 6);
+    assert_eq!(shown.reason.evidence.line, Some(6));
 
     let record =
         mlsec_cli::ops::quarantine_release(dep, &entry.dataset, &entry.sha256, "ana.data-steward", "known late labels")

@@ -12,7 +12,7 @@ use aws_sdk_sqs::{
     Client,
     types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry},
 };
-use mlsec_runtime::{Handler, WorkError, batch::process_batch, ports::Idempotency};
+use mlsec_runtime::{Handler, WorkError, batch::process_batch, ports::Idempotency, topology::MAX_VISIBILITY_SECONDS};
 use tracing::{error, info, warn};
 
 use crate::errors::classify;
@@ -102,7 +102,9 @@ impl LocalDriver {
             let mut deletes = Vec::new();
             for (id, outcome) in &report.outcomes {
                 let receipt = &receipts[id];
-                if let Some(delay) = outcome.redelivery_delay(self.retry_delay.as_secs().min(43_200) as i32) {
+                if let Some(delay) =
+                    outcome.redelivery_delay(self.retry_delay.as_secs().min(MAX_VISIBILITY_SECONDS as u64) as i32)
+                {
                     stats.failed += 1;
                     if let Err(e) = self
                         .sqs
@@ -161,7 +163,7 @@ impl LocalDriver {
     /// caller drops this future when the batch is done).
     async fn keep_invisible(&self, receipts: &std::collections::HashMap<String, String>) -> std::convert::Infallible {
         let period = (self.visibility_timeout / 2).max(Duration::from_secs(1));
-        let seconds = self.visibility_timeout.as_secs().clamp(1, 43_200) as i32;
+        let seconds = self.visibility_timeout.as_secs().clamp(1, MAX_VISIBILITY_SECONDS as u64) as i32;
         loop {
             tokio::time::sleep(period).await;
             let entries: Vec<_> = receipts

@@ -14,7 +14,7 @@ use mlsec_runtime::{
     ports::{BucketRef, ByteChunks, ObjectHead, ObjectStore, Result},
 };
 
-use crate::errors::classify;
+use crate::errors::{classify, is_missing};
 
 /// Object metadata key holding the hex SHA-256 the pipeline computed.
 pub const SHA256_METADATA: &str = "sha256";
@@ -115,10 +115,25 @@ impl ObjectStore for S3Store {
         })
     }
 
-    async fn get(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Bytes> {
-        let out = self.get_object(bucket, key, version).await?;
+    async fn get_optional(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Option<Bytes>> {
+        let out = self.client.get_object().bucket(bucket).key(key).set_version_id(version.map(str::to_string)).send();
+        let out = match out.await {
+            Ok(out) => out,
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(e) => return Err(classify("s3:GetObject", e)),
+        };
         let body = out.body.collect().await.map_err(|e| WorkError::transient("s3:GetObject body", e))?;
-        Ok(body.into_bytes())
+        Ok(Some(body.into_bytes()))
+    }
+
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("s3:ListObjectsV2", e))?;
+            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        }
+        Ok(keys)
     }
 
     async fn get_stream(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<ByteChunks> {

@@ -19,29 +19,19 @@ use arrow::{
         Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, StringBuilder,
         TimestampMillisecondArray, UInt64Builder,
     },
-    datatypes::{DataType, Field, Schema, TimeUnit},
+    datatypes::{DataType, Field, Schema},
 };
-use mlsec_runtime::contract::{Check, ColumnType, DatasetContract, QualityRule, Severity};
+use mlsec_lake::columnar::arrow_type;
+use mlsec_runtime::contract::{Check, DatasetContract, QualityRule, Severity};
 use regex::Regex;
 
 use crate::{
+    error::{CurateError, input},
     keyset::{KeySet, RUN_KEYS},
-    transform::CurateError,
 };
 
 /// Rule id of the schema check.
 pub const SCHEMA_RULE: &str = "schema_drift";
-
-/// The Arrow type the gateway writes for a contract column.
-pub fn arrow_type(ty: ColumnType) -> DataType {
-    match ty {
-        ColumnType::String => DataType::Utf8,
-        ColumnType::Int64 => DataType::Int64,
-        ColumnType::Float64 => DataType::Float64,
-        ColumnType::Boolean => DataType::Boolean,
-        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
-    }
-}
 
 /// Differences between the raw data's schema and the contract, by column name (no values).
 pub fn schema_drift(contract: &DatasetContract, schema: &Schema) -> Vec<String> {
@@ -200,8 +190,8 @@ pub struct Engine<'c> {
 
 impl<'c> Engine<'c> {
     /// `schema` must have passed [`schema_drift`].
-    pub fn new(contract: &'c DatasetContract, schema: &Schema, now_ms: i64) -> Result<Self, String> {
-        let idx = |name: &str| schema.index_of(name).map_err(|_| format!("raw data lacks column {name}"));
+    pub fn new(contract: &'c DatasetContract, schema: &Schema, now_ms: i64) -> Result<Self, CurateError> {
+        let idx = |name: &str| schema.index_of(name).map_err(|_| input(format!("raw data lacks column {name}")));
         let mut rules = Vec::with_capacity(contract.quality.len());
         for rule in &contract.quality {
             let kind = match &rule.check {
@@ -214,7 +204,7 @@ impl<'c> Engine<'c> {
                     // contract's pattern cannot be turned into a ReDoS by the data.
                     regex: pattern
                         .as_ref()
-                        .map(|p| Regex::new(&format!("^(?:{p})$")).map_err(|e| format!("rule {}: {e}", rule.id)))
+                        .map(|p| Regex::new(&format!("^(?:{p})$")).map_err(|e| input(format!("rule {}: {e}", rule.id))))
                         .transpose()?,
                     min: *minimum,
                     max: *maximum,
@@ -266,8 +256,7 @@ impl<'c> Engine<'c> {
                     }
                 }
                 Kind::Invalid { col, values, regex, min, max } => {
-                    invalid_rows(batch.column(*col), values.as_ref(), regex.as_ref(), *min, *max, &mut fail)
-                        .map_err(CurateError::Input)?;
+                    invalid_rows(batch.column(*col), values.as_ref(), regex.as_ref(), *min, *max, &mut fail)?;
                 }
                 _ => unreachable!("filtered to row rules"),
             }
@@ -421,7 +410,7 @@ fn invalid_rows(
     min: Option<f64>,
     max: Option<f64>,
     fail: &mut [bool],
-) -> Result<(), String> {
+) -> Result<(), CurateError> {
     if let Some(s) = a.as_any().downcast_ref::<StringArray>() {
         for (i, v) in s.iter().enumerate() {
             if let Some(v) = v {
@@ -440,7 +429,7 @@ fn invalid_rows(
             fail[i] = v.is_some_and(|v| !mlsec_runtime::contract::int_within(v, min, max));
         }
     } else {
-        return Err(format!("invalidValues on an unsupported column type {}", a.data_type()));
+        return Err(input(format!("invalidValues on an unsupported column type {}", a.data_type())));
     }
     Ok(())
 }

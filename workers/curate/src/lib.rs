@@ -15,6 +15,7 @@
 //! different domains cannot be linked.
 
 pub mod dq;
+pub mod error;
 pub mod keyset;
 pub mod transform;
 
@@ -22,7 +23,12 @@ use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use error::CurateError;
 use mlsec_events::{DatasetCurated, DatasetRejected, DqSummary, Envelope, RawAccepted, derive_event_id};
+use mlsec_lake::{
+    columnar::{CURATED_ROW_GROUP_ROWS, PARQUET_CONTENT_TYPE as PARQUET, writer_properties},
+    layout::curated as keys,
+};
 use mlsec_runtime::{
     Handler, Inbound, WorkError,
     contract::Contracts,
@@ -32,7 +38,6 @@ use mlsec_runtime::{
 };
 use tokio::sync::Mutex;
 use tracing::{info, warn};
-use transform::CurateError;
 
 pub const WORKER: &str = "curate";
 /// Label of the subkey derivation; bump the version to rotate every pseudonym.
@@ -55,14 +60,6 @@ pub struct CurateWorker {
 impl CurateWorker {
     pub fn new(ports: Ports, contracts: Arc<Contracts>, config: CurateConfig) -> Self {
         Self { ports, contracts, config, subkeys: Mutex::default() }
-    }
-
-    pub async fn from_deployment(dep: &mlsec_aws::Deployment, contracts: Arc<Contracts>) -> Result<Self, WorkError> {
-        let config = CurateConfig {
-            curated: dep.bucket_ref("curated").await?,
-            pseudonym_key_id: dep.key_arn("pseudonym").await?,
-        };
-        Ok(Self::new(dep.ports(WORKER), contracts, config))
     }
 
     async fn subkey(&self, domain: &str) -> Result<Arc<[u8]>, WorkError> {
@@ -128,12 +125,12 @@ impl Handler for CurateWorker {
             CurateError::Output(m) => WorkError::transient("write spill file", m),
         })?;
         drop(input);
-        let base = format!("{}/contract={}/{}", contract.dataset, contract.version, raw.source.sha256);
+        let (dataset, version, sha) = (&contract.dataset, &contract.version, &raw.source.sha256);
         let report = &curated.report;
         let report_ref = self
             .ports
             .store
-            .put(&self.config.curated, &format!("_dq/{base}.parquet"), dq_parquet(report, &lineage)?, PARQUET)
+            .put(&self.config.curated, &keys::dq_report(dataset, version, sha), dq_parquet(report, &lineage)?, PARQUET)
             .await?;
         let summary = DqSummary {
             rules: report.rules.len() as i32,
@@ -162,13 +159,13 @@ impl Handler for CurateWorker {
         if curated.rows_in != curated.rows_out {
             self.ports
                 .store
-                .put_file(&self.config.curated, &format!("_rejects/{base}.parquet"), &rej_spill.path, PARQUET)
+                .put_file(&self.config.curated, &keys::rejects(dataset, version, sha), &rej_spill.path, PARQUET)
                 .await?;
         }
         let stored = self
             .ports
             .store
-            .put_file(&self.config.curated, &format!("{base}.parquet"), &out_spill.path, PARQUET)
+            .put_file(&self.config.curated, &keys::parquet(dataset, version, sha), &out_spill.path, PARQUET)
             .await?;
         let event = DatasetCurated {
             event_id,
@@ -192,19 +189,14 @@ impl Handler for CurateWorker {
     }
 }
 
-const PARQUET: &str = "application/vnd.apache.parquet";
-
 /// The DQ report as Parquet (one row per rule, counts only).
 fn dq_parquet(report: &dq::DqReport, lineage: &[(String, String)]) -> Result<Bytes, WorkError> {
     let batch = report.to_batch();
     let mut out = Vec::new();
-    let mut w =
-        parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(transform::writer_properties(lineage)))
-            .map_err(|e| WorkError::fatal(format!("dq report: {e}")))?;
+    let props = writer_properties(lineage, CURATED_ROW_GROUP_ROWS);
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props))
+        .map_err(|e| WorkError::fatal(format!("dq report: {e}")))?;
     w.write(&batch).map_err(|e| WorkError::fatal(format!("dq report: {e}")))?;
     w.close().map_err(|e| WorkError::fatal(format!("dq report: {e}")))?;
     Ok(Bytes::from(out))
 }
-
-#[cfg(test)]
-mod tests;

@@ -14,40 +14,29 @@ use arrow::{
     datatypes::{Field, Schema},
 };
 use hmac::{Hmac, KeyInit, Mac};
+use mlsec_lake::columnar::{BATCH_ROWS, CURATED_ROW_GROUP_ROWS, writer_properties};
 use mlsec_runtime::{
     contract::{DatasetContract, Generalisation, Pseudonymisation},
     time::days_from_civil,
 };
 use parquet::{
     arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder},
-    basic::{Compression, ZstdLevel},
-    file::{metadata::KeyValue, properties::WriterProperties, reader::ChunkReader},
+    file::reader::ChunkReader,
 };
 use sha2::Sha256;
 
-use crate::dq::{self, DqReport, Engine};
+use crate::{
+    dq::{self, DqReport, Engine},
+    error::{CurateError, input, output},
+};
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// Rows per batch read from the raw Parquet.
-pub const BATCH_ROWS: usize = 65_536;
 
 /// Output of [`curate`].
 pub struct Curated {
     pub rows_in: u64,
     pub rows_out: u64,
     pub report: DqReport,
-}
-
-/// Why curation could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum CurateError {
-    /// The input is not readable Parquet, or its values break an assumption: permanent.
-    #[error("{0}")]
-    Input(String),
-    /// Writing the output failed (disk): transient.
-    #[error("{0}")]
-    Output(String),
 }
 
 /// Hex HMAC-SHA-256 pseudonym of `value` under `key` (pre-keyed `mac` cloned per value).
@@ -93,25 +82,6 @@ pub fn band(v: f64, width: f64) -> f64 {
     (v / width).floor() * width
 }
 
-fn input(e: impl std::fmt::Display) -> CurateError {
-    CurateError::Input(e.to_string())
-}
-
-fn output(e: impl std::fmt::Display) -> CurateError {
-    CurateError::Output(e.to_string())
-}
-
-/// Parquet writer settings of every curate output: zstd, with lineage metadata.
-pub fn writer_properties(lineage: &[(String, String)]) -> WriterProperties {
-    WriterProperties::builder()
-        // Level 1: the pseudonym columns are random hex, which higher levels only spend time on.
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")))
-        // Row groups of 128k rows: the writer buffers one row group, so memory stays flat.
-        .set_max_row_group_row_count(Some(2 * BATCH_ROWS))
-        .set_key_value_metadata(Some(lineage.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect()))
-        .build()
-}
-
 /// Applies the contract to a raw Parquet file: the curated rows go to `out`, the rows
 /// dropped by error rules (row number, rule id) to `rejects`. When the schema drifted,
 /// nothing is written and the report names the differences.
@@ -133,7 +103,7 @@ pub fn curate<R: ChunkReader + 'static, W: Write + Send, X: Write + Send>(
     if !drift.is_empty() {
         return Ok(Curated { rows_in: 0, rows_out: 0, report: DqReport::drifted(&drift) });
     }
-    let mut engine = Engine::new(contract, &input_schema, now_ms).map_err(input)?;
+    let mut engine = Engine::new(contract, &input_schema, now_ms)?;
     let kept: Vec<_> = contract.columns.iter().filter(|c| c.pseudonymisation != Pseudonymisation::Drop).collect();
     let out_schema = Arc::new(Schema::new(
         kept.iter()
@@ -147,7 +117,7 @@ pub fn curate<R: ChunkReader + 'static, W: Write + Send, X: Write + Send>(
             })
             .collect::<Vec<_>>(),
     ));
-    let props = writer_properties(lineage);
+    let props = writer_properties(lineage, CURATED_ROW_GROUP_ROWS);
     let mut writer = ArrowWriter::try_new(out, out_schema.clone(), Some(props.clone())).map_err(output)?;
     let mut reject_writer = ArrowWriter::try_new(rejects, dq::rejects_schema(), Some(props)).map_err(output)?;
     let (mut rows_in, mut rows_out) = (0u64, 0u64);
@@ -174,11 +144,12 @@ pub fn curate<R: ChunkReader + 'static, W: Write + Send, X: Write + Send>(
     Ok(Curated { rows_in, rows_out, report: engine.finish()? })
 }
 
-fn strings(col: &ArrayRef) -> Result<&StringArray, String> {
-    col.as_any().downcast_ref::<StringArray>().ok_or_else(|| "not a string column".to_string())
+fn strings(col: &ArrayRef) -> Result<&StringArray, CurateError> {
+    col.as_any().downcast_ref::<StringArray>().ok_or_else(|| input("not a string column"))
 }
 
-fn transform_column(col: &ArrayRef, p: Pseudonymisation, mac: &HmacSha256) -> Result<ArrayRef, String> {
+/// One column's treatment; an error names what the column's type does not allow.
+fn transform_column(col: &ArrayRef, p: Pseudonymisation, mac: &HmacSha256) -> Result<ArrayRef, CurateError> {
     Ok(match p {
         Pseudonymisation::None | Pseudonymisation::Drop => col.clone(),
         Pseudonymisation::Hmac => {
@@ -208,17 +179,17 @@ fn transform_column(col: &ArrayRef, p: Pseudonymisation, mac: &HmacSha256) -> Re
                             .checked_mul(w)
                             .ok_or_else(|| arrow::error::ArrowError::ComputeError("band lower bound overflows".into()))
                     })
-                    .map_err(|e| e.to_string())?,
+                    .map_err(input)?,
                 )
             } else {
-                return Err("band applies to numeric columns".into());
+                return Err(input("band applies to numeric columns"));
             }
         }
         Pseudonymisation::Generalise(g) => {
             let t = col
                 .as_any()
                 .downcast_ref::<TimestampMillisecondArray>()
-                .ok_or_else(|| "not a timestamp column".to_string())?;
+                .ok_or_else(|| input("not a timestamp column"))?;
             let tz = t.timezone().map(str::to_string);
             let out = t.unary::<_, arrow::datatypes::TimestampMillisecondType>(|v| truncate_ms(v, g));
             Arc::new(match tz {

@@ -7,13 +7,13 @@
 //! the model to `production` and emits `ModelPromoted`. A model that fails a gate is
 //! moved to `rejected` with the reason and nothing is emitted. Human approval comes later.
 
-pub mod manifest;
-
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use mlsec_events::{Envelope, ModelPromoted, ModelTrained, derive_event_id, sha256_hex};
+use mlsec_lake::layout::models as keys;
+pub use mlsec_lake::manifest::Manifest;
 use mlsec_runtime::{
     Handler, Inbound, WorkError,
     contract::Contracts,
@@ -22,8 +22,6 @@ use mlsec_runtime::{
 };
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
-
-pub use manifest::Manifest;
 
 pub const WORKER: &str = "govern";
 
@@ -37,10 +35,6 @@ pub struct GovernWorker {
 impl GovernWorker {
     pub fn new(ports: Ports, contracts: Arc<Contracts>, models: BucketRef, signing_key_id: String) -> Self {
         Self { ports, contracts, models, signing_key_id }
-    }
-
-    pub async fn from_deployment(dep: &mlsec_aws::Deployment, contracts: Arc<Contracts>) -> Result<Self, WorkError> {
-        Ok(Self::new(dep.ports(WORKER), contracts, dep.bucket_ref("models").await?, dep.key_arn("signing").await?))
     }
 }
 
@@ -93,16 +87,16 @@ impl Handler for GovernWorker {
         let manifest_bytes = manifest.to_bytes();
         let digest: [u8; 32] = Sha256::digest(&manifest_bytes).into();
         let signature = self.ports.keys.sign(&self.signing_key_id, &digest).await?;
-        let base = format!("{}/{}", record.model_name, record.model_version);
+        let (name, version) = (&record.model_name, &record.model_version);
         let manifest_ref = self
             .ports
             .store
-            .put(&self.models, &format!("{base}/manifest.json"), Bytes::from(manifest_bytes), "application/json")
+            .put(&self.models, &keys::manifest(name, version), Bytes::from(manifest_bytes), "application/json")
             .await?;
         let signature_ref = self
             .ports
             .store
-            .put(&self.models, &format!("{base}/signature"), Bytes::from(signature), "application/octet-stream")
+            .put(&self.models, &keys::signature(name, version), Bytes::from(signature), "application/octet-stream")
             .await?;
         record.stage = Stage::Production;
         record.stage_reason = Some(format!("holdout AUC {:.4} >= gate {:.4}", record.auc, spec.gates.min_auc));

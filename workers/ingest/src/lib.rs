@@ -13,8 +13,9 @@
 
 pub mod csv;
 pub mod jsonl;
+pub mod quarantine;
 pub mod reason;
-pub mod release;
+pub mod records;
 pub mod rows;
 pub mod sniff;
 pub mod validate;
@@ -26,6 +27,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use mlsec_events::{Envelope, ObjectQuarantined, ObjectRef, RawAccepted, derive_event_id};
+use mlsec_lake::{
+    columnar::PARQUET_CONTENT_TYPE as PARQUET,
+    layout::{quarantine as quarantine_keys, raw as raw_keys},
+};
 use mlsec_runtime::{
     Handler, Inbound, WorkError,
     contract::{Contracts, DatasetContract},
@@ -35,7 +40,7 @@ use mlsec_runtime::{
     utc_date,
 };
 use reason::{ReasonCode, Rejection};
-use release::ReleaseRecord;
+use records::{LedgerEntry, ObjectLocation, ReasonDocument, ReleaseRecord};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 use validate::{Accepted, Gate};
@@ -63,25 +68,28 @@ impl IngestWorker {
     pub fn new(ports: Ports, contracts: Arc<Contracts>, config: IngestConfig) -> Self {
         Self { ports, contracts, config }
     }
+}
 
-    /// Wires the worker to a deployment.
-    #[cfg(feature = "aws")]
-    pub async fn from_deployment(dep: &mlsec_aws::Deployment, contracts: Arc<Contracts>) -> Result<Self, WorkError> {
-        let config = IngestConfig {
-            landing_bucket: dep.names.bucket("landing"),
-            raw: dep.bucket_ref("raw").await?,
-            quarantine: dep.bucket_ref("quarantine").await?,
-            account_id: std::env::var("MLSEC_ACCOUNT_ID").ok().filter(|a| !a.is_empty()),
-        };
-        if config.account_id.is_none()
-            && contracts.datasets.iter().any(|c| c.ingest.allowed_writers.iter().any(|w| w == "self"))
-        {
-            warn!(
-                worker = WORKER,
-                "MLSEC_ACCOUNT_ID is not set: drops to contracts allowing `self` will be quarantined as untrusted_source"
-            );
+/// What the gateway decided about one landing object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    /// Copied to raw, typed Parquet written, `RawAccepted` emitted.
+    Accepted { dataset: String, rows: u64, rows_rejected: u64 },
+    /// Moved to quarantine with a reason document, `ObjectQuarantined` emitted.
+    Quarantined { reason: ReasonCode },
+    /// The same content was accepted before: nothing done.
+    Duplicate { first_event_id: String },
+}
+
+impl std::fmt::Display for Ingested {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ingested::Accepted { dataset, rows, rows_rejected } => {
+                write!(f, "accepted {dataset} rows={rows} rejected={rows_rejected}")
+            }
+            Ingested::Quarantined { reason } => write!(f, "quarantined {}", reason.as_str()),
+            Ingested::Duplicate { first_event_id } => write!(f, "duplicate content of {first_event_id}"),
         }
-        Ok(Self::new(dep.ports(WORKER), contracts, config))
     }
 }
 
@@ -174,19 +182,21 @@ impl IngestWorker {
         Ok(Inspected { source, verdict, spill })
     }
 
-    /// Raw-bucket key of the content ledger entry: written last, after the event, so its
-    /// presence means the content was fully accepted before.
-    fn ledger_key(dataset: &str, sha256: &str) -> String {
-        format!("_ledger/{dataset}/{sha256}.json")
-    }
-
+    /// The event id of this content's first acceptance, if its ledger entry exists (the
+    /// entry is written last, after the event, so its presence means fully accepted).
     async fn already_accepted(&self, dataset: &str, sha256: &str) -> Result<Option<String>, WorkError> {
-        let key = Self::ledger_key(dataset, sha256);
-        let Some(body) = get_optional(self.ports.store.as_ref(), &self.config.raw.name, &key).await? else {
+        let key = raw_keys::ledger(dataset, sha256);
+        let Some(body) = self.ports.store.get_optional(&self.config.raw.name, &key, None).await? else {
             return Ok(None);
         };
-        let entry: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        Ok(Some(entry["event_id"].as_str().unwrap_or("unknown").to_string()))
+        Ok(Some(match serde_json::from_slice::<LedgerEntry>(&body) {
+            Ok(entry) => entry.event_id,
+            Err(e) => {
+                // Present is what counts: the content was accepted before.
+                warn!(worker = WORKER, dataset, sha256, error = %e, "unreadable ledger entry; treated as accepted");
+                "unknown".into()
+            }
+        }))
     }
 
     /// The approver's release of this exact content, if one is recorded.
@@ -196,17 +206,16 @@ impl IngestWorker {
         sha256: &str,
         reason: ReasonCode,
     ) -> Result<Option<ReleaseRecord>, WorkError> {
-        let key = release::release_key(dataset, sha256);
-        let Some(body) = get_optional(self.ports.store.as_ref(), &self.config.quarantine.name, &key).await? else {
-            return Ok(None);
-        };
-        match ReleaseRecord::parse(&body) {
+        let store = self.ports.store.as_ref();
+        match quarantine::release_record(store, &self.config.quarantine.name, dataset, sha256).await {
+            Ok(None) => Ok(None),
             // A release covers the reason the approver saw, for this exact content.
-            Some(r) if r.sha256 == sha256 && r.dataset == dataset && r.reason_code == reason.as_str() => Ok(Some(r)),
-            _ => {
+            Ok(Some(r)) if r.sha256 == sha256 && r.dataset == dataset && r.reason_code == reason => Ok(Some(r)),
+            Ok(Some(_)) | Err(WorkError::Permanent { .. }) => {
                 warn!(worker = WORKER, dataset, sha256, "release record does not match the content; ignored");
                 Ok(None)
             }
+            Err(e) => Err(e),
         }
     }
 
@@ -220,17 +229,18 @@ impl IngestWorker {
         spill: &SpillFile,
         released: Option<&ReleaseRecord>,
         landed_ms: i64,
-    ) -> Result<String, WorkError> {
+    ) -> Result<Ingested, WorkError> {
         let store = &self.ports.store;
         let sha = source.sha256.clone();
         let dataset = &contract.dataset;
         let event_id = derive_event_id(&format!("accepted:{dataset}:{sha}"), WORKER);
-        let original = store.copy(&source, &self.config.raw, &format!("original/{dataset}/{sha}")).await?;
+        let original = store.copy(&source, &self.config.raw, &raw_keys::original(dataset, &sha)).await?;
         // The date the object landed (the S3 event's time), not the time of this attempt: a
         // redelivery after midnight writes to the same key instead of a second copy.
-        let base = format!("{dataset}/ingest_date={}/{sha}", utc_date(landed_ms));
+        let landed = utc_date(landed_ms);
         accepted.parquet.into_inner().map_err(|e| WorkError::transient("flush spill file", e.error()))?;
-        let parquet = store.put_file(&self.config.raw, &format!("{base}.parquet"), &spill.path, PARQUET).await?;
+        let parquet =
+            store.put_file(&self.config.raw, &raw_keys::parquet(dataset, &landed, &sha), &spill.path, PARQUET).await?;
         if !accepted.rejects.is_empty() {
             let names: Vec<String> = contract.columns.iter().map(|c| c.name.clone()).collect();
             let lineage = vec![
@@ -238,7 +248,7 @@ impl IngestWorker {
                 ("mlsec.source_sha256".to_string(), sha.clone()),
             ];
             let body = Bytes::from(rows::rejects_parquet(&accepted.rejects, &names, lineage));
-            store.put(&self.config.raw, &format!("{base}.rejects.parquet"), body, PARQUET).await?;
+            store.put(&self.config.raw, &raw_keys::rejects(dataset, &landed, &sha), body, PARQUET).await?;
         }
         let event = RawAccepted {
             event_id,
@@ -252,19 +262,19 @@ impl IngestWorker {
             occurred_at_ms: now_ms(),
         };
         self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
-        let ledger = serde_json::json!({
-            "event_id": event.event_id,
-            "rows": accepted.rows,
-            "rows_rejected": accepted.rejects.len(),
-            "released_by": released.map(|r| r.approver.clone()),
-            "accepted_at_ms": now_ms(),
-        });
+        let ledger = LedgerEntry {
+            event_id: event.event_id.clone(),
+            rows: accepted.rows,
+            rows_rejected: accepted.rejects.len() as u64,
+            released_by: released.map(|r| r.approver.clone()),
+            accepted_at_ms: now_ms(),
+        };
         let body = Bytes::from(serde_json::to_vec(&ledger).map_err(WorkError::fatal)?);
-        store.put(&self.config.raw, &Self::ledger_key(dataset, &sha), body, "application/json").await?;
+        store.put(&self.config.raw, &raw_keys::ledger(dataset, &sha), body, "application/json").await?;
         info!(worker = WORKER, event_id = %event.event_id, dataset = %dataset, rows = accepted.rows,
             rows_rejected = accepted.rejects.len(), format = accepted.format, gzip = accepted.gzip,
             released_by = released.map(|r| r.approver.as_str()), sha256 = %sha, "accepted");
-        Ok(format!("accepted {dataset} rows={} rejected={}", accepted.rows, accepted.rejects.len()))
+        Ok(Ingested::Accepted { dataset: dataset.clone(), rows: ledger.rows, rows_rejected: ledger.rows_rejected })
     }
 
     async fn quarantine(
@@ -273,34 +283,42 @@ impl IngestWorker {
         contract: Option<&DatasetContract>,
         source: ObjectRef,
         rejection: Rejection,
-    ) -> Result<String, WorkError> {
+    ) -> Result<Ingested, WorkError> {
         let store = &self.ports.store;
         let dataset = contract.map(|c| c.dataset.clone());
-        let dataset_dir = dataset.as_deref().unwrap_or(release::UNREGISTERED);
+        let dataset_dir = dataset.as_deref().unwrap_or(quarantine::UNREGISTERED);
         let code = rejection.reason_code.as_str();
         let event_id = derive_event_id(&format!("quarantined:{dataset_dir}:{}:{code}", source.sha256), WORKER);
-        // A fixed name: the landing file name must not collide with reason.json/release.json.
-        let base = format!("{dataset_dir}/{}", source.sha256);
-        let quarantined = store.copy(&source, &self.config.quarantine, &format!("{base}/object")).await?;
-        let document = serde_json::json!({
-            "reason_code": code,
-            "detail": rejection.detail,
-            "evidence": rejection.evidence,
-            "malware_class": rejection.reason_code.malware_class(),
-            "releasable": rejection.reason_code.releasable() && contract.is_some(),
-            "source": { "bucket": source.bucket, "key": source.key, "version_id": source.version_id },
-            "quarantined_object": { "bucket": quarantined.bucket, "key": quarantined.key, "version_id": quarantined.version_id },
-            "sha256": source.sha256,
-            "size": source.size,
-            "dataset": dataset,
-            "contract": contract.map(|c| format!("{}@{}", c.id, c.version)),
-            "event_id": event_id,
-            "correlation_id": correlation_id,
-            "quarantined_at_ms": now_ms(),
-        });
+        let sha = &source.sha256;
+        let quarantined =
+            store.copy(&source, &self.config.quarantine, &quarantine_keys::object(dataset_dir, sha)).await?;
+        let document = ReasonDocument {
+            reason_code: rejection.reason_code,
+            detail: rejection.detail,
+            evidence: rejection.evidence,
+            malware_class: rejection.reason_code.malware_class(),
+            releasable: rejection.reason_code.releasable() && contract.is_some(),
+            source: ObjectLocation {
+                bucket: source.bucket.clone(),
+                key: source.key.clone(),
+                version_id: source.version_id.clone(),
+            },
+            quarantined_object: ObjectLocation {
+                bucket: quarantined.bucket.clone(),
+                key: quarantined.key.clone(),
+                version_id: quarantined.version_id.clone(),
+            },
+            sha256: sha.clone(),
+            size: source.size,
+            dataset: dataset.clone(),
+            contract: contract.map(|c| format!("{}@{}", c.id, c.version)),
+            event_id: event_id.clone(),
+            correlation_id: correlation_id.clone(),
+            quarantined_at_ms: now_ms(),
+        };
         let body = Bytes::from(serde_json::to_vec_pretty(&document).map_err(WorkError::fatal)?);
-        let reason_document =
-            store.put(&self.config.quarantine, &format!("{base}/reason.json"), body, "application/json").await?;
+        let reason_key = quarantine_keys::reason(dataset_dir, sha);
+        let reason_document = store.put(&self.config.quarantine, &reason_key, body, "application/json").await?;
         let event = ObjectQuarantined {
             event_id,
             correlation_id,
@@ -314,22 +332,7 @@ impl IngestWorker {
         };
         self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
         info!(worker = WORKER, event_id = %event.event_id, reason = code, sha256 = %source.sha256, "quarantined");
-        Ok(format!("quarantined {code}"))
-    }
-}
-
-const PARQUET: &str = "application/vnd.apache.parquet";
-
-/// Reads a small object, `None` when it does not exist.
-pub(crate) async fn get_optional(
-    store: &dyn mlsec_runtime::ports::ObjectStore,
-    bucket: &str,
-    key: &str,
-) -> Result<Option<Bytes>, WorkError> {
-    match store.get(bucket, key, None).await {
-        Ok(body) => Ok(Some(body)),
-        Err(WorkError::Permanent { reason: "object_missing", .. }) => Ok(None),
-        Err(e) => Err(e),
+        Ok(Ingested::Quarantined { reason: document.reason_code })
     }
 }
 
@@ -340,6 +343,13 @@ impl Handler for IngestWorker {
     }
 
     async fn handle(&self, message: &Inbound) -> Result<String, WorkError> {
+        self.ingest(message).await.map(|outcome| outcome.to_string())
+    }
+}
+
+impl IngestWorker {
+    /// Handles one S3 notification and says what was decided.
+    pub async fn ingest(&self, message: &Inbound) -> Result<Ingested, WorkError> {
         let created = message.object_created()?;
         if created.bucket != self.config.landing_bucket {
             return Err(WorkError::permanent(
@@ -386,7 +396,7 @@ impl Handler for IngestWorker {
         {
             info!(worker = WORKER, dataset = %c.dataset, sha256 = %sha, first_event_id = %event_id,
                 "the same content was accepted before; nothing to do");
-            return Ok(format!("duplicate content of {event_id}"));
+            return Ok(Ingested::Duplicate { first_event_id: event_id });
         }
         let names: Vec<String> = c.columns.iter().map(|col| col.name.clone()).collect();
         let policy_rejection = untrusted.or_else(|| accepted.over_threshold(&c.ingest, &names));

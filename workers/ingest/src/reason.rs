@@ -1,13 +1,13 @@
 //! Why an object is quarantined or a row rejected: a stable reason code and evidence that
 //! locates the problem without quoting the data (raw values never go into events or logs).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 macro_rules! reason_codes {
     ($($(#[doc = $doc:literal])* $variant:ident = $code:literal,)*) => {
         /// Stable, machine-readable reasons. The string forms are part of the event
         /// contract and of `docs/zones/z1-ingestion.md`.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum ReasonCode {
             $($(#[doc = $doc])* #[serde(rename = $code)] $variant,)*
         }
@@ -119,7 +119,8 @@ impl ReasonCode {
 }
 
 /// Where the problem is. Positions only, never content.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Evidence {
     /// Offset in the (decompressed) text.
     #[serde(skip_serializing_if = "Option::is_none")]

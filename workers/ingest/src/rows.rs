@@ -12,6 +12,7 @@ use arrow::{
     },
     datatypes::{DataType, Field, Schema, SchemaRef},
 };
+use mlsec_lake::columnar::{BATCH_ROWS, RAW_ROW_GROUP_ROWS, raw_schema, writer_properties};
 use mlsec_runtime::{
     contract::{ColumnType, DatasetContract, FormulaPolicy, IngestPolicy},
     time::parse_rfc3339_ms,
@@ -20,7 +21,6 @@ use parquet::{arrow::ArrowWriter, file::metadata::KeyValue};
 
 use crate::{
     reason::{ReasonCode, Rejection, RowReject},
-    validate::{BATCH_ROWS, parquet_properties, raw_schema},
     values::{has_invisible, is_formula},
 };
 
@@ -172,7 +172,7 @@ impl<W: Write + Send> RowSink<W> {
     ) -> Result<Self, Rejection> {
         let policy = &contract.ingest;
         let schema = raw_schema(contract);
-        let writer = ArrowWriter::try_new(sink, schema.clone(), Some(parquet_properties(lineage)))
+        let writer = ArrowWriter::try_new(sink, schema.clone(), Some(writer_properties(&lineage, RAW_ROW_GROUP_ROWS)))
             .map_err(|e| Rejection::new(ReasonCode::UnparseableValue, format!("cannot start Parquet writer: {e}")))?;
         Ok(Self {
             rules: contract
@@ -374,8 +374,9 @@ pub fn rejects_parquet(rejects: &[RowReject], columns: &[String], lineage: Vec<(
         Field::new("reason_code", DataType::Utf8, false),
     ]));
     let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema.clone(), Some(parquet_properties(lineage)))
-        .expect("the rejects schema is valid");
+    let mut writer =
+        ArrowWriter::try_new(&mut out, schema.clone(), Some(writer_properties(&lineage, RAW_ROW_GROUP_ROWS)))
+            .expect("the rejects schema is valid");
     for chunk in rejects.chunks(BATCH_ROWS) {
         let mut line = UInt64Builder::with_capacity(chunk.len());
         let mut offset = UInt64Builder::with_capacity(chunk.len());

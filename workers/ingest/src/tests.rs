@@ -345,12 +345,19 @@ async fn an_untrusted_writer_is_quarantined_and_an_approver_can_release_it() {
     assert_eq!(e.reason_code, "untrusted_source");
     let sha = mlsec_events::sha256_hex(&body);
     let landing = bucket(LANDING);
-    let err =
-        release::release(f.store.as_ref(), &bucket("t-quarantine"), &landing, "transactions_training", &sha, "", "x")
-            .await
-            .unwrap_err();
-    assert!(matches!(err, release::ReleaseError::MissingApproval));
-    let record = release::release(
+    let err = quarantine::release(
+        f.store.as_ref(),
+        &bucket("t-quarantine"),
+        &landing,
+        "transactions_training",
+        &sha,
+        "",
+        "x",
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, quarantine::ReleaseError::MissingApproval));
+    let record = quarantine::release(
         f.store.as_ref(),
         &bucket("t-quarantine"),
         &landing,
@@ -394,10 +401,10 @@ async fn malware_class_and_unparseable_content_cannot_be_released() {
         f.bus.events().iter().map(|e| e.open::<ObjectQuarantined>().unwrap().reason_code).collect();
     assert_eq!(reasons, ["polyglot", "wrong_header"]);
     let (q, l) = (bucket("t-quarantine"), bucket(LANDING));
-    let r = release::release(f.store.as_ref(), &q, &l, "transactions_training", &sha_poly, "a", "b").await;
-    assert!(matches!(r, Err(release::ReleaseError::MalwareClass(_))), "{r:?}");
-    let r = release::release(f.store.as_ref(), &q, &l, "transactions_training", &sha_wrong, "a", "b").await;
-    assert!(matches!(r, Err(release::ReleaseError::NotReleasable(_))), "{r:?}");
+    let r = quarantine::release(f.store.as_ref(), &q, &l, "transactions_training", &sha_poly, "a", "b").await;
+    assert!(matches!(r, Err(quarantine::ReleaseError::MalwareClass(_))), "{r:?}");
+    let r = quarantine::release(f.store.as_ref(), &q, &l, "transactions_training", &sha_wrong, "a", "b").await;
+    assert!(matches!(r, Err(quarantine::ReleaseError::NotReleasable(_))), "{r:?}");
     assert!(!f.store.keys().iter().any(|(_, k)| k.ends_with("release.json")), "nothing recorded");
 }
 

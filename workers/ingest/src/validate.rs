@@ -17,18 +17,10 @@
 //!    length, formula cells, invisible characters. A bad row is rejected with its line and
 //!    reason; the contract's threshold decides later whether the object survives.
 
-use std::{io::Write, sync::Arc};
+use std::io::Write;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use flate2::write::MultiGzDecoder;
-use mlsec_runtime::contract::{ColumnType, DatasetContract, Format, IngestPolicy};
-use parquet::{
-    basic::{Compression, ZstdLevel},
-    file::{
-        metadata::KeyValue,
-        properties::{EnabledStatistics, WriterProperties},
-    },
-};
+use mlsec_runtime::contract::{DatasetContract, Format, IngestPolicy};
 
 pub use crate::rows::Accepted;
 use crate::{
@@ -40,45 +32,9 @@ use crate::{
     values::is_confusable,
 };
 
-/// Rows per Arrow record batch (and upper bound of rows held in memory).
-pub const BATCH_ROWS: usize = 65_536;
-/// Rows per Parquet row group. The writer holds one row group's encoded pages in memory,
-/// so this bounds its memory whatever the object's size.
-pub const ROW_GROUP_ROWS: usize = 262_144;
 /// Below this, inflated output is never called a bomb (tiny objects compress well).
 const MIN_INFLATE_BUDGET: u64 = 1 << 20;
 const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
-
-/// The Arrow type of a contract column.
-pub fn arrow_type(ty: ColumnType) -> DataType {
-    match ty {
-        ColumnType::String => DataType::Utf8,
-        ColumnType::Int64 => DataType::Int64,
-        ColumnType::Float64 => DataType::Float64,
-        ColumnType::Boolean => DataType::Boolean,
-        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
-    }
-}
-
-/// The raw zone's Arrow schema for a contract: every column typed, all nullable (the
-/// not-null rules are the curate zone's).
-pub fn raw_schema(contract: &DatasetContract) -> SchemaRef {
-    Arc::new(Schema::new(
-        contract.columns.iter().map(|c| Field::new(&c.name, arrow_type(c.ty), true)).collect::<Vec<_>>(),
-    ))
-}
-
-/// Zstd-compressed Parquet properties with lineage metadata.
-pub fn parquet_properties(metadata: Vec<(String, String)>) -> WriterProperties {
-    WriterProperties::builder()
-        // Column-chunk statistics (min/max per row group, what readers prune on); page
-        // statistics cost a third of the writer's time on text columns for little use.
-        .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("1 is a valid zstd level")))
-        .set_key_value_metadata(Some(metadata.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect()))
-        .build()
-}
 
 enum TextStage {
     Sniffing(Vec<u8>),

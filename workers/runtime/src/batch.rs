@@ -42,7 +42,7 @@ impl Outcome {
         match self {
             Outcome::Done | Outcome::Duplicate => None,
             Outcome::Failed { class: ErrorClass::Permanent, .. } => Some(0),
-            Outcome::Failed { .. } => Some(transient_seconds.clamp(0, 43_200)),
+            Outcome::Failed { .. } => Some(transient_seconds.clamp(0, crate::topology::MAX_VISIBILITY_SECONDS)),
         }
     }
 }
@@ -118,46 +118,8 @@ async fn process_one(handler: &dyn Handler, idempotency: &dyn Idempotency, id: &
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use aws_lambda_events::event::sqs::SqsEvent;
-
     use super::*;
-    use crate::{
-        fakes::{MemoryIdempotency, MemoryRetry},
-        inbound::eventbridge_body,
-        lambda::handle_sqs_event,
-    };
-
-    /// Succeeds, fails transiently or fatally depending on the object key; records calls.
-    #[derive(Default)]
-    struct Scripted {
-        calls: Mutex<Vec<String>>,
-    }
-
-    #[async_trait]
-    impl Handler for Scripted {
-        fn name(&self) -> &'static str {
-            "scripted"
-        }
-        async fn handle(&self, message: &Inbound) -> Result<String, WorkError> {
-            let key = message.object_created()?.key.clone();
-            self.calls.lock().unwrap().push(key.clone());
-            match key.as_str() {
-                "transient" => Err(WorkError::transient("test", "throttled")),
-                "fatal" => Err(WorkError::fatal("misconfigured")),
-                _ => Ok("done".into()),
-            }
-        }
-    }
-
-    fn body(key: &str) -> String {
-        eventbridge_body(
-            "aws.s3",
-            "Object Created",
-            serde_json::json!({"bucket": {"name": "b"}, "object": {"key": key}}),
-        )
-    }
+    use crate::fakes::{MemoryIdempotency, ScriptedHandler, object_created_body as body};
 
     fn idem() -> (Arc<MemoryIdempotency>, Arc<dyn Idempotency>) {
         let m = Arc::new(MemoryIdempotency::default());
@@ -166,7 +128,7 @@ mod tests {
 
     #[tokio::test]
     async fn outcomes_follow_the_error_class_and_only_failures_are_kept() {
-        let h = Scripted::default();
+        let h = ScriptedHandler::default();
         let (_, idem) = idem();
         let report = process_batch(
             &h,
@@ -186,14 +148,18 @@ mod tests {
         let failed = |class| Outcome::Failed { class, reason: String::new() };
         assert_eq!(failed(ErrorClass::Permanent).redelivery_delay(30), Some(0));
         assert_eq!(failed(ErrorClass::Transient).redelivery_delay(30), Some(30));
-        assert_eq!(failed(ErrorClass::Transient).redelivery_delay(100_000), Some(43_200), "SQS's maximum");
+        assert_eq!(
+            failed(ErrorClass::Transient).redelivery_delay(100_000),
+            Some(crate::topology::MAX_VISIBILITY_SECONDS),
+            "SQS's maximum"
+        );
         assert_eq!(Outcome::Done.redelivery_delay(30), None);
         assert_eq!(Outcome::Duplicate.redelivery_delay(30), None);
     }
 
     #[tokio::test]
     async fn a_redelivered_input_is_skipped_without_calling_the_handler() {
-        let h = Scripted::default();
+        let h = ScriptedHandler::default();
         let (_, idem) = idem();
         process_batch(&h, &idem, vec![("1".into(), body("ok"))]).await;
         let again = process_batch(&h, &idem, vec![("9".into(), body("ok"))]).await;
@@ -203,54 +169,10 @@ mod tests {
 
     #[tokio::test]
     async fn if_completion_cannot_be_recorded_the_message_is_kept() {
-        let h = Scripted::default();
+        let h = ScriptedHandler::default();
         let (fake, idem) = idem();
         fake.fail_next(1);
         let report = process_batch(&h, &idem, vec![("1".into(), body("ok"))]).await;
         assert_eq!(report.failed_ids(), vec!["1"]);
-    }
-
-    fn sqs_event(records: &[(&str, String)]) -> SqsEvent {
-        let records: Vec<_> = records
-            .iter()
-            .map(|(id, b)| {
-                serde_json::json!({"messageId": id, "body": b, "eventSource": "aws:sqs",
-                    "receiptHandle": format!("rh-{id}"), "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q"})
-            })
-            .collect();
-        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
-    }
-
-    #[tokio::test]
-    async fn the_lambda_driver_reports_failed_ids_and_fails_the_invocation_on_fatal() {
-        let h = Scripted::default();
-        let (_, idem) = idem();
-        let retry = MemoryRetry::default();
-        let event = sqs_event(&[("a", body("ok")), ("b", body("transient")), ("c", "garbage".into())]);
-        let r = handle_sqs_event(&h, &idem, &retry, 30, event).await.unwrap();
-        let ids: Vec<_> = r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
-        assert_eq!(ids, vec!["b", "c"]);
-        let err = handle_sqs_event(&h, &idem, &retry, 30, sqs_event(&[("d", body("fatal"))])).await.unwrap_err();
-        assert_eq!(err.class(), ErrorClass::Fatal);
-    }
-
-    #[tokio::test]
-    async fn the_lambda_driver_brings_failed_messages_back_soon_instead_of_after_the_visibility_timeout() {
-        let h = Scripted::default();
-        let (_, idem) = idem();
-        let retry = MemoryRetry::default();
-        let event = sqs_event(&[("a", body("ok")), ("b", body("transient")), ("c", "garbage".into())]);
-        handle_sqs_event(&h, &idem, &retry, 30, event).await.unwrap();
-        let arn = "arn:aws:sqs:eu-west-1:123456789012:q".to_string();
-        // Transient: back after the retry delay. Permanent: back at once, so it reaches
-        // the DLQ after maxReceiveCount quick receives. Done: left alone (Lambda deletes it).
-        assert_eq!(
-            *retry.calls.lock().unwrap(),
-            vec![(arn.clone(), "rh-b".to_string(), 30), (arn, "rh-c".to_string(), 0)]
-        );
-        // If SQS refuses the change, the message is still reported as failed.
-        retry.fail_next(1);
-        let r = handle_sqs_event(&h, &idem, &retry, 30, sqs_event(&[("e", body("transient"))])).await.unwrap();
-        assert_eq!(r.batch_item_failures.len(), 1);
     }
 }

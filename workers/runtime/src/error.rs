@@ -9,6 +9,11 @@
 //! Bad *data* (a hostile or malformed object) is not an error: the zone quarantines it
 //! with a reason code and the message completes. See `docs/adr/0004-error-classes-and-dlq.md`.
 
+/// Reason code of a permanent failure to read an object (or version) that does not exist.
+/// Code that expects absence asks [`crate::ports::ObjectStore::get_optional`] instead of
+/// matching this string.
+pub const OBJECT_MISSING: &str = "object_missing";
+
 /// The class of a [`WorkError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {

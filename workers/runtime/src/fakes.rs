@@ -14,7 +14,8 @@ use mlsec_events::{Envelope, ObjectRef, sha256_hex};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    WorkError,
+    Handler, Inbound, WorkError,
+    error::OBJECT_MISSING,
     ports::{
         BucketRef, ByteChunks, EventPublisher, Idempotency, KeyService, ModelRecord, ModelRegistry, ObjectHead,
         ObjectStore, Ports, Result, Stage,
@@ -93,16 +94,17 @@ impl MemoryStore {
         self.calls.lock().unwrap().push(format!("{op} {bucket}/{key}"));
         self.faults.check(op)
     }
-    fn find(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<StoredObject> {
+    fn find_optional(&self, bucket: &str, key: &str, version: Option<&str>) -> Option<StoredObject> {
         let objects = self.objects.lock().unwrap();
-        let versions = objects
-            .get(&(bucket.to_string(), key.to_string()))
-            .ok_or_else(|| WorkError::permanent("object_missing", format!("s3://{bucket}/{key}")))?;
+        let versions = objects.get(&(bucket.to_string(), key.to_string()))?;
         match version {
             Some(v) => versions.iter().find(|o| o.version_id == v).cloned(),
             None => versions.last().cloned(),
         }
-        .ok_or_else(|| WorkError::permanent("object_missing", format!("s3://{bucket}/{key}?{version:?}")))
+    }
+    fn find(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<StoredObject> {
+        self.find_optional(bucket, key, version)
+            .ok_or_else(|| WorkError::permanent(OBJECT_MISSING, format!("s3://{bucket}/{key}?{version:?}")))
     }
 }
 
@@ -119,9 +121,14 @@ impl ObjectStore for MemoryStore {
             kms_key_id: Some(o.kms_key_arn),
         })
     }
-    async fn get(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Bytes> {
+    async fn get_optional(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Option<Bytes>> {
         self.enter("get", bucket, key)?;
-        Ok(self.find(bucket, key, version)?.body)
+        Ok(self.find_optional(bucket, key, version).map(|o| o.body))
+    }
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+        self.enter("list", bucket, prefix)?;
+        let objects = self.objects.lock().unwrap();
+        Ok(objects.keys().filter(|(b, k)| b == bucket && k.starts_with(prefix)).map(|(_, k)| k.clone()).collect())
     }
     async fn get_stream(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<ByteChunks> {
         self.enter("get_stream", bucket, key)?;
@@ -346,4 +353,36 @@ impl crate::ports::RetryScheduler for MemoryRetry {
         self.calls.lock().unwrap().push((queue_arn.to_string(), receipt_handle.to_string(), delay_seconds));
         Ok(())
     }
+}
+
+/// A handler that succeeds, fails transiently or fatally depending on the landing key of
+/// the S3 notification (`transient`, `fatal`, anything else succeeds); records the keys.
+#[derive(Default)]
+pub struct ScriptedHandler {
+    pub calls: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Handler for ScriptedHandler {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+    async fn handle(&self, message: &Inbound) -> Result<String> {
+        let key = message.object_created()?.key.clone();
+        self.calls.lock().unwrap().push(key.clone());
+        match key.as_str() {
+            "transient" => Err(WorkError::transient("test", "throttled")),
+            "fatal" => Err(WorkError::fatal("misconfigured")),
+            _ => Ok("done".into()),
+        }
+    }
+}
+
+/// The body of an SQS message carrying an S3 "Object Created" notification for `key`.
+pub fn object_created_body(key: &str) -> String {
+    crate::inbound::eventbridge_body(
+        "aws.s3",
+        "Object Created",
+        serde_json::json!({"bucket": {"name": "b"}, "object": {"key": key}}),
+    )
 }

@@ -12,6 +12,7 @@ use crate::{
     Handler, WorkError,
     batch::process_batch,
     ports::{Idempotency, RetryScheduler},
+    topology::MAX_VISIBILITY_SECONDS,
 };
 
 /// Seconds before a transiently failed message is retried (`MLSEC_RETRY_DELAY_SECONDS`).
@@ -21,7 +22,7 @@ fn retry_delay_seconds() -> i32 {
     std::env::var("MLSEC_RETRY_DELAY_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .filter(|s| (0..=43_200).contains(s))
+        .filter(|s| (0..=MAX_VISIBILITY_SECONDS).contains(s))
         .unwrap_or(DEFAULT_RETRY_DELAY_SECONDS)
 }
 
@@ -72,8 +73,8 @@ pub async fn handle_sqs_event(
 
 /// Runs `handler` as a Lambda function until the runtime stops it. First removes the
 /// spill files a timed-out predecessor left in `/tmp`.
-pub async fn run<H: Handler + 'static>(
-    handler: Arc<H>,
+pub async fn run(
+    handler: Arc<dyn Handler>,
     idempotency: Arc<dyn Idempotency>,
     retry: Arc<dyn RetryScheduler>,
 ) -> Result<(), lambda_runtime::Error> {
@@ -91,4 +92,65 @@ pub async fn run<H: Handler + 'static>(
         }
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use aws_lambda_events::event::sqs::SqsEvent;
+
+    use super::*;
+    use crate::{
+        ErrorClass,
+        fakes::{MemoryIdempotency, MemoryRetry, ScriptedHandler, object_created_body as body},
+    };
+
+    fn idem() -> Arc<dyn Idempotency> {
+        Arc::new(MemoryIdempotency::default())
+    }
+
+    fn sqs_event(records: &[(&str, String)]) -> SqsEvent {
+        let records: Vec<_> = records
+            .iter()
+            .map(|(id, b)| {
+                serde_json::json!({"messageId": id, "body": b, "eventSource": "aws:sqs",
+                    "receiptHandle": format!("rh-{id}"), "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q"})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_lambda_driver_reports_failed_ids_and_fails_the_invocation_on_fatal() {
+        let h = ScriptedHandler::default();
+        let idem = idem();
+        let retry = MemoryRetry::default();
+        let event = sqs_event(&[("a", body("ok")), ("b", body("transient")), ("c", "garbage".into())]);
+        let r = handle_sqs_event(&h, &idem, &retry, 30, event).await.unwrap();
+        let ids: Vec<_> = r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+        assert_eq!(ids, vec!["b", "c"]);
+        let err = handle_sqs_event(&h, &idem, &retry, 30, sqs_event(&[("d", body("fatal"))])).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Fatal);
+    }
+
+    #[tokio::test]
+    async fn the_lambda_driver_brings_failed_messages_back_soon_instead_of_after_the_visibility_timeout() {
+        let h = ScriptedHandler::default();
+        let idem = idem();
+        let retry = MemoryRetry::default();
+        let event = sqs_event(&[("a", body("ok")), ("b", body("transient")), ("c", "garbage".into())]);
+        handle_sqs_event(&h, &idem, &retry, 30, event).await.unwrap();
+        let arn = "arn:aws:sqs:eu-west-1:123456789012:q".to_string();
+        // Transient: back after the retry delay. Permanent: back at once, so it reaches
+        // the DLQ after maxReceiveCount quick receives. Done: left alone (Lambda deletes it).
+        assert_eq!(
+            *retry.calls.lock().unwrap(),
+            vec![(arn.clone(), "rh-b".to_string(), 30), (arn, "rh-c".to_string(), 0)]
+        );
+        // If SQS refuses the change, the message is still reported as failed.
+        retry.fail_next(1);
+        let r = handle_sqs_event(&h, &idem, &retry, 30, sqs_event(&[("e", body("transient"))])).await.unwrap();
+        assert_eq!(r.batch_item_failures.len(), 1);
+    }
 }

@@ -2,18 +2,21 @@
 //!
 //! - [`ports`]: the narrow traits zone logic talks to (object store, event publisher,
 //!   model registry, idempotency, key service). AWS adapters live in `mlsec-aws`;
-//!   recording fakes for unit tests live in [`fakes`].
+//!   recording fakes for unit tests live in `fakes` (feature `testing`).
 //! - [`error`]: every failure carries a class that decides what happens to the message.
 //! - [`inbound`]: what a queue message is (an EventBridge event wrapping either an S3
 //!   notification or a pipeline [`mlsec_events::Envelope`]).
 //! - [`batch`]: the runtime-agnostic batch core; [`lambda`]: the Lambda driver. The local
 //!   SQS driver is in `mlsec-aws` because it needs the SDK.
 //! - [`contract`] and [`topology`]: the declarations every decision comes from.
+//! - `doccheck` (feature `testing`): the zone documents' checks of the tests they cite.
 
 pub mod batch;
 pub mod contract;
+#[cfg(any(test, feature = "testing"))]
 pub mod doccheck;
 pub mod error;
+#[cfg(any(test, feature = "testing"))]
 pub mod fakes;
 pub mod inbound;
 pub mod lambda;

@@ -41,8 +41,18 @@ pub type ByteChunks = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     async fn head(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<ObjectHead>;
-    /// Reads a whole (small) object: model artifacts, manifests, curated datasets.
-    async fn get(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Bytes>;
+    /// Reads a whole (small) object, `None` when it (or that version) does not exist:
+    /// records whose absence means something (a ledger entry, a release).
+    async fn get_optional(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Option<Bytes>>;
+    /// Reads a whole (small) object: model artifacts, manifests, curated datasets. A missing
+    /// object is a permanent [`crate::error::OBJECT_MISSING`] failure.
+    async fn get(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Bytes> {
+        self.get_optional(bucket, key, version).await?.ok_or_else(|| {
+            WorkError::permanent(crate::error::OBJECT_MISSING, format!("s3://{bucket}/{key} (version {version:?})"))
+        })
+    }
+    /// Keys under `prefix`, in key order (the latest version of each).
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>>;
     /// Streams an object in chunks (landing objects of any size).
     async fn get_stream(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<ByteChunks>;
     /// Writes `body` under `key`, SSE-KMS with `dest`'s key. Returns the claim check.

@@ -1,7 +1,8 @@
 //! The topology declaration (`terraform/topology.json`): keys, buckets, tables, the
-//! pipeline bus and the workers with their queues and triggers. The local provisioner
-//! reads this one file; the Terraform modules (issue 3) are to read the same file, with
-//! a test keeping them in step.
+//! pipeline bus and the workers with their queues, triggers and access. Declared once:
+//! the local provisioner (`mlsec provision`) reads this file through [`Topology`], the
+//! Terraform modules read the same file with `jsondecode`, and the Terraform tests
+//! (`tests/terraform/`) check that both agree. Also the SQS limits every driver obeys.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,19 @@ pub const TOPOLOGY_JSON: &str = include_str!("../../../terraform/topology.json")
 
 /// SQS's largest message size; moto defaults to 1 MiB, AWS to 256 KiB.
 pub const SQS_MAX_MESSAGE_BYTES: i32 = 262_144;
+/// SQS's longest visibility timeout (12 hours), for a queue and for
+/// `ChangeMessageVisibility` alike.
+pub const MAX_VISIBILITY_SECONDS: i32 = 43_200;
+
+/// Why a topology declaration is unusable.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TopologyError {
+    #[error("topology: {0}")]
+    Json(String),
+    /// A reference to something undeclared, or a limit out of range.
+    #[error("topology: {0}")]
+    Invalid(String),
+}
 /// DLQ retention: the longest SQS allows (14 days), time to investigate an incident.
 pub const DLQ_RETENTION_SECONDS: i32 = 1_209_600;
 
@@ -150,44 +164,48 @@ impl Names {
 
 impl Topology {
     /// Parses and checks the declaration: every reference names a declared thing.
-    pub fn parse(json: &str) -> Result<Self, String> {
-        let t: Topology = serde_json::from_str(json).map_err(|e| format!("topology: {e}"))?;
+    pub fn parse(json: &str) -> Result<Self, TopologyError> {
+        let t: Topology = serde_json::from_str(json).map_err(|e| TopologyError::Json(e.to_string()))?;
         for (name, b) in &t.buckets {
             if !t.keys.contains_key(&b.key) {
-                return Err(format!("bucket {name} uses undeclared key {}", b.key));
+                return Err(TopologyError::Invalid(format!("bucket {name} uses undeclared key {}", b.key)));
             }
         }
         for (name, w) in &t.workers {
             for b in w.reads.iter().chain(&w.writes) {
                 if !t.buckets.contains_key(b) {
-                    return Err(format!("worker {name} uses undeclared bucket {b}"));
+                    return Err(TopologyError::Invalid(format!("worker {name} uses undeclared bucket {b}")));
                 }
             }
             for k in &w.keys {
                 // `signing:sign` / `signing:verify` narrow an asymmetric key to one use.
                 let (key, access) = k.split_once(':').unwrap_or((k, ""));
                 if !t.keys.contains_key(key) {
-                    return Err(format!("worker {name} uses undeclared key {key}"));
+                    return Err(TopologyError::Invalid(format!("worker {name} uses undeclared key {key}")));
                 }
                 if !["", "sign", "verify"].contains(&access) {
-                    return Err(format!("worker {name}: unknown key access {access}"));
+                    return Err(TopologyError::Invalid(format!("worker {name}: unknown key access {access}")));
                 }
             }
             for tb in &w.tables {
                 if !t.tables.contains_key(tb) {
-                    return Err(format!("worker {name} uses undeclared table {tb}"));
+                    return Err(TopologyError::Invalid(format!("worker {name} uses undeclared table {tb}")));
                 }
             }
             if let Some(b) = &w.trigger.s3_bucket
                 && !t.buckets.get(b).is_some_and(|d| d.eventbridge)
             {
-                return Err(format!("worker {name} is triggered by bucket {b}, which sends no events"));
+                return Err(TopologyError::Invalid(format!(
+                    "worker {name} is triggered by bucket {b}, which sends no events"
+                )));
             }
             if w.trigger.bus != "default" && w.trigger.bus != t.pipeline_bus {
-                return Err(format!("worker {name} listens on unknown bus {}", w.trigger.bus));
+                return Err(TopologyError::Invalid(format!("worker {name} listens on unknown bus {}", w.trigger.bus)));
             }
-            if !(1..=43_200).contains(&w.queue.visibility_timeout_seconds) || w.queue.max_receive_count < 1 {
-                return Err(format!("worker {name} has an invalid queue declaration"));
+            if !(1..=MAX_VISIBILITY_SECONDS).contains(&w.queue.visibility_timeout_seconds)
+                || w.queue.max_receive_count < 1
+            {
+                return Err(TopologyError::Invalid(format!("worker {name} has an invalid queue declaration")));
             }
         }
         Ok(t)
@@ -250,16 +268,16 @@ mod tests {
         let ok = TOPOLOGY_JSON.replace("\"signing:verify\"", "\"signing\"");
         assert!(Topology::parse(&ok).is_ok());
         let bad = TOPOLOGY_JSON.replace("\"signing:verify\"", "\"signing:everything\"");
-        assert!(Topology::parse(&bad).unwrap_err().contains("unknown key access"));
+        assert!(Topology::parse(&bad).unwrap_err().to_string().contains("unknown key access"));
         let bad = TOPOLOGY_JSON.replace("\"signing:verify\"", "\"nosuchkey:verify\"");
-        assert!(Topology::parse(&bad).unwrap_err().contains("undeclared key nosuchkey"));
+        assert!(Topology::parse(&bad).unwrap_err().to_string().contains("undeclared key nosuchkey"));
     }
 
     #[test]
     fn dangling_references_are_rejected() {
         let mut t: serde_json::Value = serde_json::from_str(TOPOLOGY_JSON).unwrap();
         t["workers"]["curate"]["reads"] = serde_json::json!(["nowhere"]);
-        assert!(Topology::parse(&t.to_string()).unwrap_err().contains("nowhere"));
+        assert!(Topology::parse(&t.to_string()).unwrap_err().to_string().contains("nowhere"));
     }
 
     #[test]

@@ -16,19 +16,20 @@ use arrow::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use mlsec_events::{DatasetCurated, DatasetRole, Envelope, RecordsScored, derive_event_id};
-use mlsec_govern::manifest::load_verified;
+
+use mlsec_lake::{
+    columnar::{CURATED_ROW_GROUP_ROWS, PARQUET_CONTENT_TYPE, writer_properties},
+    layout::scored as keys,
+    manifest::load_verified,
+    model::{Artifact, ModelError, SMARTCORE_VERSION, featurize},
+};
 use mlsec_runtime::{
     Handler, Inbound, WorkError,
     contract::Contracts,
     now_ms,
     ports::{BucketRef, Ports, get_verified},
 };
-use mlsec_train::model::{Artifact, SMARTCORE_VERSION, featurize};
-use parquet::{
-    arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder},
-    basic::{Compression, ZstdLevel},
-    file::properties::WriterProperties,
-};
+use parquet::arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder};
 use tracing::info;
 
 pub const WORKER: &str = "score";
@@ -46,10 +47,19 @@ impl ScoreWorker {
     pub fn new(ports: Ports, contracts: Arc<Contracts>, scored: BucketRef, signing_key_id: String) -> Self {
         Self { ports, contracts, scored, signing_key_id }
     }
+}
 
-    pub async fn from_deployment(dep: &mlsec_aws::Deployment, contracts: Arc<Contracts>) -> Result<Self, WorkError> {
-        Ok(Self::new(dep.ports(WORKER), contracts, dep.bucket_ref("scored").await?, dep.key_arn("signing").await?))
-    }
+/// Why a curated file could not be scored (permanent: the data does not fit the model).
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error("curated data: {0}")]
+    Data(String),
+    #[error("missing column {0}")]
+    MissingColumn(String),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("scored output: {0}")]
+    Output(String),
 }
 
 /// Scores a curated Parquet file; returns the scored Parquet, rows and flagged rows.
@@ -59,9 +69,10 @@ pub fn score(
     id_column: &str,
     subject_column: &str,
     version: &str,
-) -> Result<(Vec<u8>, u64, u64), String> {
-    let reader =
-        ParquetRecordBatchReaderBuilder::try_new(curated).and_then(|b| b.build()).map_err(|e| e.to_string())?;
+) -> Result<(Vec<u8>, u64, u64), ScoreError> {
+    let data = |e: &dyn std::fmt::Display| ScoreError::Data(e.to_string());
+    let output = |e: &dyn std::fmt::Display| ScoreError::Output(e.to_string());
+    let reader = ParquetRecordBatchReaderBuilder::try_new(curated).and_then(|b| b.build()).map_err(|e| data(&e))?;
     let schema = Arc::new(Schema::new(vec![
         Field::new(id_column, DataType::Utf8, false),
         Field::new(subject_column, DataType::Utf8, true),
@@ -69,14 +80,15 @@ pub fn score(
         Field::new("flagged", DataType::Boolean, true),
         Field::new("model", DataType::Utf8, false),
     ]));
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
-        .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).map_err(|e| e.to_string())?;
+    let props = writer_properties(
+        &[("mlsec.model".to_string(), format!("{}@{version}", artifact.model_name))],
+        CURATED_ROW_GROUP_ROWS,
+    );
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).map_err(|e| output(&e))?;
     let (mut rows, mut flagged) = (0u64, 0u64);
     let model_label = format!("{}@{version}", artifact.model_name);
     for batch in reader {
-        let batch = batch.map_err(|e| e.to_string())?;
+        let batch = batch.map_err(|e| data(&e))?;
         let features = featurize(&batch, &artifact.features)?;
         let mut scores = Vec::with_capacity(features.len());
         for row in &features {
@@ -88,7 +100,8 @@ pub fn score(
         let flags: BooleanArray = scores.iter().map(|s| s.map(|s| s >= artifact.decision_threshold)).collect();
         flagged += flags.true_count() as u64;
         rows += batch.num_rows() as u64;
-        let col = |name: &str| batch.column_by_name(name).cloned().ok_or_else(|| format!("missing column {name}"));
+        let col =
+            |name: &str| batch.column_by_name(name).cloned().ok_or_else(|| ScoreError::MissingColumn(name.into()));
         let columns: Vec<ArrayRef> = vec![
             col(id_column)?,
             col(subject_column)?,
@@ -96,10 +109,10 @@ pub fn score(
             Arc::new(flags),
             Arc::new(StringArray::from(vec![model_label.as_str(); batch.num_rows()])),
         ];
-        let out = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
-        writer.write(&out).map_err(|e| e.to_string())?;
+        let out = RecordBatch::try_new(schema.clone(), columns).map_err(|e| data(&e))?;
+        writer.write(&out).map_err(|e| output(&e))?;
     }
-    Ok((writer.into_inner().map_err(|e| e.to_string())?, rows, flagged))
+    Ok((writer.into_inner().map_err(|e| output(&e))?, rows, flagged))
 }
 
 #[async_trait]
@@ -158,9 +171,8 @@ impl Handler for ScoreWorker {
         let (parquet, rows, flagged) =
             score(data, &artifact, &spec.id_column, &spec.subject_column, &record.model_version)
                 .map_err(|e| WorkError::permanent("scoring_failed", e))?;
-        let key = format!("{}/model={}@{}/{}.parquet", ev.dataset, model_name, record.model_version, ev.dataset_digest);
-        let scored =
-            self.ports.store.put(&self.scored, &key, Bytes::from(parquet), "application/vnd.apache.parquet").await?;
+        let key = keys::parquet(&ev.dataset, model_name, &record.model_version, &ev.dataset_digest);
+        let scored = self.ports.store.put(&self.scored, &key, Bytes::from(parquet), PARQUET_CONTENT_TYPE).await?;
         let event = RecordsScored {
             event_id: derive_event_id(&ev.event_id, WORKER),
             correlation_id: ev.correlation_id.clone(),
@@ -177,6 +189,3 @@ impl Handler for ScoreWorker {
         Ok(format!("scored {} rows={rows} flagged={flagged}", ev.dataset))
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -7,14 +7,16 @@
 //! emits `ModelTrained`. The version id derives from the dataset digest and the spec, so a
 //! redelivered event re-registers nothing and re-emits the same event.
 
-pub mod model;
-
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray};
 use async_trait::async_trait;
 use bytes::Bytes;
 use mlsec_events::{DatasetCurated, DatasetRole, Envelope, ModelTrained, derive_event_id, sha256_hex};
+use mlsec_lake::{
+    layout::models as keys,
+    model::{self, Artifact, Lr, ModelError, auc, featurize},
+};
 use mlsec_runtime::{
     Handler, Inbound, WorkError,
     contract::{Contracts, ModelSpec},
@@ -22,7 +24,6 @@ use mlsec_runtime::{
     ports::{BucketRef, ModelRecord, Ports, Stage, get_verified},
     sample::Rng,
 };
-use model::{Artifact, Lr, auc, featurize};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use smartcore::{linalg::basic::matrix::DenseMatrix, linear::logistic_regression::LogisticRegressionParameters};
 use tracing::info;
@@ -44,30 +45,43 @@ pub struct Fitted {
     pub test_rows: usize,
 }
 
+/// Why a model could not be fitted (permanent: the data or the spec must change).
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("unsupported algorithm {0}")]
+    Algorithm(String),
+    #[error("curated data: {0}")]
+    Data(String),
+    #[error("target {0} is not a boolean column")]
+    Target(String),
+    #[error("{rows} usable rows with {positives} positives: too few to train")]
+    TooFewRows { rows: usize, positives: usize },
+    #[error(transparent)]
+    Features(#[from] ModelError),
+    #[error("fit failed: {0}")]
+    Fit(String),
+}
+
 impl TrainWorker {
     pub fn new(ports: Ports, contracts: Arc<Contracts>, models: BucketRef) -> Self {
         Self { ports, contracts, models }
     }
-
-    pub async fn from_deployment(dep: &mlsec_aws::Deployment, contracts: Arc<Contracts>) -> Result<Self, WorkError> {
-        Ok(Self::new(dep.ports(WORKER), contracts, dep.bucket_ref("models").await?))
-    }
 }
 
 /// Fits `spec` on a curated Parquet file.
-pub fn fit(curated: Bytes, spec: &ModelSpec) -> Result<Fitted, String> {
+pub fn fit(curated: Bytes, spec: &ModelSpec) -> Result<Fitted, TrainError> {
     if spec.algorithm != "logistic_regression" {
-        return Err(format!("unsupported algorithm {}", spec.algorithm));
+        return Err(TrainError::Algorithm(spec.algorithm.clone()));
     }
-    let reader =
-        ParquetRecordBatchReaderBuilder::try_new(curated).and_then(|b| b.build()).map_err(|e| e.to_string())?;
+    let data = |e: parquet::errors::ParquetError| TrainError::Data(e.to_string());
+    let reader = ParquetRecordBatchReaderBuilder::try_new(curated).and_then(|b| b.build()).map_err(data)?;
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     for batch in reader {
-        let batch = batch.map_err(|e| e.to_string())?;
+        let batch = batch.map_err(|e| TrainError::Data(e.to_string()))?;
         let target = batch
             .column_by_name(&spec.target)
             .and_then(|c| c.as_any().downcast_ref::<BooleanArray>().cloned())
-            .ok_or_else(|| format!("target {} is not a boolean column", spec.target))?;
+            .ok_or_else(|| TrainError::Target(spec.target.clone()))?;
         for (i, row) in featurize(&batch, &spec.features)?.into_iter().enumerate() {
             if let Some(row) = row
                 && target.is_valid(i)
@@ -79,7 +93,7 @@ pub fn fit(curated: Bytes, spec: &ModelSpec) -> Result<Fitted, String> {
     }
     let positives = ys.iter().filter(|&&y| y == 1).count();
     if xs.len() < 20 || positives < 2 || positives == ys.len() {
-        return Err(format!("{} usable rows with {positives} positives: too few to train", xs.len()));
+        return Err(TrainError::TooFewRows { rows: xs.len(), positives });
     }
     // Deterministic shuffle (Fisher–Yates) and split.
     let mut order: Vec<usize> = (0..xs.len()).collect();
@@ -102,9 +116,9 @@ pub fn fit(curated: Bytes, spec: &ModelSpec) -> Result<Fitted, String> {
     let x_train: Vec<Vec<f64>> = train_idx.iter().map(|&i| scale(&xs[i])).collect();
     let y_train: Vec<i32> = train_idx.iter().map(|&i| ys[i]).collect();
     let alpha = spec.params.get("alpha").and_then(|v| v.as_f64()).unwrap_or(0.0);
-    let matrix = DenseMatrix::from_2d_vec(&x_train).map_err(|e| e.to_string())?;
+    let matrix = DenseMatrix::from_2d_vec(&x_train).map_err(|e| TrainError::Fit(e.to_string()))?;
     let lr: Lr = Lr::fit(&matrix, &y_train, LogisticRegressionParameters::default().with_alpha(alpha))
-        .map_err(|e| format!("fit failed: {e}"))?;
+        .map_err(|e| TrainError::Fit(e.to_string()))?;
     let artifact = Artifact {
         format: model::ARTIFACT_FORMAT,
         smartcore_version: model::SMARTCORE_VERSION.into(),
@@ -164,12 +178,7 @@ impl Handler for TrainWorker {
         let artifact = self
             .ports
             .store
-            .put(
-                &self.models,
-                &format!("{}/{version}/model.json", spec.name),
-                Bytes::from(artifact_bytes),
-                "application/json",
-            )
+            .put(&self.models, &keys::artifact(&spec.name, &version), Bytes::from(artifact_bytes), "application/json")
             .await?;
         let record = ModelRecord {
             model_name: spec.name.clone(),
@@ -213,42 +222,5 @@ fn trained_event(event_id: String, input: &DatasetCurated, record: &ModelRecord)
         train_rows: record.train_rows,
         test_rows: record.test_rows,
         occurred_at_ms: now_ms(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use mlsec_runtime::{
-        contract::Contracts,
-        sample::{SampleKind, csv_bytes},
-    };
-
-    use super::*;
-
-    fn curated_training(rows: usize) -> (Bytes, Contracts) {
-        let c = Contracts::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts")).unwrap();
-        let contract = c.dataset("transactions_training").unwrap();
-        let raw = mlsec_ingest::validate::to_parquet(contract, &csv_bytes(SampleKind::Training, rows, 11)).unwrap();
-        (raw, c)
-    }
-
-    #[test]
-    fn the_sample_is_learnable_and_training_is_deterministic() {
-        let (data, c) = curated_training(4000);
-        let spec = c.model("fraud_lr").unwrap();
-        let a = fit(data.clone(), spec).unwrap();
-        assert!(a.auc > 0.75, "holdout AUC {}", a.auc);
-        assert_eq!(a.train_rows + a.test_rows, 4000);
-        let b = fit(data, spec).unwrap();
-        assert_eq!(a.auc, b.auc);
-    }
-
-    #[test]
-    fn a_width_mismatch_is_an_error_not_a_panic() {
-        let (data, c) = curated_training(500);
-        let f = fit(data, c.model("fraud_lr").unwrap()).unwrap();
-        assert!(f.artifact.probabilities(&[vec![1.0, 2.0]]).is_err());
     }
 }

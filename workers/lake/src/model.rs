@@ -1,5 +1,5 @@
-//! The model artifact and the feature pipeline shared by training (Z4) and scoring (Z6),
-//! so both compute features the same way.
+//! The model artifact and the feature pipeline shared by training (Z4) and scoring (Z6)
+//! (and later the online gateway), so all compute features the same way.
 //!
 //! The artifact is JSON: the spec's features, the standardisation fitted on the training
 //! split, the smartcore model (pinned `=0.7.0`, whose serialised form changed across
@@ -22,6 +22,21 @@ pub const ARTIFACT_FORMAT: u32 = 1;
 
 pub type Lr = LogisticRegression<f64, i32, DenseMatrix<f64>, Vec<i32>>;
 
+/// Why features or probabilities cannot be computed. Never a panic: smartcore panics on
+/// a width mismatch, so widths are checked first.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    #[error("missing feature column {0}")]
+    MissingColumn(String),
+    /// The spec's transform does not apply to the column's type.
+    #[error("feature {column}: {message}")]
+    Feature { column: String, message: String },
+    #[error("row has {row} features, the model {model}")]
+    Width { row: usize, model: usize },
+    #[error("model classes {0:?} are not [0, 1]")]
+    Classes(Vec<i32>),
+}
+
 /// Serialised model.
 #[derive(Serialize, Deserialize)]
 pub struct Artifact {
@@ -39,18 +54,18 @@ pub struct Artifact {
 impl Artifact {
     /// Probability of the positive class for standardised rows. Checks the width first:
     /// smartcore panics on a feature-count mismatch.
-    pub fn probabilities(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, String> {
+    pub fn probabilities(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
         let coef = self.model.coefficients();
         let (_, width) = coef.shape();
         let intercept = *self.model.intercept().get((0, 0));
         let classes = self.model.classes();
         if classes.as_slice() != [0, 1] {
-            return Err(format!("model classes {classes:?} are not [0, 1]"));
+            return Err(ModelError::Classes(classes.clone()));
         }
         rows.iter()
             .map(|r| {
                 if r.len() != width || r.len() != self.scaling.len() {
-                    return Err(format!("row has {} features, the model {width}", r.len()));
+                    return Err(ModelError::Width { row: r.len(), model: width });
                 }
                 let z: f64 = r
                     .iter()
@@ -71,11 +86,12 @@ pub fn width(features: &[FeatureSpec]) -> usize {
 }
 
 /// Feature vectors of every row of `batch`; a row with a missing input gets `None`.
-pub fn featurize(batch: &RecordBatch, features: &[FeatureSpec]) -> Result<Vec<Option<Vec<f64>>>, String> {
+pub fn featurize(batch: &RecordBatch, features: &[FeatureSpec]) -> Result<Vec<Option<Vec<f64>>>, ModelError> {
     let n = batch.num_rows();
     let mut rows: Vec<Option<Vec<f64>>> = vec![Some(Vec::with_capacity(width(features))); n];
     for f in features {
-        let col = batch.column_by_name(&f.column).ok_or_else(|| format!("missing feature column {}", f.column))?;
+        let col = batch.column_by_name(&f.column).ok_or_else(|| ModelError::MissingColumn(f.column.clone()))?;
+        let bad = |message: String| ModelError::Feature { column: f.column.clone(), message };
         for (i, row) in rows.iter_mut().enumerate() {
             let Some(v) = row.as_mut() else { continue };
             if col.is_null(i) {
@@ -91,38 +107,37 @@ pub fn featurize(batch: &RecordBatch, features: &[FeatureSpec]) -> Result<Vec<Op
                     v.push(match f.transform.as_deref() {
                         Some("log1p") => x.max(0.0).ln_1p(),
                         None | Some("identity") => x,
-                        Some(t) => return Err(format!("transform {t} does not apply to numbers")),
+                        Some(t) => return Err(bad(format!("transform {t} does not apply to numbers"))),
                     });
                 }
                 DataType::Timestamp(_, _) => {
-                    let a = col.as_any().downcast_ref::<TimestampMillisecondArray>().ok_or("timestamp unit")?;
+                    let a = col
+                        .as_any()
+                        .downcast_ref::<TimestampMillisecondArray>()
+                        .ok_or_else(|| bad("timestamps must be in milliseconds".into()))?;
                     let hour = (a.value(i).rem_euclid(86_400_000)) / 3_600_000;
                     v.push(match f.transform.as_deref() {
                         Some("night") => f64::from(!(6..22).contains(&hour)),
                         Some("hour_of_day") => hour as f64,
-                        t => {
-                            return Err(format!(
-                                "timestamp feature {} needs transform night or hour_of_day, got {t:?}",
-                                f.column
-                            ));
-                        }
+                        t => return Err(bad(format!("a timestamp needs transform night or hour_of_day, got {t:?}"))),
                     });
                 }
                 DataType::Boolean => {
-                    let a = col.as_any().downcast_ref::<BooleanArray>().ok_or("boolean")?;
+                    let a = col.as_any().downcast_ref::<BooleanArray>().ok_or_else(|| bad("not a boolean".into()))?;
                     v.push(f64::from(a.value(i)));
                 }
                 DataType::Utf8 => {
-                    let s = col.as_any().downcast_ref::<StringArray>().ok_or("string")?.value(i);
+                    let s =
+                        col.as_any().downcast_ref::<StringArray>().ok_or_else(|| bad("not a string".into()))?.value(i);
                     if let Some(values) = &f.one_hot {
                         v.extend(values.iter().map(|x| f64::from(x == s)));
                     } else if let Some(other) = &f.is_not {
                         v.push(f64::from(s != other));
                     } else {
-                        return Err(format!("string feature {} needs oneHot or isNot", f.column));
+                        return Err(bad("a string needs oneHot or isNot".into()));
                     }
                 }
-                other => return Err(format!("unsupported feature type {other}")),
+                other => return Err(bad(format!("unsupported type {other}"))),
             }
         }
     }

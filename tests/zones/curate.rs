@@ -15,14 +15,12 @@ use mlsec_runtime::{
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::*;
+use mlsec_curate::*;
+
+use crate::raw_parquet;
 
 fn contracts() -> Arc<Contracts> {
-    Arc::new(Contracts::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts")).unwrap())
-}
-
-fn raw_parquet(contracts: &Contracts, dataset: &str, csv: &[u8]) -> Bytes {
-    mlsec_ingest::validate::to_parquet(contracts.dataset(dataset).unwrap(), csv).unwrap()
+    Arc::new(crate::contracts())
 }
 
 async fn raw_event(f: &FakePorts, contracts: &Contracts, dataset: &str, csv: &[u8]) -> Inbound {
@@ -410,7 +408,7 @@ fn mask_band_and_truncation() {
 
 #[test]
 fn the_zone_document_covers_every_rule_and_transform_and_cites_real_tests() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let doc = std::fs::read_to_string(root.join("docs/zones/z3-curation.md")).unwrap();
     for word in [
         "`required",
@@ -435,7 +433,7 @@ fn the_zone_document_covers_every_rule_and_transform_and_cites_real_tests() {
 
 /// Runs the transform directly with a contract edited from the repository's.
 fn curate_with(edit: impl Fn(String) -> String, csv: &[u8], now_ms: i64) -> transform::Curated {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/transactions_training.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts/transactions_training.yaml");
     let text = edit(std::fs::read_to_string(&path).unwrap());
     let contract = mlsec_runtime::contract::DatasetContract::parse(&path, &text).unwrap();
     let raw = mlsec_ingest::validate::to_parquet(&contract, csv).unwrap();
@@ -542,7 +540,7 @@ fn duplicates_are_counted_the_same_when_the_keys_spill_to_disk() {
             dup = edit_rows(&dup, &[1_500 + i * 11], 0, id);
         }
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/transactions_training.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts/transactions_training.yaml");
     let contract =
         mlsec_runtime::contract::DatasetContract::parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
     let raw = mlsec_ingest::validate::to_parquet(&contract, &dup).unwrap();

@@ -1,7 +1,7 @@
 //! Z4 → Z5 → Z6 with the in-memory ports: train, gate, sign, promote, verify, score —
 //! and every way the scorer must refuse.
 
-use std::{path::Path, sync::Arc};
+use std::sync::Arc;
 
 use mlsec_events::{
     DatasetCurated, DatasetRole, Envelope, ModelPromoted, ModelTrained, ObjectRef, PipelineEvent, RecordsScored,
@@ -18,13 +18,11 @@ use mlsec_runtime::{
 };
 use mlsec_train::TrainWorker;
 
-use super::*;
+use mlsec_score::*;
+
+use crate::contracts;
 
 const SIGNING: &str = "arn:aws:kms:us-east-1:000000000000:key/signing";
-
-fn contracts() -> Contracts {
-    Contracts::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts")).unwrap()
-}
 
 fn message<E: PipelineEvent>(event: &E) -> Inbound {
     let detail = serde_json::to_value(Envelope::wrap(event).unwrap()).unwrap();

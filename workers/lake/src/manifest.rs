@@ -1,5 +1,5 @@
-//! The signed model manifest: what governance vouches for. The scorer verifies the
-//! signature over the manifest's bytes, then the artifact's digest against it.
+//! The signed model manifest: what governance (Z5) vouches for. The scorer (Z6) verifies
+//! the signature over the manifest's bytes, then the artifact's digest against it.
 
 use mlsec_events::ObjectRef;
 use mlsec_runtime::{

@@ -1,0 +1,16 @@
+//! What lives at rest, shared by the zones that write it and the zones that read it.
+//!
+//! - [`columnar`]: the Arrow type of each contract column, the raw zone's schema, one set
+//!   of Parquet writer settings and the Parquet content type.
+//! - [`layout`]: every object key the pipeline writes, per bucket.
+//! - [`model`] (feature `model`): the model artifact and the feature pipeline, so that
+//!   training (Z4) and scoring (Z6) compute features the same way.
+//! - [`manifest`]: the signed model manifest governance (Z5) writes and scoring verifies.
+//!
+//! No zone crate depends on another zone crate: what two zones must agree on lives here.
+
+pub mod columnar;
+pub mod layout;
+pub mod manifest;
+#[cfg(feature = "model")]
+pub mod model;
