@@ -7,6 +7,12 @@
 #   scripts/localstack.sh status
 #   scripts/localstack.sh env       # print the exports a shell needs to reach it
 #
+# MOTO_SERIAL=1 starts a moto that handles one request at a time. moto's threaded server
+# does not isolate DynamoDB conditional writes and transactions from each other (it
+# checks a condition, then writes, with other requests in between); DynamoDB does. The
+# audit chain's concurrency test runs against a serial moto, where many concurrent
+# clients meet the serialised conditional writes DynamoDB guarantees.
+#
 # The credentials below are moto's DUMMY credentials: moto accepts any value. They are not
 # secrets and grant nothing on real AWS.
 set -euo pipefail
@@ -47,7 +53,17 @@ start() {
     return 0
   fi
   # Own process group so that stop can end moto's children too.
-  setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$LOG_FILE" 2>&1 &
+  if [ "${MOTO_SERIAL:-0}" = 1 ]; then
+    setsid "$VENV/bin/python" - "$MOTO_PORT" >"$LOG_FILE" 2>&1 <<'PY' &
+import sys
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+run_simple("127.0.0.1", int(sys.argv[1]), DomainDispatcherApplication(create_backend_app), threaded=False,
+           request_handler=MotoRequestHandler)
+PY
+  else
+    setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$LOG_FILE" 2>&1 &
+  fi
   echo $! >"$PID_FILE"
   for _ in $(seq 1 100); do
     if answers; then echo "moto $MOTO_VERSION listening on $(endpoint) (pid $(cat "$PID_FILE"))"; return 0; fi

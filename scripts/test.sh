@@ -5,9 +5,14 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export MOTO_PORT="${MOTO_PORT:-4567}"
+SERIAL_PORT="$((MOTO_PORT + 1))"
 scripts/localstack.sh start
-trap 'scripts/localstack.sh stop' EXIT
+MOTO_PORT="$SERIAL_PORT" MOTO_SERIAL=1 scripts/localstack.sh start
+trap 'scripts/localstack.sh stop; MOTO_PORT="$SERIAL_PORT" scripts/localstack.sh stop' EXIT
 eval "$(scripts/localstack.sh env)"
+# A moto that serialises requests, as DynamoDB serialises conditional writes (see
+# scripts/localstack.sh): the audit chain's concurrency test runs against it.
+export MLSEC_SERIAL_ENDPOINT="http://127.0.0.1:$SERIAL_PORT"
 export RUST_LOG="${RUST_LOG:-warn}"
 log="$(mktemp)"
 status=0

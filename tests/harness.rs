@@ -37,6 +37,24 @@ impl Stack {
             std::env::var_os("AWS_ENDPOINT_URL").is_some(),
             "AWS_ENDPOINT_URL is not set: run the emulator tests with scripts/test.sh (it starts moto)"
         );
+        Self::provision(test, sdk_config().await).await
+    }
+
+    /// The same, on another emulator endpoint (the environment's `AWS_ENDPOINT_URL` would
+    /// otherwise win over the configured one).
+    pub async fn on_endpoint(test: &str, endpoint: &str) -> Self {
+        #[derive(Debug)]
+        struct NoEnvironment;
+        impl aws_types::service_config::LoadServiceConfig for NoEnvironment {
+            fn load_config(&self, _: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+                None
+            }
+        }
+        let sdk = sdk_config().await.to_builder().endpoint_url(endpoint).service_config(NoEnvironment).build();
+        Self::provision(test, sdk).await
+    }
+
+    async fn provision(test: &str, sdk: aws_config::SdkConfig) -> Self {
         let unique = format!(
             "{:x}{:x}",
             std::process::id() % 0xfff,
@@ -44,11 +62,34 @@ impl Stack {
                 + COUNTER.fetch_add(1, Ordering::SeqCst)
         );
         let prefix = format!("t{unique}-{test}").to_lowercase().replace('_', "-");
-        let dep = Deployment::new(&sdk_config().await, Names::new(prefix), Topology::builtin());
+        let dep = Deployment::new(&sdk, Names::new(prefix), Topology::builtin());
         provision::provision(&dep).await.expect("provisioning the local stack");
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts");
         let contracts = Arc::new(Contracts::load_dir(&dir).expect("repository contracts"));
         Self { dep, contracts }
+    }
+
+    /// The same deployment seen through the credentials of a new IAM user `name` (created
+    /// with its own access key): STS then answers with that user, so tests can act as
+    /// two different people. Returns the deployment and the user's ARN.
+    pub async fn as_person(&self, name: &str) -> (Deployment, String) {
+        let sdk = sdk_config().await;
+        let iam = aws_sdk_iam::Client::new(&sdk);
+        let user = format!("{}-{name}", self.dep.names.prefix);
+        let created = iam.create_user().user_name(&user).send().await.expect("iam:CreateUser");
+        let arn = created.user().map(|u| u.arn().to_string()).expect("a user has an ARN");
+        let key = iam.create_access_key().user_name(&user).send().await.expect("iam:CreateAccessKey");
+        let key = key.access_key().expect("an access key");
+        let creds = aws_sdk_iam::config::Credentials::new(
+            key.access_key_id(),
+            key.secret_access_key(),
+            None,
+            None,
+            "mlsec-tests",
+        );
+        let sdk =
+            sdk.to_builder().credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(creds)).build();
+        (Deployment::new(&sdk, self.dep.names.clone(), (*self.dep.topology).clone()), arn)
     }
 
     /// Starts workers in this process.

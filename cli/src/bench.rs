@@ -165,3 +165,83 @@ pub async fn run_ingest_via_s3(
     }
     Ok(measure("ingest-s3", rows as u64, input_bytes, started))
 }
+
+/// Offline verification speed: a chain of `records` records (sealed in memory, a signed
+/// checkpoint every 1,000) verified by `mlsec_lake::audit::verify` on one core, as an
+/// auditor's laptop would run it. Only the verification is timed.
+pub fn audit_verify(records: u64) -> Result<Measurement> {
+    use mlsec_events::audit::{AuditAction, AuditEntry, AuditRecord, Subject};
+    use mlsec_lake::audit::{Checkpoint, StoredRecord, record_key, verify};
+    use p256::{
+        ecdsa::{Signature, SigningKey, signature::Signer},
+        pkcs8::EncodePublicKey,
+    };
+    let key = SigningKey::from_slice(&[9u8; 32])?;
+    let public = key.verifying_key().to_public_key_der()?.as_bytes().to_vec();
+    let (mut stored, mut checkpoints, mut prev) = (Vec::with_capacity(records as usize), Vec::new(), [0u8; 32]);
+    let mut bytes_total = 0u64;
+    for seq in 1..=records {
+        let entry = AuditEntry::new(
+            AuditAction::ModelTrained,
+            Subject::new("model", "fraud_lr@0123456789ab"),
+            format!("{seq:016x}"),
+        )
+        .reason("candidate")
+        .attribute("auc", "0.8630")
+        .attribute("train_rows", 16000);
+        let (r, bytes) = AuditRecord::seal(seq, prev, 1_764_000_000_000 + seq as i64, entry)?;
+        prev = r.hash;
+        bytes_total += bytes.len() as u64;
+        stored.push(StoredRecord { key: record_key(if seq.is_multiple_of(2) { "train" } else { "govern" }, seq), bytes });
+        if seq.is_multiple_of(1000) || seq == records {
+            let head_hash = hex::encode(r.hash);
+            let sig: Signature = key.sign(&Checkpoint::message_of(seq, &head_hash, 0));
+            checkpoints.push(Checkpoint {
+                seq,
+                head_hash,
+                time_ms: 0,
+                key_id: "bench".into(),
+                signature: hex::encode(sig.to_der().as_bytes()),
+            });
+        }
+    }
+    let started = Instant::now();
+    let report = verify(&stored, &checkpoints, None, &public, 1);
+    let m = measure("audit-verify", report.records, bytes_total, started);
+    if !report.ok() || report.records != records {
+        bail!("the generated chain does not verify: {:?}", report.faults.first());
+    }
+    Ok(m)
+}
+
+/// Appends per second against a stack (the emulator or AWS), by `writers` concurrent
+/// writers of `per_writer` records each. The stack must be provisioned.
+pub async fn audit_appends(dep: &mlsec_aws::Deployment, writers: u64, per_writer: u64) -> Result<Measurement> {
+    use mlsec_events::audit::{Actor, AuditAction, AuditEntry, Subject};
+    use mlsec_runtime::ports::AuditLog;
+    let run = mlsec_runtime::now_ms();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut chains = Vec::new();
+    for w in 0..writers {
+        chains.push(dep.audit_chain(&format!("bench{w}"), Actor::worker(format!("bench{w}"))).await?);
+    }
+    let started = Instant::now();
+    for (w, chain) in chains.into_iter().enumerate() {
+        tasks.spawn(async move {
+            for i in 0..per_writer {
+                let entry = AuditEntry::new(
+                    AuditAction::GateEvaluated,
+                    Subject::new("model", "bench@1"),
+                    format!("{run}-{w}-{i}"),
+                )
+                .reason("passed");
+                chain.append(entry).await?;
+            }
+            Ok::<_, mlsec_runtime::WorkError>(())
+        });
+    }
+    for r in tasks.join_all().await {
+        r?;
+    }
+    Ok(measure(if writers == 1 { "audit-append-1" } else { "audit-append-n" }, writers * per_writer, 0, started))
+}

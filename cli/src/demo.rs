@@ -50,6 +50,10 @@ pub struct Summary {
     pub rows_flagged: i64,
     pub outputs: Vec<String>,
     pub seconds: f64,
+    /// Records on the audit chain, checkpoints that verified, and the verdict.
+    pub audit_records: u64,
+    pub audit_checkpoints: u64,
+    pub audit_faults: Vec<String>,
 }
 
 fn uri(v: &serde_json::Value) -> String {
@@ -168,8 +172,18 @@ pub async fn run(dep: &Deployment, contracts: Arc<Contracts>, opts: &DemoOptions
     };
     let summary = result.await;
     let stopped = running.stop().await;
-    let summary = summary?;
+    let mut summary = summary?;
     stopped?;
+    // Seal the run with a checkpoint in the operator's name, then verify the whole chain.
+    let (actor, _) = crate::ops::operator(dep).await?;
+    let chain = dep.audit_chain("operator", actor).await?;
+    if let Some(h) = chain.head().await? {
+        chain.checkpoint(h.head).await?;
+    }
+    let report = crate::audit::load(dep).await.map_err(WorkError::fatal)?.verify(1);
+    summary.audit_records = report.records;
+    summary.audit_checkpoints = report.checkpoints;
+    summary.audit_faults = report.faults.iter().map(ToString::to_string).collect();
     Ok(summary)
 }
 
@@ -199,5 +213,12 @@ pub fn print(s: &Summary) {
     println!("outputs (all SSE-KMS, zone keys):");
     for o in &s.outputs {
         println!("  {o}");
+    }
+    match s.audit_faults.first() {
+        None => println!(
+            "audit (Z9):               {} records, {} signed checkpoints, chain verified",
+            s.audit_records, s.audit_checkpoints
+        ),
+        Some(f) => println!("audit (Z9):               {} records, chain NOT verified: {f}", s.audit_records),
     }
 }

@@ -67,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         command: QuarantineCommand,
     },
+    /// The audit chain (Z9): verify, show, export, download for an auditor, checkpoint.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Write a deterministic sample CSV (training has the is_fraud label).
     Sample {
         #[arg(long, value_parser = ["training", "scoring"])]
@@ -91,6 +96,16 @@ enum Command {
         /// object back from S3 through the worker.
         #[arg(long)]
         via_s3: bool,
+        /// The audit chain: offline verification of --rows records (in-process), then
+        /// appends per second against the running stack, 1 writer and --writers writers.
+        #[arg(long)]
+        audit: bool,
+        /// Concurrent writers for --audit.
+        #[arg(long, default_value_t = 8)]
+        writers: u64,
+        /// Records per writer for --audit's appends.
+        #[arg(long, default_value_t = 100)]
+        appends: u64,
     },
     /// Run the whole chain on the local stack and print a summary.
     Demo {
@@ -134,14 +149,72 @@ enum QuarantineCommand {
     Show { dataset: String, sha256: String },
     /// Release one content: recorded with the approver and reason, then copied back to
     /// its landing key. Malware-class and unparseable contents are refused.
+    /// Release one content past a policy decision. The approver is you, as STS
+    /// identifies your credentials; the release is recorded in the audit chain.
     Release {
         dataset: String,
         sha256: String,
-        #[arg(long)]
-        approver: String,
+        /// Why (kept in the release record and the audit chain).
         #[arg(long)]
         reason: String,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute every link and checkpoint signature; name the first bad record. Exits 1 on
+    /// any fault.
+    ///
+    /// Examples: `mlsec audit verify`; `mlsec audit verify --offline ./audit-copy`
+    Verify {
+        /// Start at this position (its link to the record before is checked if present).
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Verify a copy written by `mlsec audit download`, with no AWS access.
+        #[arg(long)]
+        offline: Option<PathBuf>,
+        /// The audit key's public key (DER); default: the copy's `public-key.der`.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// Machine output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Records by subject, action, actor and time, as a table or JSON lines.
+    Show {
+        /// Substring of the subject (dataset, model@version, dataset/sha256, worker).
+        #[arg(long)]
+        subject: Option<String>,
+        /// An action, e.g. quarantine_released.
+        #[arg(long)]
+        action: Option<String>,
+        /// Substring of the actor (an ARN or a worker role).
+        #[arg(long)]
+        actor: Option<String>,
+        /// From this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write every record as Parquet (for DuckDB or Athena).
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Copy the chain, its checkpoints, the head and the public key to a directory.
+    Download { dir: PathBuf },
+    /// Sign a checkpoint of the current head now.
+    Checkpoint,
+}
+
+fn time_arg(t: &Option<String>) -> Result<Option<i64>> {
+    t.as_deref()
+        .map(|t| mlsec_runtime::time::parse_rfc3339_ms(t.as_bytes()).with_context(|| format!("{t}: not RFC 3339")))
+        .transpose()
 }
 
 fn check_worker(dep: &Deployment, w: &str) -> Result<()> {
@@ -231,9 +304,77 @@ async fn main() -> Result<()> {
             QuarantineCommand::Show { dataset, sha256 } => {
                 println!("{}", serde_json::to_string_pretty(&ops::quarantine_show(&dep, &dataset, &sha256).await?)?);
             }
-            QuarantineCommand::Release { dataset, sha256, approver, reason } => {
-                let record = ops::quarantine_release(&dep, &dataset, &sha256, &approver, &reason).await?;
+            QuarantineCommand::Release { dataset, sha256, reason } => {
+                let record = ops::quarantine_release(&dep, &dataset, &sha256, &reason).await?;
                 println!("{}", serde_json::to_string_pretty(&record)?);
+            }
+        },
+        Command::Audit { command } => match command {
+            AuditCommand::Verify { from, offline, public_key, json } => {
+                let chain = match &offline {
+                    Some(dir) => mlsec_cli::audit::load_offline(dir, public_key.as_deref())?,
+                    None => mlsec_cli::audit::load(&dep).await?,
+                };
+                let report = chain.verify(from);
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    for f in &report.faults {
+                        println!("FAULT {f}");
+                    }
+                    let verdict = if report.ok() { "chain verified" } else { "chain NOT verified" };
+                    println!(
+                        "audit: {} records, {} checkpoints, {verdict}{}",
+                        report.records,
+                        report.checkpoints,
+                        report.faults.first().map(|f| format!(" (first fault: {f})")).unwrap_or_default()
+                    );
+                }
+                if !report.ok() {
+                    std::process::exit(1);
+                }
+            }
+            AuditCommand::Show { subject, action, actor, since, until, json } => {
+                let filter = mlsec_cli::audit::Filter {
+                    subject,
+                    action,
+                    actor,
+                    since_ms: time_arg(&since)?,
+                    until_ms: time_arg(&until)?,
+                };
+                let records = mlsec_cli::audit::load(&dep).await?.decoded();
+                for r in records.iter().filter(|r| filter.matches(r)) {
+                    if json {
+                        println!("{}", serde_json::to_string(r)?);
+                    } else {
+                        println!(
+                            "{:>6}  {}  {:<20} {:<40} {:<44} {}",
+                            r.seq,
+                            mlsec_runtime::utc_date(r.time_ms),
+                            r.entry.action.as_str(),
+                            r.entry.subject.id,
+                            r.entry.actor.id,
+                            r.entry.reason
+                        );
+                    }
+                }
+            }
+            AuditCommand::Export { out } => {
+                let records = mlsec_cli::audit::load(&dep).await?.decoded();
+                std::fs::write(&out, mlsec_cli::audit::to_parquet(&records)?)?;
+                println!("{} records -> {}", records.len(), out.display());
+            }
+            AuditCommand::Download { dir } => {
+                let n = mlsec_cli::audit::save(&mlsec_cli::audit::load(&dep).await?, &dir)?;
+                println!("{n} records -> {}", dir.display());
+            }
+            AuditCommand::Checkpoint => {
+                let (actor, _) = ops::operator(&dep).await?;
+                let chain = dep.audit_chain("operator", actor).await?;
+                match chain.head().await? {
+                    Some(h) => println!("{}", serde_json::to_string_pretty(&chain.checkpoint(h.head).await?)?),
+                    None => println!("the chain is empty"),
+                }
             }
         },
         Command::Sample { kind, rows, seed, out } => {
@@ -242,10 +383,16 @@ async fn main() -> Result<()> {
                 std::io::BufWriter::new(std::fs::File::create(&out).with_context(|| out.display().to_string())?);
             write_csv(&mut f, kind, rows, seed)?;
         }
-        Command::Bench { rows, stages, work_dir, via_s3 } => {
+        Command::Bench { rows, stages, work_dir, via_s3, audit, writers, appends } => {
             let contracts = Contracts::from_env()?;
             let stages: Vec<&str> = stages.iter().map(String::as_str).collect();
-            let results = if via_s3 {
+            let results = if audit {
+                let verify = mlsec_cli::bench::audit_verify(rows as u64)?;
+                provision::provision(&dep).await?;
+                let one = mlsec_cli::bench::audit_appends(&dep, 1, appends).await?;
+                let many = mlsec_cli::bench::audit_appends(&dep, writers, appends).await?;
+                vec![verify, one, many]
+            } else if via_s3 {
                 vec![mlsec_cli::bench::run_ingest_via_s3(&dep, Arc::new(contracts), rows, &work_dir).await?]
             } else {
                 mlsec_cli::bench::run(&contracts, rows, &work_dir, &stages)?
@@ -279,6 +426,9 @@ async fn main() -> Result<()> {
             };
             let summary = demo::run(&dep, contracts, &opts).await?;
             demo::print(&summary);
+            if !summary.audit_faults.is_empty() {
+                bail!("the audit chain does not verify: {}", summary.audit_faults.join("; "));
+            }
         }
     }
     Ok(())

@@ -1,15 +1,22 @@
 //! Operators' commands: drop an object, subscribe to events, status, DLQ tools.
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use aws_sdk_s3::primitives::ByteStream;
-use mlsec_aws::{Deployment, errors::classify, provision, queues};
-use mlsec_events::Envelope;
+use mlsec_aws::{Deployment, errors::classify, identity, provision, queues};
+use mlsec_events::{
+    Envelope,
+    audit::{Actor, AuditAction, AuditEntry, Subject},
+    derive_event_id,
+};
 use mlsec_ingest::{
     quarantine::{self, QuarantineEntry, QuarantineView},
     records::ReleaseRecord,
 };
-use mlsec_runtime::{WorkError, ports::ModelRegistry};
+use mlsec_runtime::{
+    WorkError, now_ms,
+    ports::{AuditLog, ModelRegistry},
+};
 use serde::Serialize;
 
 /// Uploads `file` to the landing bucket under `<source>/<dataset>/<file name>`, as a
@@ -174,7 +181,20 @@ pub async fn dlq_list(dep: &Deployment, worker: &str, max: usize) -> Result<Vec<
     queues::list(&dep.sqs, &dlq, max).await
 }
 
-/// Replays a worker's DLQ into its queue.
+/// The operator running this command, as STS says, and the audit chain in their name.
+pub async fn operator(dep: &Deployment) -> Result<(Actor, Arc<dyn AuditLog>), WorkError> {
+    let actor = identity::caller(&dep.sts).await?;
+    let log = dep.audit_log("operator", actor.clone());
+    Ok((actor, log))
+}
+
+/// A decision id for one operator command: who, what, when.
+fn command_id(actor: &Actor, what: &str) -> String {
+    derive_event_id(&format!("{}|{what}|{}|{}", actor.id, now_ms(), std::process::id()), "operator")
+}
+
+/// Replays a worker's DLQ into its queue; a real run is recorded in the audit chain with
+/// the caller's STS identity.
 pub async fn dlq_replay(
     dep: &Deployment,
     worker: &str,
@@ -183,7 +203,20 @@ pub async fn dlq_replay(
 ) -> Result<queues::ReplayReport, WorkError> {
     let dlq = dep.queue_url(&dep.names.dlq(worker)).await?;
     let queue = dep.queue_url(&dep.names.queue(worker)).await?;
-    queues::replay(&dep.sqs, &dlq, &queue, max, dry_run).await
+    let audit = if dry_run { None } else { Some(operator(dep).await?) };
+    let report = queues::replay(&dep.sqs, &dlq, &queue, max, dry_run).await?;
+    if let Some((actor, log)) = audit {
+        let entry = AuditEntry::new(
+            AuditAction::DlqReplayed,
+            Subject::new("queue", worker),
+            command_id(&actor, &format!("dlq-replay:{worker}")),
+        )
+        .reason("operator replay")
+        .attribute("replayed", report.replayed)
+        .attribute("max", max);
+        log.append(entry).await?;
+    }
+    Ok(report)
 }
 
 /// Lists quarantined contents (optionally of one dataset), oldest first.
@@ -198,16 +231,28 @@ pub async fn quarantine_show(dep: &Deployment, dataset: &str, sha256: &str) -> R
     quarantine::show(store.as_ref(), &dep.names.bucket("quarantine"), dataset, sha256).await
 }
 
-/// Releases one quarantined content (see `mlsec_ingest::quarantine`).
+/// Releases one quarantined content (see `mlsec_ingest::quarantine`). The approver is the
+/// caller as STS identifies them, never a typed name; the release is recorded in the
+/// audit chain.
 pub async fn quarantine_release(
     dep: &Deployment,
     dataset: &str,
     sha256: &str,
-    approver: &str,
     reason: &str,
 ) -> anyhow::Result<ReleaseRecord> {
+    let (actor, log) = operator(dep).await?;
     let store = dep.ports("operator").store;
     let quarantine = dep.bucket_ref("quarantine").await?;
     let landing = dep.bucket_ref("landing").await?;
-    Ok(quarantine::release(store.as_ref(), &quarantine, &landing, dataset, sha256, approver, reason).await?)
+    let record = quarantine::release(store.as_ref(), &quarantine, &landing, dataset, sha256, &actor.id, reason).await?;
+    let entry = AuditEntry::new(
+        AuditAction::QuarantineReleased,
+        Subject::new("object", format!("{dataset}/{sha256}")),
+        command_id(&actor, &format!("release:{dataset}:{sha256}")),
+    )
+    .reason(reason)
+    .attribute("reason_code", record.reason_code.as_str())
+    .attribute("landing_key", &record.landing_key);
+    log.append(entry).await?;
+    Ok(record)
 }

@@ -10,6 +10,7 @@
 //!
 //! Events are claim checks: they carry pointers ([`ObjectRef`]) and counts, never rows.
 
+pub mod audit;
 mod codec;
 mod envelope;
 mod ids;

@@ -168,7 +168,9 @@ async fn seeded_pii_appears_nowhere_after_the_gateway() {
     let mut scanned = 0;
     let curated_keys = stack.keys("curated").await;
     assert!(curated_keys.iter().any(|k| k.starts_with("_rejects/")), "the canary row dropped by curate is listed");
-    for bucket in ["curated", "models", "scored"] {
+    let audit_keys = stack.keys("audit").await;
+    assert!(audit_keys.iter().any(|k| k.starts_with("records/")), "the run wrote audit records: {audit_keys:?}");
+    for bucket in ["curated", "models", "scored", "audit"] {
         for (key, version) in versions(bucket).await {
             let body = get(stack.bucket(bucket), key.clone(), version.clone()).await;
             found.extend(hits(&format!("{bucket}/{key}@{version:?}"), &texts(body)));
@@ -216,8 +218,9 @@ async fn seeded_pii_appears_nowhere_after_the_gateway() {
 
     assert!(found.is_empty(), "PII canaries leaked: {found:?}");
     // Not vacuous: curated (2) + DQ reports (2) + curate rejects (2) + models (3) + scored
-    // (1), events of every zone, and the workers' logs were all scanned.
-    assert!(scanned >= 10, "scanned {scanned} objects");
+    // (1) + audit records (3) and checkpoints, events of every zone, and the workers' logs
+    // were all scanned.
+    assert!(scanned >= 13, "scanned {scanned} objects");
     for schema in ["RawAccepted", "DatasetCurated", "ModelTrained", "ModelPromoted", "RecordsScored"] {
         assert!(events.iter().any(|e| e.schema == schema), "no {schema} seen");
     }

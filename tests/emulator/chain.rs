@@ -63,4 +63,12 @@ async fn training_then_scoring_reaches_a_subscriber_and_every_object_uses_its_zo
     }
     // raw: 2 originals + 2 parquet; curated: 2; models: 3; scored: 1.
     assert!(checked >= 10, "checked {checked} objects");
+
+    // The run's decisions are on the audit chain, which verifies.
+    let chain = mlsec_cli::audit::load(dep).await.unwrap();
+    let report = chain.verify(1);
+    assert!(report.ok(), "{:?}", report.faults);
+    let decoded = chain.decoded();
+    let actions: Vec<&str> = decoded.iter().map(|r| r.entry.action.as_str()).collect();
+    assert_eq!(actions, ["model_trained", "gate_evaluated", "model_promoted"]);
 }

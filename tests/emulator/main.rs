@@ -1,6 +1,7 @@
 //! Emulator tests: the real AWS SDK against moto server, the whole chain. One binary
 //! (one link) for all of them; each test provisions its own prefix.
 
+mod audit;
 mod canary;
 mod chain;
 mod dlq;

@@ -96,15 +96,24 @@ async fn a_quarantined_object_is_listed_released_by_an_approver_and_then_accepte
     let shown = mlsec_cli::ops::quarantine_show(dep, &entry.dataset, &entry.sha256).await.unwrap();
     assert_eq!(shown.reason.evidence.line, Some(6));
 
+    // The approver is whoever STS says holds the credentials, not a typed name.
+    let (ana, ana_arn) = stack.as_person("ana").await;
     let record =
-        mlsec_cli::ops::quarantine_release(dep, &entry.dataset, &entry.sha256, "ana.data-steward", "known late labels")
-            .await
-            .unwrap();
+        mlsec_cli::ops::quarantine_release(&ana, &entry.dataset, &entry.sha256, "known late labels").await.unwrap();
     assert_eq!(record.landing_key, key);
+    assert_eq!(record.approver, ana_arn);
     let a = sub.wait_for(&["RawAccepted"], Duration::from_secs(60)).await.unwrap();
     assert_eq!(a[0].event["rows"], 97);
     let listed = mlsec_cli::ops::quarantine_list(dep, None).await.unwrap();
-    assert_eq!(listed[0].released_by.as_deref(), Some("ana.data-steward"));
+    assert_eq!(listed[0].released_by.as_deref(), Some(ana_arn.as_str()));
+    // Quarantine and release are on the audit chain, each in its actor's name.
+    let chain = mlsec_cli::audit::load(dep).await.unwrap();
+    assert!(chain.verify(1).ok());
+    let records = chain.decoded();
+    let actions: Vec<_> = records.iter().map(|r| (r.entry.action.as_str(), r.entry.actor.id.as_str())).collect();
+    let ingest_role = dep.names.role("ingest");
+    assert!(actions.contains(&("object_quarantined", ingest_role.as_str())), "{actions:?}");
+    assert!(actions.contains(&("quarantine_released", ana_arn.as_str())), "{actions:?}");
     let raw = stack.keys("raw").await;
     assert!(raw.iter().any(|k| k.ends_with(".rejects.parquet")), "{raw:?}");
 

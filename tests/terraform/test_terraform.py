@@ -139,6 +139,11 @@ ALLOWED_RESOURCE_SOURCES = {
     "DerivePseudonymSubkeys": ["local.key_names"],
     "SigningKey": ["local.key_names"],
     "Tables": ["var.worker.tables"],
+    "AppendAudit": ['var.bucket_arns[\\"audit\\"]}/records/${var.name}/*'],
+    "ReadOwnAuditRecords": ['var.bucket_arns[\\"audit\\"]}/records/${var.name}/*'],
+    "AuditHead": ['var.table_arns[\\"audit\\"]'],
+    "AuditKeys": ['var.key_arns[\\"audit\\"]'],
+    "SignAuditCheckpoints": ['var.key_arns[\\"audit_signing\\"]'],
     "PublishOnPipelineBus": ["var.bus_arn"],
     "OwnLogs": ["aws_cloudwatch_log_group.worker.arn"],
 }
@@ -301,3 +306,75 @@ def test_the_curate_lambda_can_spill_and_finish_the_largest_dataset_a_contract_a
         assert timeout >= work * 1.25, (contract.name, timeout, work)
     # Memory is flat in the row count; the Lambda's share of CPU grows with its memory.
     assert curate["lambda"]["memory_mb"] >= 8 * CURATE_PEAK_RSS_MB
+
+
+# ---- Z9: the audit chain ----
+
+
+def statement(doc, sid):
+    return next(st for st in policy_statements(doc) if strip(st.get("sid")) == sid)
+
+
+def test_a_worker_appends_audit_records_only_under_its_own_prefix_and_its_own_items():
+    doc = load(ROOT / "modules" / "worker" / "main.tf")
+    append = statement(doc, "AppendAudit")
+    assert val(append["actions"]) == "s3:PutObject" or val(append["actions"]) == ["s3:PutObject"]
+    resources = json.dumps(val(append["resources"]))
+    assert "/records/${var.name}/*" in resources and "/checkpoints/*" in resources
+    assert '/*"' not in resources.replace("/records/${var.name}/*", "").replace("/checkpoints/*", ""), resources
+    head = statement(doc, "AuditHead")
+    actions = json.dumps(val(head["actions"]))
+    assert "DeleteItem" not in actions and "dynamodb:*" not in actions
+    condition = json.dumps(val(head["condition"]))
+    assert "dynamodb:LeadingKeys" in condition and "decision#${var.name}#*" in condition, condition
+    assert "pending#${var.name}" in condition
+    assert val(statement(doc, "SignAuditCheckpoints")["actions"]) == ["kms:Sign", "kms:DescribeKey"]
+
+
+def all_policy_actions():
+    text = ""
+    for f in ROOT.rglob("*.tf"):
+        text += f.read_text()
+    return text
+
+
+def test_no_role_may_delete_audit_records_and_the_bucket_is_worm():
+    assert TOPOLOGY["buckets"]["audit"]["object_lock"] is True
+    assert TOPOLOGY["keys"]["audit_signing"]["spec"] == "ECC_NIST_P256"
+    # No policy document anywhere allows deleting objects or object versions.
+    for f in ROOT.rglob("*.tf"):
+        for entry in load(f).get("data", []):
+            for t, named in entry.items():
+                if t != "aws_iam_policy_document":
+                    continue
+                for name, body in named.items():
+                    statements = list(body.get("statement", []))
+                    for dyn in body.get("dynamic", []):
+                        for _, d in dyn.items():
+                            content = d["content"]
+                            statements.extend(content if isinstance(content, list) else [content])
+                    for st in statements:
+                        effect = strip(st.get("effect")) or "Allow"
+                        actions = json.dumps(val(st.get("actions")))
+                        if effect == "Allow":
+                            assert "s3:DeleteObject" not in actions, (f.name, name, actions)
+                            assert "BypassGovernanceRetention" not in actions, (f.name, name, actions)
+    buckets = load(ROOT / "modules" / "buckets" / "main.tf")
+    lock = blocks(buckets, "resource", "aws_s3_bucket_object_lock_configuration")["zone"]
+    rule = json.dumps(val(lock["rule"]))
+    assert "var.object_lock_mode" in rule and "var.object_lock_days" in rule, rule
+    text = (ROOT / "modules" / "buckets" / "main.tf").read_text()
+    assert "DenyDeletingOrUnlocking" in text and "s3:DeleteObjectVersion" in text
+    dev = (ROOT / "envs" / "dev" / "main.tf").read_text()
+    assert "object_lock_mode    = var.audit_lock_mode" in dev and "object_lock_days    = var.audit_retention_days" in dev
+
+
+def test_auditors_only_read_and_verify():
+    dev = load(ROOT / "envs" / "dev" / "main.tf")
+    auditor = blocks(dev, "data", "aws_iam_policy_document")["auditor"]
+    actions = json.dumps([val(st.get("actions")) for st in auditor["statement"]])
+    for forbidden in ["Put", "Delete", "Update", "Sign\"", "Encrypt", "GenerateDataKey"]:
+        assert forbidden not in actions, (forbidden, actions)
+    kms = (ROOT / "modules" / "kms" / "main.tf").read_text()
+    readers = kms[kms.index("read_actions"):kms.index("}", kms.index("SIGN_VERIFY", kms.index("read_actions")))]
+    assert "kms:Sign\"" not in readers and "kms:Encrypt" not in readers, readers

@@ -536,7 +536,7 @@ fn duplicates_are_counted_the_same_when_the_keys_spill_to_disk() {
     let mut dup = csv.clone();
     for (i, id) in ids.iter().enumerate() {
         dup = edit_rows(&dup, &[1_000 + i * 7], 0, id);
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             dup = edit_rows(&dup, &[1_500 + i * 11], 0, id);
         }
     }

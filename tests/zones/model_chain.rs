@@ -158,3 +158,22 @@ async fn the_scorer_refuses_a_tampered_manifest_artifact_or_foreign_key() {
     assert_eq!(permanent_reason(chain.score(SIGNING, "s3").await), "model_integrity");
     assert_eq!(chain.f.bus.events().iter().filter(|e| e.schema == "RecordsScored").count(), scored_before);
 }
+
+#[tokio::test]
+async fn training_the_gate_and_the_promotion_are_each_audited_once() {
+    use mlsec_events::audit::AuditAction;
+    let chain = Chain::new(contracts());
+    let trained = chain.train_and_govern().await;
+    // The same ModelTrained again (a redelivery): no new record.
+    GovernWorker::new(chain.f.ports(), chain.contracts.clone(), bucket("t-models"), SIGNING.into())
+        .handle(&message(&trained))
+        .await
+        .unwrap();
+    let entries = chain.f.audit.entries();
+    let actions: Vec<AuditAction> = entries.iter().map(|e| e.action).collect();
+    assert_eq!(actions, [AuditAction::ModelTrained, AuditAction::GateEvaluated, AuditAction::ModelPromoted]);
+    let subject = format!("{}@{}", trained.model_name, trained.model_version);
+    assert!(entries.iter().all(|e| e.subject.id == subject), "{entries:?}");
+    assert_eq!(entries[1].reason, "passed");
+    assert_eq!(entries[2].outputs.len(), 2, "manifest and signature");
+}

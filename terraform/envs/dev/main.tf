@@ -12,10 +12,19 @@ locals {
       for w, decl in local.workers : module.roles.role_arns[w] if contains([for k in decl.keys : split(":", k)[0]], key)
     ]
   }
+  # Every worker and operator appends to the audit chain (records encrypted with the audit
+  # key, checkpoints signed with the audit signing key); auditors only read and verify.
+  writers = concat(values(module.roles.role_arns), var.operator_role_arns)
   key_users = merge(local.worker_key_users, {
-    landing  = concat(local.worker_key_users["landing"], var.producer_role_arns)
-    pipeline = concat(local.worker_key_users["pipeline"], var.operator_role_arns)
+    landing       = concat(local.worker_key_users["landing"], var.producer_role_arns)
+    pipeline      = concat(local.worker_key_users["pipeline"], var.operator_role_arns)
+    audit         = local.writers
+    audit_signing = local.writers
   })
+  key_readers = {
+    audit         = var.auditor_role_arns
+    audit_signing = var.auditor_role_arns
+  }
 }
 
 data "aws_caller_identity" "current" {}
@@ -31,6 +40,7 @@ module "kms" {
   name_prefix = var.name_prefix
   keys        = local.topology.keys
   key_users   = local.key_users
+  key_readers = local.key_readers
   service_users = {
     pipeline   = ["events.amazonaws.com", "logs.${var.region}.amazonaws.com", "cloudtrail.amazonaws.com", "cloudwatch.amazonaws.com", "budgets.amazonaws.com"]
     quarantine = ["logging.s3.amazonaws.com"]
@@ -44,6 +54,67 @@ module "buckets" {
   buckets             = local.topology.buckets
   key_arns            = module.kms.key_arns
   object_lock_buckets = var.object_lock_buckets
+  object_lock_mode    = var.audit_lock_mode
+  object_lock_days    = var.audit_retention_days
+}
+
+# Operators append their actions (releases, replays) to the audit chain as `operator`;
+# attach this policy to the operator roles.
+data "aws_iam_policy_document" "operator_audit" {
+  statement {
+    sid       = "AppendAudit"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = ["${module.buckets.bucket_arns["audit"]}/records/operator/*", "${module.buckets.bucket_arns["audit"]}/checkpoints/*"]
+  }
+  statement {
+    sid       = "AuditHead"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [module.tables.table_arns["audit"]]
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["head", "decision#operator#*", "pending#operator"]
+    }
+  }
+  statement {
+    sid       = "AuditKeys"
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:Sign"]
+    resources = [module.kms.key_arns["audit"], module.kms.key_arns["audit_signing"]]
+  }
+}
+
+resource "aws_iam_policy" "operator_audit" {
+  name   = "${var.name_prefix}-operator-audit"
+  policy = data.aws_iam_policy_document.operator_audit.json
+}
+
+# Auditors read the whole chain and verify it; they write nothing.
+data "aws_iam_policy_document" "auditor" {
+  statement {
+    sid       = "ReadTheChain"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+    resources = ["${module.buckets.bucket_arns["audit"]}/*"]
+  }
+  statement {
+    sid       = "ListTheChain"
+    actions   = ["s3:ListBucket", "s3:ListBucketVersions"]
+    resources = [module.buckets.bucket_arns["audit"]]
+  }
+  statement {
+    sid       = "ReadTheHead"
+    actions   = ["dynamodb:GetItem"]
+    resources = [module.tables.table_arns["audit"]]
+  }
+  statement {
+    sid       = "DecryptAndVerify"
+    actions   = ["kms:Decrypt", "kms:GetPublicKey", "kms:Verify", "kms:DescribeKey"]
+    resources = [module.kms.key_arns["audit"], module.kms.key_arns["audit_signing"]]
+  }
+}
+
+resource "aws_iam_policy" "auditor" {
+  name   = "${var.name_prefix}-auditor"
+  policy = data.aws_iam_policy_document.auditor.json
 }
 
 module "tables" {

@@ -17,3 +17,13 @@ output "worker_env" {
   description = "Environment for running mlsec against this deployment."
   value       = "export MLSEC_PREFIX=${var.name_prefix} MLSEC_BUCKET_SUFFIX=${local.suffix} AWS_REGION=${var.region}"
 }
+
+output "operator_audit_policy_arn" {
+  description = "Attach to the operator roles: they append their actions to the audit chain."
+  value       = aws_iam_policy.operator_audit.arn
+}
+
+output "auditor_policy_arn" {
+  description = "Attach to the auditor roles: read and verify the audit chain, write nothing."
+  value       = aws_iam_policy.auditor.arn
+}

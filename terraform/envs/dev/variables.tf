@@ -55,3 +55,21 @@ variable "operator_role_arns" {
   type        = list(string)
   default     = []
 }
+
+variable "auditor_role_arns" {
+  description = "Roles of the auditors: they read and verify the audit chain (attach the auditor policy) and may only decrypt and verify with its keys."
+  type        = list(string)
+  default     = []
+}
+
+variable "audit_lock_mode" {
+  description = "Object Lock mode of the audit bucket: COMPLIANCE for production (no one can delete a record before its retention ends), GOVERNANCE for a disposable dev deployment."
+  type        = string
+  default     = "GOVERNANCE"
+}
+
+variable "audit_retention_days" {
+  description = "Object Lock retention of audit records, in days (e.g. 2557 for seven years)."
+  type        = number
+  default     = 30
+}

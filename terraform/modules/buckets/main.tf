@@ -4,6 +4,8 @@
 
 locals {
   names = { for b, _ in var.buckets : b => "${var.name_prefix}-${b}-${var.name_suffix}" }
+  # The topology's WORM buckets (the audit chain) and any the deployer adds.
+  locked = setunion(var.object_lock_buckets, [for b, d in var.buckets : b if d.object_lock])
 }
 
 resource "aws_s3_bucket" "logs" {
@@ -18,7 +20,7 @@ resource "aws_s3_bucket" "zone" {
   #checkov:skip=CKV_AWS_144:Cross-region replication is a data-residency decision left to the deployer (banks often must keep data in one region)
   for_each            = var.buckets
   bucket              = local.names[each.key]
-  object_lock_enabled = contains(var.object_lock_buckets, each.key)
+  object_lock_enabled = contains(local.locked, each.key)
 }
 
 resource "aws_s3_bucket_versioning" "zone" {
@@ -85,11 +87,11 @@ resource "aws_s3_bucket_lifecycle_configuration" "all" {
 }
 
 resource "aws_s3_bucket_object_lock_configuration" "zone" {
-  for_each = var.object_lock_buckets
+  for_each = local.locked
   bucket   = aws_s3_bucket.zone[each.key].id
   rule {
     default_retention {
-      mode = "GOVERNANCE"
+      mode = var.object_lock_mode
       days = var.object_lock_days
     }
   }
@@ -120,6 +122,21 @@ data "aws_iam_policy_document" "zone" {
       test     = "Bool"
       variable = "aws:SecureTransport"
       values   = ["false"]
+    }
+  }
+
+  # WORM buckets: no principal may remove a version or loosen the lock, whatever IAM says.
+  dynamic "statement" {
+    for_each = contains(local.locked, each.key) ? [1] : []
+    content {
+      sid       = "DenyDeletingOrUnlocking"
+      effect    = "Deny"
+      actions   = ["s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectRetention", "s3:PutBucketObjectLockConfiguration", "s3:PutLifecycleConfiguration"]
+      resources = [aws_s3_bucket.zone[each.key].arn, "${aws_s3_bucket.zone[each.key].arn}/*"]
+      principals {
+        type        = "*"
+        identifiers = ["*"]
+      }
     }
   }
 

@@ -13,6 +13,7 @@ variable "buckets" {
   type = map(object({
     key         = string
     eventbridge = bool
+    object_lock = optional(bool, false)
   }))
 }
 
@@ -38,13 +39,27 @@ variable "noncurrent_version_days" {
 }
 
 variable "object_lock_buckets" {
-  description = "Buckets created with S3 Object Lock (governance mode), e.g. [\"raw\"]."
+  description = "Further buckets created with S3 Object Lock, e.g. [\"raw\"] (the topology's object_lock buckets, the audit chain, always have it)."
   type        = set(string)
   default     = []
 }
 
+variable "object_lock_mode" {
+  description = "Object Lock default retention mode: COMPLIANCE (no one, not even the account root, can delete or overwrite a version before it expires) or GOVERNANCE (principals with s3:BypassGovernanceRetention can)."
+  type        = string
+  default     = "COMPLIANCE"
+  validation {
+    condition     = contains(["COMPLIANCE", "GOVERNANCE"], var.object_lock_mode)
+    error_message = "object_lock_mode is COMPLIANCE or GOVERNANCE."
+  }
+}
+
 variable "object_lock_days" {
-  description = "Default governance-mode retention for Object Lock buckets."
+  description = "Default Object Lock retention, in days."
   type        = number
-  default     = 30
+  default     = 2557
+  validation {
+    condition     = var.object_lock_days >= 1
+    error_message = "Retain at least one day."
+  }
 }

@@ -12,6 +12,11 @@ locals {
     GENERATE_VERIFY_MAC = ["kms:GenerateMac", "kms:DescribeKey"]
     SIGN_VERIFY         = ["kms:Sign", "kms:Verify", "kms:GetPublicKey", "kms:DescribeKey"]
   }
+  read_actions = {
+    ENCRYPT_DECRYPT     = ["kms:Decrypt", "kms:DescribeKey"]
+    GENERATE_VERIFY_MAC = ["kms:VerifyMac", "kms:DescribeKey"]
+    SIGN_VERIFY         = ["kms:Verify", "kms:GetPublicKey", "kms:DescribeKey"]
+  }
 }
 
 data "aws_iam_policy_document" "key" {
@@ -56,6 +61,19 @@ data "aws_iam_policy_document" "key" {
       principals {
         type        = "AWS"
         identifiers = var.key_users[each.key]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(lookup(var.key_readers, each.key, [])) > 0 ? [1] : []
+    content {
+      sid       = "ReadersOnly"
+      actions   = local.read_actions[each.value.usage]
+      resources = ["*"]
+      principals {
+        type        = "AWS"
+        identifiers = var.key_readers[each.key]
       }
     }
   }

@@ -21,6 +21,12 @@ variable "key_users" {
   type        = map(list(string))
 }
 
+variable "key_readers" {
+  description = "Per key, the ARNs of roles that may only read with it: Decrypt (symmetric keys) or Verify and GetPublicKey (signing keys), never encrypt or sign (e.g. auditors)."
+  type        = map(list(string))
+  default     = {}
+}
+
 variable "service_users" {
   description = "Per key, AWS service principals allowed to use it (e.g. logs, events, s3 for bucket logging)."
   type        = map(list(string))

@@ -155,6 +155,46 @@ data "aws_iam_policy_document" "worker" {
     }
   }
 
+  # Z9: every worker appends to the audit chain, only under its own prefix, and advances
+  # the head item or writes its own decision and pending items, nothing else.
+  statement {
+    sid     = "AppendAudit"
+    actions = ["s3:PutObject"]
+    resources = [
+      "${var.bucket_arns["audit"]}/records/${var.name}/*",
+      "${var.bucket_arns["audit"]}/checkpoints/*",
+    ]
+  }
+
+  statement {
+    sid       = "ReadOwnAuditRecords"
+    actions   = ["s3:GetObject"]
+    resources = ["${var.bucket_arns["audit"]}/records/${var.name}/*"]
+  }
+
+  statement {
+    sid       = "AuditHead"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [var.table_arns["audit"]]
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["head", "decision#${var.name}#*", "pending#${var.name}"]
+    }
+  }
+
+  statement {
+    sid       = "AuditKeys"
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    resources = [var.key_arns["audit"]]
+  }
+
+  statement {
+    sid       = "SignAuditCheckpoints"
+    actions   = ["kms:Sign", "kms:DescribeKey"]
+    resources = [var.key_arns["audit_signing"]]
+  }
+
   statement {
     sid       = "Tables"
     actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"]

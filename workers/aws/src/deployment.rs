@@ -4,14 +4,16 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use aws_config::{BehaviorVersion, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
+use mlsec_events::audit::{Actor, AuditEntry};
 use mlsec_runtime::{
     WorkError,
     ports::{BucketRef, Ports},
     topology::{Names, Topology},
 };
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
 use crate::{
+    audit::{AuditChain, CheckpointPolicy},
     dynamo::{DynamoIdempotency, DynamoRegistry},
     errors::classify,
     eventbridge::EventBridgePublisher,
@@ -29,6 +31,7 @@ pub struct Deployment {
     pub events: aws_sdk_eventbridge::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub kms: aws_sdk_kms::Client,
+    pub sts: aws_sdk_sts::Client,
     key_arns: Arc<Mutex<HashMap<String, String>>>,
 }
 
@@ -64,6 +67,7 @@ impl Deployment {
             events: aws_sdk_eventbridge::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             kms: aws_sdk_kms::Client::new(sdk),
+            sts: aws_sdk_sts::Client::new(sdk),
             key_arns: Arc::default(),
         }
     }
@@ -111,12 +115,49 @@ impl Deployment {
             registry: Arc::new(DynamoRegistry::new(self.dynamodb.clone(), self.names.table("registry"))),
             idempotency: Arc::new(DynamoIdempotency::new(self.dynamodb.clone(), self.names.table("idempotency"))),
             keys: Arc::new(KmsKeys::new(self.kms.clone())),
+            audit: self.audit_log(worker, Actor::worker(self.names.role(worker))),
         }
+    }
+
+    /// The audit chain as `writer` (records under `records/<writer>/`), recording `actor`.
+    pub fn audit_log(&self, writer: &str, actor: Actor) -> Arc<dyn mlsec_runtime::ports::AuditLog> {
+        Arc::new(LazyAudit { dep: self.clone(), writer: writer.to_string(), actor, chain: OnceCell::new() })
+    }
+
+    /// The audit chain's writer handle, its bucket and signing key resolved.
+    pub async fn audit_chain(&self, writer: &str, actor: Actor) -> Result<AuditChain, WorkError> {
+        Ok(AuditChain::new(
+            self.dynamodb.clone(),
+            self.names.table("audit"),
+            Arc::new(S3Store::new(self.s3.clone())),
+            Arc::new(KmsKeys::new(self.kms.clone())),
+            self.bucket_ref("audit").await?,
+            self.key_arn("audit_signing").await?,
+            writer,
+            actor,
+            CheckpointPolicy::from_env(),
+        ))
     }
 
     /// URL of a queue by name.
     pub async fn queue_url(&self, name: &str) -> Result<String, WorkError> {
         let out = self.sqs.get_queue_url().queue_name(name).send().await.map_err(|e| classify("sqs:GetQueueUrl", e))?;
         out.queue_url().map(str::to_string).ok_or_else(|| WorkError::fatal(format!("queue {name} has no URL")))
+    }
+}
+
+/// An audit chain resolved on first use (the bucket's key and the signing key need KMS).
+struct LazyAudit {
+    dep: Deployment,
+    writer: String,
+    actor: Actor,
+    chain: OnceCell<AuditChain>,
+}
+
+#[async_trait::async_trait]
+impl mlsec_runtime::ports::AuditLog for LazyAudit {
+    async fn append(&self, entry: AuditEntry) -> mlsec_runtime::ports::Result<u64> {
+        let chain = self.chain.get_or_try_init(|| self.dep.audit_chain(&self.writer, self.actor.clone())).await?;
+        chain.append(entry).await
     }
 }

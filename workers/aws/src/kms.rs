@@ -70,4 +70,26 @@ impl KeyService for KmsKeys {
             Err(e) => Err(classify("kms:Verify", e)),
         }
     }
+
+    async fn sign_message(&self, key_id: &str, message: &[u8]) -> Result<Vec<u8>> {
+        let out = self
+            .client
+            .sign()
+            .key_id(key_id)
+            .message(Blob::new(message))
+            .message_type(MessageType::Raw)
+            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .send()
+            .await
+            .map_err(|e| classify("kms:Sign", e))?;
+        out.signature().map(|b| b.as_ref().to_vec()).ok_or_else(|| WorkError::transient("kms:Sign", "no signature"))
+    }
+
+    async fn public_key(&self, key_id: &str) -> Result<Vec<u8>> {
+        let out =
+            self.client.get_public_key().key_id(key_id).send().await.map_err(|e| classify("kms:GetPublicKey", e))?;
+        out.public_key()
+            .map(|b| b.as_ref().to_vec())
+            .ok_or_else(|| WorkError::transient("kms:GetPublicKey", "no public key returned"))
+    }
 }

@@ -45,7 +45,7 @@ pub async fn provision(dep: &Deployment) -> Result<Provisioned, WorkError> {
     }
     for (name, decl) in &dep.topology.buckets {
         let key_arn = dep.key_arn(&decl.key).await?;
-        ensure_bucket(dep, &dep.names.bucket(name), &key_arn, decl.eventbridge).await?;
+        ensure_bucket(dep, &dep.names.bucket(name), &key_arn, decl.eventbridge, decl.object_lock).await?;
         out.buckets.push(dep.names.bucket(name));
     }
     for (name, decl) in &dep.topology.tables {
@@ -113,9 +113,17 @@ async fn ensure_key(dep: &Deployment, name: &str, spec: &str, usage: &str, descr
     Ok(())
 }
 
-async fn ensure_bucket(dep: &Deployment, bucket: &str, key_arn: &str, eventbridge: bool) -> Result<(), WorkError> {
+/// Creates a bucket (Object Lock can only be enabled at creation; locally no default
+/// retention is set, so the tamper tests can play the attacker; Terraform sets one).
+async fn ensure_bucket(
+    dep: &Deployment,
+    bucket: &str,
+    key_arn: &str,
+    eventbridge: bool,
+    object_lock: bool,
+) -> Result<(), WorkError> {
     let region = dep.s3.config().region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
-    let mut create = dep.s3.create_bucket().bucket(bucket);
+    let mut create = dep.s3.create_bucket().bucket(bucket).object_lock_enabled_for_bucket(object_lock);
     if region != "us-east-1" {
         create = create.create_bucket_configuration(
             CreateBucketConfiguration::builder()

@@ -24,7 +24,11 @@ use std::{collections::HashMap, sync::Arc};
 use async_trait::async_trait;
 use bytes::Bytes;
 use error::CurateError;
-use mlsec_events::{DatasetCurated, DatasetRejected, DqSummary, Envelope, RawAccepted, derive_event_id};
+use mlsec_events::{
+    DatasetCurated, DatasetRejected, DqSummary, Envelope, RawAccepted,
+    audit::{AuditAction, AuditEntry, Subject},
+    derive_event_id,
+};
 use mlsec_lake::{
     columnar::{CURATED_ROW_GROUP_ROWS, PARQUET_CONTENT_TYPE as PARQUET, writer_properties},
     layout::curated as keys,
@@ -152,6 +156,15 @@ impl Handler for CurateWorker {
                 dq: summary,
                 occurred_at_ms: now_ms(),
             };
+            let audit =
+                AuditEntry::new(AuditAction::DatasetRejected, Subject::new("dataset", dataset), &event.event_id)
+                    .reason(event.dq.rejecting.join(","))
+                    .input(raw.parquet.clone())
+                    .output(event.dq.report.clone())
+                    .attribute("contract_version", version)
+                    .attribute("rows_read", event.dq.rows_read)
+                    .attribute("rules_passed", format!("{}/{}", event.dq.passed, event.dq.rules));
+            self.ports.audit.append(audit).await?;
             self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
             warn!(worker = WORKER, event_id = %event.event_id, dataset = %event.dataset, rules = ?event.dq.rejecting, "dataset rejected by data-quality rules");
             return Ok(format!("rejected {} by {}", event.dataset, event.dq.rejecting.join(",")));

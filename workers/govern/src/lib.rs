@@ -11,7 +11,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use mlsec_events::{Envelope, ModelPromoted, ModelTrained, derive_event_id, sha256_hex};
+use mlsec_events::{
+    Envelope, ModelPromoted, ModelTrained,
+    audit::{AuditAction, AuditEntry, Subject},
+    derive_event_id, sha256_hex,
+};
 use mlsec_lake::layout::models as keys;
 pub use mlsec_lake::manifest::Manifest;
 use mlsec_runtime::{
@@ -64,7 +68,15 @@ impl Handler for GovernWorker {
         if record.stage == Stage::Rejected {
             return Ok(format!("{}@{} was already rejected", ev.model_name, ev.model_version));
         }
-        if record.auc < spec.gates.min_auc {
+        let passed = record.auc >= spec.gates.min_auc;
+        let subject = Subject::new("model", format!("{}@{}", ev.model_name, ev.model_version));
+        let gate = AuditEntry::new(AuditAction::GateEvaluated, subject.clone(), format!("gate:{}", ev.event_id))
+            .reason(if passed { "passed" } else { "failed" })
+            .input(record.artifact.clone())
+            .attribute("auc", format!("{:.4}", record.auc))
+            .attribute("min_auc", format!("{:.4}", spec.gates.min_auc));
+        self.ports.audit.append(gate).await?;
+        if !passed {
             record.stage = Stage::Rejected;
             record.stage_reason = Some(format!("holdout AUC {:.4} < gate {:.4}", record.auc, spec.gates.min_auc));
             self.ports.registry.set_stage(&record).await?;
@@ -104,6 +116,13 @@ impl Handler for GovernWorker {
         record.signature = Some(signature_ref.clone());
         record.signing_key_id = Some(self.signing_key_id.clone());
         self.ports.registry.set_stage(&record).await?;
+        let promoted = AuditEntry::new(AuditAction::ModelPromoted, subject, derive_event_id(&ev.event_id, WORKER))
+            .reason(record.stage_reason.clone().unwrap_or_default())
+            .input(record.artifact.clone())
+            .output(manifest_ref.clone())
+            .output(signature_ref.clone())
+            .attribute("stage", Stage::Production.as_str());
+        self.ports.audit.append(promoted).await?;
         let event = ModelPromoted {
             event_id: derive_event_id(&ev.event_id, WORKER),
             correlation_id: ev.correlation_id.clone(),

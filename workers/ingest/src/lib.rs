@@ -26,7 +26,11 @@ use std::{fs::File, io::BufWriter, sync::Arc};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use mlsec_events::{Envelope, ObjectQuarantined, ObjectRef, RawAccepted, derive_event_id};
+use mlsec_events::{
+    Envelope, ObjectQuarantined, ObjectRef, RawAccepted,
+    audit::{AuditAction, AuditEntry, Subject},
+    derive_event_id,
+};
 use mlsec_lake::{
     columnar::PARQUET_CONTENT_TYPE as PARQUET,
     layout::{quarantine as quarantine_keys, raw as raw_keys},
@@ -319,6 +323,18 @@ impl IngestWorker {
         let body = Bytes::from(serde_json::to_vec_pretty(&document).map_err(WorkError::fatal)?);
         let reason_key = quarantine_keys::reason(dataset_dir, sha);
         let reason_document = store.put(&self.config.quarantine, &reason_key, body, "application/json").await?;
+        let audit = AuditEntry::new(
+            AuditAction::ObjectQuarantined,
+            Subject::new("object", format!("{dataset_dir}/{sha}")),
+            &event_id,
+        )
+        .reason(code)
+        .input(source.clone())
+        .output(quarantined.clone())
+        .output(reason_document.clone())
+        .attribute("malware_class", document.malware_class)
+        .attribute("releasable", document.releasable);
+        self.ports.audit.append(audit).await?;
         let event = ObjectQuarantined {
             event_id,
             correlation_id,

@@ -523,3 +523,27 @@ fn the_line_limit_counts_content_not_line_ends_wherever_a_chunk_splits() {
         assert_eq!(run(&under, crlf.as_bytes(), chunk), Err(ReasonCode::LineTooLong), "CRLF, chunks of {chunk}");
     }
 }
+
+#[tokio::test]
+async fn a_quarantine_is_audited_once_with_its_reason_and_no_event_leaves_without_its_record() {
+    let f = FakePorts::new();
+    let w = worker(&f);
+    let body = csv_bytes(SampleKind::Training, 20, 3);
+    let msg = drop_as(&f, KEY, body.clone(), "999999999999");
+    // The audit chain is down: the decision fails (and is retried), nothing is announced.
+    f.audit.fail_next(1);
+    assert_eq!(w.handle(&msg).await.unwrap_err().class(), ErrorClass::Transient);
+    assert!(f.bus.events().is_empty(), "no event without its audit record");
+    // Delivered again, and once more: one record.
+    w.handle(&msg).await.unwrap();
+    w.handle(&msg).await.unwrap();
+    let entries = f.audit.entries();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let e = &entries[0];
+    assert_eq!(e.action, mlsec_events::audit::AuditAction::ObjectQuarantined);
+    assert_eq!(e.reason, "untrusted_source");
+    assert_eq!(e.subject.id, format!("transactions_training/{}", mlsec_events::sha256_hex(&body)));
+    assert_eq!(e.inputs[0].sha256, mlsec_events::sha256_hex(&body));
+    let event: ObjectQuarantined = f.bus.events()[0].open().unwrap();
+    assert_eq!(e.decision_id, event.event_id, "the record names the decision's event");
+}

@@ -6,9 +6,11 @@
 //! - [`model`] (feature `model`): the model artifact and the feature pipeline, so that
 //!   training (Z4) and scoring (Z6) compute features the same way.
 //! - [`manifest`]: the signed model manifest governance (Z5) writes and scoring verifies.
+//! - [`audit`]: the audit chain's layout, checkpoints and verification (Z9).
 //!
 //! No zone crate depends on another zone crate: what two zones must agree on lives here.
 
+pub mod audit;
 pub mod columnar;
 pub mod layout;
 pub mod manifest;

@@ -257,8 +257,9 @@ impl Idempotency for MemoryIdempotency {
     }
 }
 
-/// Local stand-in for KMS: HMAC keys and a "signature" that is an HMAC under a secret
-/// per key id — it verifies like a real signature (any changed byte fails).
+/// Local stand-in for KMS. MACs are HMAC-SHA-256 under a secret per key id; signatures
+/// are real ECDSA P-256 under a private key derived from the key id, so they verify, fail
+/// on any changed byte, and verify offline with [`KeyService::public_key`].
 #[derive(Default)]
 pub struct FakeKeys {
     pub calls: Mutex<Vec<String>>,
@@ -273,6 +274,12 @@ impl FakeKeys {
         h.update(msg);
         h.finalize().to_vec()
     }
+
+    /// The private key behind `key_id`.
+    pub fn signing_key(key_id: &str) -> p256::ecdsa::SigningKey {
+        let secret: [u8; 32] = Sha256::digest(format!("fake-kms-ecc:{key_id}").as_bytes()).into();
+        p256::ecdsa::SigningKey::from_slice(&secret).expect("a SHA-256 digest is a valid P-256 scalar")
+    }
 }
 
 #[async_trait]
@@ -282,12 +289,68 @@ impl KeyService for FakeKeys {
         Ok(Self::hmac(key_id, message))
     }
     async fn sign(&self, key_id: &str, digest: &[u8; 32]) -> Result<Vec<u8>> {
+        use p256::ecdsa::{Signature, signature::hazmat::PrehashSigner};
         self.calls.lock().unwrap().push(format!("sign {key_id}"));
-        Ok(Self::hmac(key_id, digest))
+        let sig: Signature = Self::signing_key(key_id).sign_prehash(digest).map_err(WorkError::fatal)?;
+        Ok(sig.to_der().as_bytes().to_vec())
     }
     async fn verify(&self, key_id: &str, digest: &[u8; 32], signature: &[u8]) -> Result<bool> {
+        use p256::ecdsa::{Signature, signature::hazmat::PrehashVerifier};
         self.calls.lock().unwrap().push(format!("verify {key_id}"));
-        Ok(Self::hmac(key_id, digest) == signature)
+        let key = *Self::signing_key(key_id).verifying_key();
+        Ok(Signature::from_der(signature).is_ok_and(|s| key.verify_prehash(digest, &s).is_ok()))
+    }
+    async fn sign_message(&self, key_id: &str, message: &[u8]) -> Result<Vec<u8>> {
+        use p256::ecdsa::{Signature, signature::Signer};
+        self.calls.lock().unwrap().push(format!("sign_message {key_id}"));
+        let sig: Signature = Self::signing_key(key_id).sign(message);
+        Ok(sig.to_der().as_bytes().to_vec())
+    }
+    async fn public_key(&self, key_id: &str) -> Result<Vec<u8>> {
+        use p256::pkcs8::EncodePublicKey;
+        self.calls.lock().unwrap().push(format!("public_key {key_id}"));
+        let der = Self::signing_key(key_id).verifying_key().to_public_key_der().map_err(WorkError::fatal)?;
+        Ok(der.as_bytes().to_vec())
+    }
+}
+
+/// Records appended audit entries in order, one per (writer, decision); fails on demand.
+pub struct MemoryAudit {
+    actor: mlsec_events::audit::Actor,
+    pub entries: Mutex<Vec<mlsec_events::audit::AuditEntry>>,
+    faults: Faults,
+}
+
+impl Default for MemoryAudit {
+    fn default() -> Self {
+        Self {
+            actor: mlsec_events::audit::Actor::worker("test-worker"),
+            entries: Mutex::default(),
+            faults: Faults::default(),
+        }
+    }
+}
+
+impl MemoryAudit {
+    pub fn entries(&self) -> Vec<mlsec_events::audit::AuditEntry> {
+        self.entries.lock().unwrap().clone()
+    }
+    pub fn fail_next(&self, n: usize) {
+        self.faults.arm("append", n);
+    }
+}
+
+#[async_trait]
+impl crate::ports::AuditLog for MemoryAudit {
+    async fn append(&self, mut entry: mlsec_events::audit::AuditEntry) -> Result<u64> {
+        self.faults.check("append")?;
+        entry.actor = self.actor.clone();
+        let mut entries = self.entries.lock().unwrap();
+        if let Some(i) = entries.iter().position(|e| e.decision_id == entry.decision_id && e.actor == entry.actor) {
+            return Ok(i as u64 + 1);
+        }
+        entries.push(entry);
+        Ok(entries.len() as u64)
     }
 }
 
@@ -298,6 +361,7 @@ pub struct FakePorts {
     pub registry: Arc<MemoryRegistry>,
     pub idempotency: Arc<MemoryIdempotency>,
     pub keys: Arc<FakeKeys>,
+    pub audit: Arc<MemoryAudit>,
 }
 
 impl FakePorts {
@@ -308,6 +372,7 @@ impl FakePorts {
             registry: Arc::default(),
             idempotency: Arc::default(),
             keys: Arc::default(),
+            audit: Arc::default(),
         }
     }
     pub fn ports(&self) -> Ports {
@@ -317,6 +382,7 @@ impl FakePorts {
             registry: self.registry.clone(),
             idempotency: self.idempotency.clone(),
             keys: self.keys.clone(),
+            audit: self.audit.clone(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::{pin::Pin, sync::Arc};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
-use mlsec_events::{Envelope, ObjectRef};
+use mlsec_events::{Envelope, ObjectRef, audit::AuditEntry};
 use serde::{Deserialize, Serialize};
 
 use crate::WorkError;
@@ -190,6 +190,22 @@ pub trait KeyService: Send + Sync {
     async fn sign(&self, key_id: &str, digest: &[u8; 32]) -> Result<Vec<u8>>;
     /// Verifies a signature made by [`KeyService::sign`]; `Ok(false)` when it does not match.
     async fn verify(&self, key_id: &str, digest: &[u8; 32], signature: &[u8]) -> Result<bool>;
+    /// ECDSA-SHA-256 signature of `message` (at most 4096 bytes; KMS hashes it): what any
+    /// ECDSA verifier checks with the public key alone.
+    async fn sign_message(&self, key_id: &str, message: &[u8]) -> Result<Vec<u8>>;
+    /// The public half of an asymmetric key, DER SubjectPublicKeyInfo (what an auditor
+    /// verifies checkpoints with, offline).
+    async fn public_key(&self, key_id: &str) -> Result<Vec<u8>>;
+}
+
+/// The deployment's audit chain (Z9): every decision of consequence, appended.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends one record and returns its position. The writer's identity is the log's
+    /// own (a worker's role, an operator's STS identity): `entry.actor` is overwritten, so
+    /// no caller can record a decision in another's name. A decision (by `decision_id`)
+    /// already recorded by this writer is not recorded again: its position is returned.
+    async fn append(&self, entry: AuditEntry) -> Result<u64>;
 }
 
 /// Everything a zone handler may touch.
@@ -200,4 +216,5 @@ pub struct Ports {
     pub registry: Arc<dyn ModelRegistry>,
     pub idempotency: Arc<dyn Idempotency>,
     pub keys: Arc<dyn KeyService>,
+    pub audit: Arc<dyn AuditLog>,
 }

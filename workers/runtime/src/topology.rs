@@ -53,6 +53,10 @@ pub struct KeyDecl {
 pub struct BucketDecl {
     pub key: String,
     pub eventbridge: bool,
+    /// S3 Object Lock (WORM): created with it, so no version can be deleted or overwritten
+    /// within the retention (Terraform sets the mode and retention).
+    #[serde(default)]
+    pub object_lock: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +156,10 @@ impl Names {
     }
     pub fn table(&self, t: &str) -> String {
         format!("{}-{t}", self.prefix)
+    }
+    /// The execution role of a worker (as Terraform names it): its identity in the audit chain.
+    pub fn role(&self, worker: &str) -> String {
+        format!("{}-{worker}", self.prefix)
     }
     pub fn key_alias(&self, k: &str) -> String {
         format!("alias/{}-{k}", self.prefix)

@@ -12,7 +12,11 @@ use std::sync::Arc;
 use arrow::array::{Array, BooleanArray};
 use async_trait::async_trait;
 use bytes::Bytes;
-use mlsec_events::{DatasetCurated, DatasetRole, Envelope, ModelTrained, derive_event_id, sha256_hex};
+use mlsec_events::{
+    DatasetCurated, DatasetRole, Envelope, ModelTrained,
+    audit::{AuditAction, AuditEntry, Subject},
+    derive_event_id, sha256_hex,
+};
 use mlsec_lake::{
     layout::models as keys,
     model::{self, Artifact, Lr, ModelError, auc, featurize},
@@ -200,6 +204,19 @@ impl Handler for TrainWorker {
             stage_reason: None,
         };
         let created = self.ports.registry.put_candidate(&record).await?;
+        let audit = AuditEntry::new(
+            AuditAction::ModelTrained,
+            Subject::new("model", format!("{}@{version}", spec.name)),
+            &event_id,
+        )
+        .reason("candidate")
+        .input(ev.curated.clone())
+        .output(record.artifact.clone())
+        .attribute("auc", format!("{:.4}", fitted.auc))
+        .attribute("accuracy", format!("{:.4}", fitted.accuracy))
+        .attribute("train_rows", fitted.train_rows)
+        .attribute("test_rows", fitted.test_rows);
+        self.ports.audit.append(audit).await?;
         let event = trained_event(event_id, &ev, &record);
         self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
         info!(worker = WORKER, event_id = %event.event_id, model = %spec.name, version = %version, auc = fitted.auc, created, "trained");
