@@ -113,14 +113,15 @@ impl Chain {
     }
 
     /// The decoded records in chain order (verification decides which are the chain's;
-    /// this shows what is stored, skipping what does not decode).
+    /// this shows what is stored). A stored record that does not decode is named on stderr.
     pub fn decoded(&self) -> Vec<AuditRecord> {
-        let mut out: Vec<AuditRecord> = self
-            .records
-            .iter()
-            .filter(|r| parse_record_key(&r.key).is_some() && links(&r.bytes).is_ok())
-            .filter_map(|r| AuditRecord::decode(&r.bytes).ok())
-            .collect();
+        let mut out = Vec::with_capacity(self.records.len());
+        for r in self.records.iter().filter(|r| parse_record_key(&r.key).is_some()) {
+            match links(&r.bytes).and_then(|_| AuditRecord::decode(&r.bytes)) {
+                Ok(record) => out.push(record),
+                Err(e) => eprintln!("warning: {} does not decode: {e}", r.key),
+            }
+        }
         out.sort_by_key(|r| r.seq);
         out
     }
@@ -169,7 +170,6 @@ pub fn to_parquet(records: &[AuditRecord]) -> Result<Vec<u8>> {
         Field::new("prev_hash", DataType::Utf8, false),
         Field::new("hash", DataType::Utf8, false),
     ]));
-    let json = |v: &dyn erased::Json| v.json();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(records.iter().map(|r| r.seq).collect::<UInt64Array>()),
         Arc::new(
@@ -198,13 +198,59 @@ pub fn to_parquet(records: &[AuditRecord]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-mod erased {
-    pub trait Json {
-        fn json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> String {
-            serde_json::to_string(self).unwrap_or_default()
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use mlsec_events::audit::{Actor, AuditAction, AuditEntry, Subject};
+
+    use super::*;
+
+    fn records() -> Vec<AuditRecord> {
+        let mut prev = [0u8; 32];
+        let mut out = Vec::new();
+        for (i, (action, actor)) in [
+            (AuditAction::ObjectQuarantined, Actor::worker("mlsec-ingest")),
+            (AuditAction::QuarantineReleased, Actor::person("arn:aws:iam::1:user/ana", "1")),
+            (AuditAction::DlqReplayed, Actor::person("arn:aws:iam::1:user/bruno", "1")),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut e = AuditEntry::new(action, Subject::new("object", "transactions/ab"), format!("d{i}"));
+            e.actor = actor;
+            let (r, _) = AuditRecord::seal(i as u64 + 1, prev, 1_000 * (i as i64 + 1), e).unwrap();
+            prev = r.hash;
+            out.push(r);
         }
+        out
+    }
+
+    #[test]
+    fn show_filters_by_action_actor_and_time() {
+        let r = records();
+        let by = |f: Filter| r.iter().filter(|x| f.matches(x)).map(|x| x.seq).collect::<Vec<_>>();
+        assert_eq!(by(Filter { action: Some("quarantine_released".into()), ..Filter::default() }), [2]);
+        assert_eq!(by(Filter { actor: Some("user/bruno".into()), ..Filter::default() }), [3]);
+        assert_eq!(by(Filter { since_ms: Some(2_000), until_ms: Some(3_000), ..Filter::default() }), [2]);
+        assert_eq!(by(Filter { subject: Some("transactions/".into()), ..Filter::default() }), [1, 2, 3]);
+    }
+
+    #[test]
+    fn export_writes_one_parquet_row_per_record_with_the_actor_and_hashes() {
+        let r = records();
+        let bytes = to_parquet(&r).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .unwrap()
+            .build()
+            .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+        let actors = batches[0].column_by_name("actor").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(actors.value(1), "arn:aws:iam::1:user/ana");
+        let hashes = batches[0].column_by_name("hash").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(hashes.value(2), hex::encode(r[2].hash));
     }
 }

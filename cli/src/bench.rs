@@ -192,7 +192,8 @@ pub fn audit_verify(records: u64) -> Result<Measurement> {
         let (r, bytes) = AuditRecord::seal(seq, prev, 1_764_000_000_000 + seq as i64, entry)?;
         prev = r.hash;
         bytes_total += bytes.len() as u64;
-        stored.push(StoredRecord { key: record_key(if seq.is_multiple_of(2) { "train" } else { "govern" }, seq), bytes });
+        stored
+            .push(StoredRecord { key: record_key(if seq.is_multiple_of(2) { "train" } else { "govern" }, seq), bytes });
         if seq.is_multiple_of(1000) || seq == records {
             let head_hash = hex::encode(r.hash);
             let sig: Signature = key.sign(&Checkpoint::message_of(seq, &head_hash, 0));

@@ -216,8 +216,10 @@ pub fn print(s: &Summary) {
     }
     match s.audit_faults.first() {
         None => println!(
-            "audit (Z9):               {} records, {} signed checkpoints, chain verified",
-            s.audit_records, s.audit_checkpoints
+            "audit (Z9):               {} records, {} signed checkpoint{}, chain verified",
+            s.audit_records,
+            s.audit_checkpoints,
+            if s.audit_checkpoints == 1 { "" } else { "s" }
         ),
         Some(f) => println!("audit (Z9):               {} records, chain NOT verified: {f}", s.audit_records),
     }

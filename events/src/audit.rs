@@ -28,6 +28,13 @@ pub fn audit_schema() -> &'static Schema {
     S.get_or_init(|| Schema::parse_str(AUDIT_AVSC).expect("AuditRecord.avsc is valid (checked by tests)"))
 }
 
+/// The current schema's fingerprint (computing one canonicalises the schema: far dearer
+/// than checking a record).
+fn fingerprint() -> &'static [u8; 8] {
+    static F: OnceLock<[u8; 8]> = OnceLock::new();
+    F.get_or_init(|| fingerprint_of(audit_schema()))
+}
+
 /// Released versions (`schemas/audit/released/AuditRecord/`), each readable by this build.
 pub fn audit_released() -> &'static [Schema] {
     static S: OnceLock<Vec<Schema>> = OnceLock::new();
@@ -217,7 +224,7 @@ pub fn links(bytes: &[u8]) -> Result<Links, EventError> {
     if bytes.len() < HEADER_LEN + 1 + 2 * HASH_LEN || bytes[..2] != SINGLE_OBJECT_MARKER {
         return Err(EventError::NotSingleObject);
     }
-    if bytes[2..HEADER_LEN] != fingerprint_of(audit_schema()) {
+    if bytes[2..HEADER_LEN] != fingerprint()[..] {
         return Err(corrupt("written with another schema version"));
     }
     // zig-zag varint
@@ -335,7 +342,7 @@ impl AuditRecord {
         let datum = GenericDatumWriter::builder(schema).build().map_err(err)?.write_value_to_vec(value).map_err(err)?;
         let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
         out.extend_from_slice(&SINGLE_OBJECT_MARKER);
-        out.extend_from_slice(&fingerprint_of(schema));
+        out.extend_from_slice(fingerprint());
         out.extend_from_slice(&datum);
         Ok(out)
     }
@@ -350,8 +357,18 @@ impl AuditRecord {
             return Err(EventError::NotSingleObject);
         }
         let found = &bytes[2..HEADER_LEN];
-        let reader = if found == fingerprint_of(schema) {
-            GenericDatumReader::builder(schema).build()
+        // Building a reader resolves the schema (far dearer than a record): the current
+        // schema's is built once.
+        static CURRENT: OnceLock<GenericDatumReader<'static>> = OnceLock::new();
+        let current;
+        let reader = if found == &fingerprint()[..] {
+            match CURRENT.get() {
+                Some(r) => r,
+                None => {
+                    let r = GenericDatumReader::builder(audit_schema()).build().map_err(|e| corrupt(e.to_string()))?;
+                    CURRENT.get_or_init(|| r)
+                }
+            }
         } else {
             let writer = audit_released().iter().find(|r| found == fingerprint_of(r)).ok_or_else(|| {
                 EventError::UnknownFingerprint {
@@ -360,9 +377,12 @@ impl AuditRecord {
                     known: hex::encode(fingerprint_of(schema)),
                 }
             })?;
-            GenericDatumReader::builder(writer).reader_schema(schema).build()
-        }
-        .map_err(|e| corrupt(e.to_string()))?;
+            current = GenericDatumReader::builder(writer)
+                .reader_schema(schema)
+                .build()
+                .map_err(|e| corrupt(e.to_string()))?;
+            &current
+        };
         let mut datum = &bytes[HEADER_LEN..];
         let value = reader.read_value(&mut datum).map_err(|e| corrupt(e.to_string()))?;
         if !datum.is_empty() {

@@ -12,9 +12,13 @@ use mlsec_aws::{
     s3::S3Store,
 };
 use mlsec_cli::audit::{Chain, load, load_offline, save};
+use mlsec_events::ObjectRef;
 use mlsec_events::audit::{Actor, AuditAction, AuditEntry, AuditRecord, Subject};
 use mlsec_lake::audit::{Checkpoint, Fault, checkpoint_key, record_key};
-use mlsec_runtime::ports::{AuditLog, KeyService};
+use mlsec_runtime::{
+    WorkError,
+    ports::{AuditLog, BucketRef, ByteChunks, KeyService, ObjectHead, ObjectStore, Result as PortResult},
+};
 use mlsec_tests::Stack;
 
 async fn writer(dep: &Deployment, name: &str, every: u64) -> AuditChain {
@@ -205,4 +209,67 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("mlsec-{name}-{}-{}", std::process::id(), mlsec_runtime::now_ms()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// S3, except that the first record put fails: a worker that crashed after claiming its
+/// position and before storing the record.
+struct LosesFirstRecordPut {
+    s3: S3Store,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for LosesFirstRecordPut {
+    async fn head(&self, b: &str, k: &str, v: Option<&str>) -> PortResult<ObjectHead> {
+        self.s3.head(b, k, v).await
+    }
+    async fn get_optional(&self, b: &str, k: &str, v: Option<&str>) -> PortResult<Option<bytes::Bytes>> {
+        self.s3.get_optional(b, k, v).await
+    }
+    async fn get_stream(&self, b: &str, k: &str, v: Option<&str>) -> PortResult<ByteChunks> {
+        self.s3.get_stream(b, k, v).await
+    }
+    async fn list(&self, b: &str, p: &str) -> PortResult<Vec<String>> {
+        self.s3.list(b, p).await
+    }
+    async fn put(&self, d: &BucketRef, k: &str, body: bytes::Bytes, ct: &str) -> PortResult<ObjectRef> {
+        if k.starts_with("records/") && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(WorkError::transient("s3:PutObject", "connection reset (injected)"));
+        }
+        self.s3.put(d, k, body, ct).await
+    }
+    async fn put_file(&self, d: &BucketRef, k: &str, p: &std::path::Path, ct: &str) -> PortResult<ObjectRef> {
+        self.s3.put_file(d, k, p, ct).await
+    }
+    async fn copy(&self, s: &ObjectRef, d: &BucketRef, k: &str) -> PortResult<ObjectRef> {
+        self.s3.copy(s, d, k).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_claimed_but_not_stored_is_stored_by_the_writers_retry() {
+    let stack = Stack::new("audit-crash").await;
+    let dep = &stack.dep;
+    let store = Arc::new(LosesFirstRecordPut { s3: S3Store::new(dep.s3.clone()), failed: Default::default() });
+    let chain = AuditChain::new(
+        dep.dynamodb.clone(),
+        dep.names.table("audit"),
+        store,
+        Arc::new(KmsKeys::new(dep.kms.clone())),
+        dep.bucket_ref("audit").await.unwrap(),
+        dep.key_arn("audit_signing").await.unwrap(),
+        "ingest",
+        Actor::worker(dep.names.role("ingest")),
+        CheckpointPolicy { every: 100, seconds: 3600 },
+    );
+    let err = chain.append(entry(1)).await.unwrap_err();
+    assert_eq!(err.class(), mlsec_runtime::ErrorClass::Transient);
+    // Position 1 is taken and its record is nowhere in the bucket: the chain has a hole.
+    assert_eq!(faults(dep).await, vec![Fault::Truncated { after_checkpoint: None, chain_end: 0, expected: 1 }]);
+    // The message is retried: the same decision is appended again.
+    assert_eq!(chain.append(entry(1)).await.unwrap(), 1);
+    assert_eq!(chain.append(entry(2)).await.unwrap(), 2);
+    let report = load(dep).await.unwrap().verify(1);
+    assert!(report.ok(), "{:?}", report.faults);
+    assert_eq!(report.records, 2);
 }

@@ -292,9 +292,13 @@ impl AuditLog for AuditChain {
                 }
                 Err(e) => return Err(classify("dynamodb:TransactWriteItems", e)),
             }
+            // Until the put succeeds the record lives only in the pending item: a retry (which
+            // finds the decision claimed) must store it first.
+            self.pending_checked.store(false, Ordering::Release);
             self.store
                 .put(&self.bucket, &record_key(&self.writer, seq), Bytes::from(bytes), "application/avro")
                 .await?;
+            self.pending_checked.store(true, Ordering::Release);
             let (cp_seq, cp_ms) = head.map_or((0, now_ms()), |h| (h.checkpoint_seq, h.checkpoint_ms));
             if seq - cp_seq >= self.policy.every || now_ms() - cp_ms >= self.policy.seconds as i64 * 1000 {
                 self.checkpoint(Head { seq, hash: record.hash }).await?;
