@@ -30,6 +30,9 @@ pub struct Chain {
 
 /// Reads the whole chain from the deployment (the auditor's read access).
 pub async fn load(dep: &Deployment) -> Result<Chain> {
+    // The head first: records appended while the bucket is listed are then past it, not
+    // missing from it.
+    let head = read_head(&dep.dynamodb, &dep.names.table("audit")).await?.map(|h| h.head);
     let store = S3Store::new(dep.s3.clone());
     let bucket = dep.names.bucket("audit");
     let mut records = Vec::new();
@@ -40,18 +43,34 @@ pub async fn load(dep: &Deployment) -> Result<Chain> {
     let mut checkpoints = Vec::new();
     for key in store.list(&bucket, CHECKPOINTS).await? {
         let body = store.get(&bucket, &key, None).await?;
-        checkpoints.push(serde_json::from_slice(&body).with_context(|| format!("checkpoint {key} does not parse"))?);
+        checkpoints.push(parse_checkpoint(&key, &body));
     }
-    let head = read_head(&dep.dynamodb, &dep.names.table("audit")).await?.map(|h| h.head);
     let public_key = KmsKeys::new(dep.kms.clone()).public_key(&dep.key_arn("audit_signing").await?).await?;
     Ok(Chain { records, checkpoints, head, public_key })
+}
+
+/// A checkpoint file; one that does not parse becomes a checkpoint whose signature cannot
+/// verify, so verification reports it instead of stopping.
+fn parse_checkpoint(key: &str, body: &[u8]) -> Checkpoint {
+    serde_json::from_slice(body).unwrap_or_else(|e| Checkpoint {
+        seq: key.rsplit('/').next().and_then(|f| f.trim_end_matches(".json").parse().ok()).unwrap_or(0),
+        head_hash: String::new(),
+        time_ms: 0,
+        key_id: format!("unparseable: {e}"),
+        signature: String::new(),
+    })
 }
 
 /// Writes a copy an auditor can verify offline: `records/`, `checkpoints/`, the head at
 /// the time of the copy and the audit key's public key (`public-key.der`).
 pub fn save(chain: &Chain, dir: &Path) -> Result<usize> {
     for r in &chain.records {
-        let path = dir.join(&r.key);
+        // Paths are rebuilt from the parsed key: a key is never trusted as a path.
+        let Some((writer, seq)) = parse_record_key(&r.key) else {
+            eprintln!("warning: {} is not a record key; not copied (verify reports it)", r.key);
+            continue;
+        };
+        let path = dir.join(mlsec_lake::audit::record_key(writer, seq));
         std::fs::create_dir_all(path.parent().expect("a record key has a directory"))?;
         std::fs::write(&path, &r.bytes)?;
     }
@@ -89,8 +108,7 @@ pub fn load_offline(dir: &Path, public_key: Option<&Path>) -> Result<Chain> {
         for file in std::fs::read_dir(&cp_dir)? {
             let path = file?.path();
             let body = std::fs::read(&path)?;
-            checkpoints
-                .push(serde_json::from_slice(&body).with_context(|| format!("{} does not parse", path.display()))?);
+            checkpoints.push(parse_checkpoint(&path.to_string_lossy(), &body));
         }
     }
     let head = match std::fs::read(dir.join("head.json")) {

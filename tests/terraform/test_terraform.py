@@ -141,7 +141,9 @@ ALLOWED_RESOURCE_SOURCES = {
     "Tables": ["var.worker.tables"],
     "AppendAudit": ['var.bucket_arns[\\"audit\\"]}/records/${var.name}/*'],
     "ReadOwnAuditRecords": ['var.bucket_arns[\\"audit\\"]}/records/${var.name}/*'],
+    "ListOwnAuditRecords": ['var.bucket_arns[\\"audit\\"]'],
     "AuditHead": ['var.table_arns[\\"audit\\"]'],
+    "AuditClaims": ['var.table_arns[\\"audit\\"]'],
     "AuditKeys": ['var.key_arns[\\"audit\\"]'],
     "SignAuditCheckpoints": ['var.key_arns[\\"audit_signing\\"]'],
     "PublishOnPipelineBus": ["var.bus_arn"],
@@ -324,10 +326,14 @@ def test_a_worker_appends_audit_records_only_under_its_own_prefix_and_its_own_it
     assert '/*"' not in resources.replace("/records/${var.name}/*", "").replace("/checkpoints/*", ""), resources
     head = statement(doc, "AuditHead")
     actions = json.dumps(val(head["actions"]))
-    assert "DeleteItem" not in actions and "dynamodb:*" not in actions
-    condition = json.dumps(val(head["condition"]))
+    assert "PutItem" not in actions and "DeleteItem" not in actions and "dynamodb:*" not in actions, actions
+    assert '["head"]' in json.dumps(val(head["condition"]))
+    claims = statement(doc, "AuditClaims")
+    assert "UpdateItem" not in json.dumps(val(claims["actions"])) and "DeleteItem" not in json.dumps(val(claims["actions"]))
+    condition = json.dumps(val(claims["condition"]))
     assert "dynamodb:LeadingKeys" in condition and "decision#${var.name}#*" in condition, condition
-    assert "pending#${var.name}" in condition
+    listing = json.dumps(val(statement(doc, "ListOwnAuditRecords")["condition"]))
+    assert "s3:prefix" in listing and "records/${var.name}/*" in listing, listing
     assert val(statement(doc, "SignAuditCheckpoints")["actions"]) == ["kms:Sign", "kms:DescribeKey"]
 
 
@@ -364,7 +370,7 @@ def test_no_role_may_delete_audit_records_and_the_bucket_is_worm():
     rule = json.dumps(val(lock["rule"]))
     assert "var.object_lock_mode" in rule and "var.object_lock_days" in rule, rule
     text = (ROOT / "modules" / "buckets" / "main.tf").read_text()
-    assert "DenyDeletingOrUnlocking" in text and "s3:DeleteObjectVersion" in text
+    assert "DenyDeletingOrUnlocking" in text and '"s3:DeleteObject", "s3:DeleteObjectVersion"' in text
     dev = (ROOT / "envs" / "dev" / "main.tf").read_text()
     assert "object_lock_mode    = var.audit_lock_mode" in dev and "object_lock_days    = var.audit_retention_days" in dev
 

@@ -67,13 +67,33 @@ data "aws_iam_policy_document" "operator_audit" {
     resources = ["${module.buckets.bucket_arns["audit"]}/records/operator/*", "${module.buckets.bucket_arns["audit"]}/checkpoints/*"]
   }
   statement {
+    sid       = "ListOwnAuditRecords"
+    actions   = ["s3:ListBucket"]
+    resources = [module.buckets.bucket_arns["audit"]]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["records/operator/*"]
+    }
+  }
+  statement {
     sid       = "AuditHead"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    resources = [module.tables.table_arns["audit"]]
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["head"]
+    }
+  }
+  statement {
+    sid       = "AuditClaims"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem"]
     resources = [module.tables.table_arns["audit"]]
     condition {
       test     = "ForAllValues:StringLike"
       variable = "dynamodb:LeadingKeys"
-      values   = ["head", "decision#operator#*", "pending#operator"]
+      values   = ["decision#operator#*"]
     }
   }
   statement {

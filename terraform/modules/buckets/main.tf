@@ -131,7 +131,7 @@ data "aws_iam_policy_document" "zone" {
     content {
       sid       = "DenyDeletingOrUnlocking"
       effect    = "Deny"
-      actions   = ["s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectRetention"]
+      actions   = ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectRetention"]
       resources = [aws_s3_bucket.zone[each.key].arn, "${aws_s3_bucket.zone[each.key].arn}/*"]
       principals {
         type        = "*"

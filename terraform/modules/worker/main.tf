@@ -172,14 +172,38 @@ data "aws_iam_policy_document" "worker" {
     resources = ["${var.bucket_arns["audit"]}/records/${var.name}/*"]
   }
 
+  # Without ListBucket a missing own record is a 403, not a 404: the retry that stores a
+  # claimed record must see it missing.
+  statement {
+    sid       = "ListOwnAuditRecords"
+    actions   = ["s3:ListBucket"]
+    resources = [var.bucket_arns["audit"]]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["records/${var.name}/*"]
+    }
+  }
+
   statement {
     sid       = "AuditHead"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    resources = [var.table_arns["audit"]]
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["head"]
+    }
+  }
+
+  statement {
+    sid       = "AuditClaims"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem"]
     resources = [var.table_arns["audit"]]
     condition {
       test     = "ForAllValues:StringLike"
       variable = "dynamodb:LeadingKeys"
-      values   = ["head", "decision#${var.name}#*", "pending#${var.name}"]
+      values   = ["decision#${var.name}#*"]
     }
   }
 

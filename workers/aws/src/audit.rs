@@ -6,25 +6,20 @@
 //! 1. read the head `(n-1, hash)` (strongly consistent);
 //! 2. seal record `n` after that hash;
 //! 3. one transaction: advance the head to `(n, hash_n)` *only if it still says `n-1`*,
-//!    claim the decision id (only if unclaimed), and keep the sealed record in the writer's
-//!    `pending` item. Two writers can never both get `n`: the loser re-reads and retries;
+//!    and claim the decision id (only if unclaimed) with the sealed record in the claim.
+//!    Two writers can never both get `n`: the loser re-reads and retries;
 //! 4. put the record under the writer's own prefix.
 //!
-//! A crash between 3 and 4 leaves the record in the writer's `pending` item; the writer's
-//! next append (its retry) stores it first, so a position is never lost. Every
+//! A crash (or a lost reply) between 3 and 4 leaves the record in the claim; the retry of
+//! the same decision finds the claim and stores the record first, so a position is never
+//! lost, whichever instance of the worker retries. Every
 //! `checkpoint_every` records or `checkpoint_seconds` seconds, the appender signs a
 //! checkpoint of the head.
 //!
-//! Table items (`pk`): `head` (`seq`, `chain_hash`, `cp_seq`, `cp_ms`), `decision#<writer>#<id>`
-//! (`seq`), `pending#<writer>` (`seq`, `record`).
+//! Table items (`pk`): `head` (`seq`, `chain_hash`, `cp_seq`, `cp_ms`) and
+//! `decision#<writer>#<id>` (`seq`, `record`).
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
@@ -85,7 +80,6 @@ pub struct AuditChain {
     writer: String,
     actor: Actor,
     policy: CheckpointPolicy,
-    pending_checked: AtomicBool,
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -111,18 +105,7 @@ impl AuditChain {
         actor: Actor,
         policy: CheckpointPolicy,
     ) -> Self {
-        Self {
-            dynamodb,
-            table,
-            store,
-            keys,
-            bucket,
-            signing_key,
-            writer: writer.to_string(),
-            actor,
-            policy,
-            pending_checked: AtomicBool::new(false),
-        }
+        Self { dynamodb, table, store, keys, bucket, signing_key, writer: writer.to_string(), actor, policy }
     }
 
     fn fatal(e: impl std::fmt::Display) -> WorkError {
@@ -134,7 +117,10 @@ impl AuditChain {
         read_head(&self.dynamodb, &self.table).await
     }
 
-    async fn decision_seq(&self, key: &str) -> Result<Option<u64>> {
+    /// A decision this writer claimed before: its position, after making sure its record is
+    /// in the bucket (a crash, a timeout or a lost response may have come between the claim
+    /// and the put; the claim item keeps the sealed record for exactly that).
+    async fn claimed(&self, key: &str) -> Result<Option<u64>> {
         let out = self
             .dynamodb
             .get_item()
@@ -144,34 +130,19 @@ impl AuditChain {
             .send()
             .await
             .map_err(|e| classify("dynamodb:GetItem", e))?;
-        Ok(out.item().and_then(|i| get_n(i, "seq")))
-    }
-
-    /// Stores the record this writer claimed last, if a crash kept it from the bucket.
-    async fn store_pending(&self) -> Result<()> {
-        if self.pending_checked.load(Ordering::Acquire) {
-            return Ok(());
+        let Some(item) = out.item() else { return Ok(None) };
+        let seq = get_n(item, "seq").ok_or_else(|| WorkError::fatal(format!("audit claim {key} without seq")))?;
+        let record_key = record_key(&self.writer, seq);
+        if self.store.get_optional(&self.bucket.name, &record_key, None).await?.is_none() {
+            let Some(AttributeValue::B(record)) = item.get("record") else {
+                return Err(WorkError::fatal(format!("audit claim {key} without its record")));
+            };
+            warn!(writer = %self.writer, seq, "audit record claimed but not stored (a crash or a lost reply); storing it now");
+            self.store
+                .put(&self.bucket, &record_key, Bytes::copy_from_slice(record.as_ref()), "application/avro")
+                .await?;
         }
-        let out = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("pending#{}", self.writer)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("dynamodb:GetItem", e))?;
-        if let Some(item) = out.item()
-            && let (Some(seq), Some(AttributeValue::B(record))) = (get_n(item, "seq"), item.get("record"))
-        {
-            let key = record_key(&self.writer, seq);
-            if self.store.get_optional(&self.bucket.name, &key, None).await?.is_none() {
-                warn!(writer = %self.writer, seq, "audit record claimed but not stored (a crash); storing it now");
-                self.store.put(&self.bucket, &key, Bytes::copy_from_slice(record.as_ref()), "application/avro").await?;
-            }
-        }
-        self.pending_checked.store(true, Ordering::Release);
-        Ok(())
+        Ok(Some(seq))
     }
 
     /// Signs and stores a checkpoint of `head`; records it in the head item if newer.
@@ -241,9 +212,8 @@ const MAX_ATTEMPTS: u32 = 200;
 impl AuditLog for AuditChain {
     async fn append(&self, mut entry: AuditEntry) -> Result<u64> {
         entry.actor = self.actor.clone();
-        self.store_pending().await?;
         let decision = format!("decision#{}#{}", self.writer, entry.decision_id);
-        if let Some(seq) = self.decision_seq(&decision).await? {
+        if let Some(seq) = self.claimed(&decision).await? {
             return Ok(seq);
         }
         for attempt in 0..MAX_ATTEMPTS {
@@ -261,29 +231,25 @@ impl AuditLog for AuditChain {
                 .expression_attribute_values(":n", n(seq))
                 .expression_attribute_values(":h", s(hex::encode(record.hash)));
             let advance = if prev_seq == 0 { advance } else { advance.expression_attribute_values(":p", n(prev_seq)) };
+            // The claim keeps the sealed record until it is in the bucket (see `claimed`).
             let claim = Put::builder()
                 .table_name(&self.table)
                 .item("pk", s(&decision))
                 .item("seq", n(seq))
+                .item("record", AttributeValue::B(bytes.clone().into()))
                 .condition_expression("attribute_not_exists(pk)");
-            let pending = Put::builder()
-                .table_name(&self.table)
-                .item("pk", s(format!("pending#{}", self.writer)))
-                .item("seq", n(seq))
-                .item("record", AttributeValue::B(bytes.clone().into()));
             let result = self
                 .dynamodb
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().update(advance.build().map_err(Self::fatal)?).build())
                 .transact_items(TransactWriteItem::builder().put(claim.build().map_err(Self::fatal)?).build())
-                .transact_items(TransactWriteItem::builder().put(pending.build().map_err(Self::fatal)?).build())
                 .send()
                 .await;
             match result {
                 Ok(_) => {}
                 Err(e) if code(&e) == Some("TransactionCanceledException") => {
                     // Lost the race for the head, or the decision was recorded meanwhile.
-                    if let Some(seq) = self.decision_seq(&decision).await? {
+                    if let Some(seq) = self.claimed(&decision).await? {
                         return Ok(seq);
                     }
                     let jitter = (now_ms() as u64 ^ u64::from(attempt).wrapping_mul(0x9E37)) % 20;
@@ -292,13 +258,11 @@ impl AuditLog for AuditChain {
                 }
                 Err(e) => return Err(classify("dynamodb:TransactWriteItems", e)),
             }
-            // Until the put succeeds the record lives only in the pending item: a retry (which
-            // finds the decision claimed) must store it first.
-            self.pending_checked.store(false, Ordering::Release);
+            // Until this put succeeds the record lives only in the claim: a retry (which finds
+            // the decision claimed) stores it first.
             self.store
                 .put(&self.bucket, &record_key(&self.writer, seq), Bytes::from(bytes), "application/avro")
                 .await?;
-            self.pending_checked.store(true, Ordering::Release);
             let (cp_seq, cp_ms) = head.map_or((0, now_ms()), |h| (h.checkpoint_seq, h.checkpoint_ms));
             if seq - cp_seq >= self.policy.every || now_ms() - cp_ms >= self.policy.seconds as i64 * 1000 {
                 self.checkpoint(Head { seq, hash: record.hash }).await?;

@@ -31,12 +31,16 @@ pub fn record_key(writer: &str, seq: u64) -> String {
     format!("{RECORDS}{writer}/{seq:020}.avro")
 }
 
-/// `(writer, seq)` of a record key.
+/// `(writer, seq)` of a record key; `None` for anything else (a writer name is lowercase
+/// letters, digits, `-` and `_`).
 pub fn parse_record_key(key: &str) -> Option<(&str, u64)> {
     let rest = key.strip_prefix(RECORDS)?;
     let (writer, file) = rest.split_once('/')?;
     let seq = file.strip_suffix(".avro")?;
-    (seq.len() == 20 && !writer.is_empty()).then(|| seq.parse().ok().map(|s| (writer, s)))?
+    let writer_ok = !writer.is_empty()
+        && writer.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    let seq_ok = seq.len() == 20 && seq.bytes().all(|b| b.is_ascii_digit());
+    (writer_ok && seq_ok).then(|| seq.parse().ok().map(|s| (writer, s)))?
 }
 
 /// Key of the checkpoint at `seq`.
@@ -99,8 +103,8 @@ pub struct Head {
 pub enum Fault {
     /// The record's bytes do not hash to the hash it carries, or do not decode.
     Edited { seq: u64, key: String },
-    /// No record at this position.
-    Missing { seq: u64 },
+    /// No record at `count` positions from `seq` on.
+    Missing { seq: u64, count: u64 },
     /// A record that is not the chain's at its position: a second record claiming it, or
     /// one the next record (or a checkpoint, or the head) was not chained to.
     Inserted { seq: u64, key: String },
@@ -116,7 +120,7 @@ impl Fault {
     pub fn seq(&self) -> u64 {
         match self {
             Fault::Edited { seq, .. }
-            | Fault::Missing { seq }
+            | Fault::Missing { seq, .. }
             | Fault::Inserted { seq, .. }
             | Fault::Reordered { seq, .. }
             | Fault::BadCheckpoint { seq, .. } => *seq,
@@ -129,7 +133,8 @@ impl std::fmt::Display for Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Fault::Edited { seq, key } => write!(f, "record {seq} edited: its bytes do not match its hash ({key})"),
-            Fault::Missing { seq } => write!(f, "record {seq} missing"),
+            Fault::Missing { seq, count: 1 } => write!(f, "record {seq} missing"),
+            Fault::Missing { seq, count } => write!(f, "records {seq} to {} missing", seq + count - 1),
             Fault::Inserted { seq, key } => {
                 write!(f, "record {seq} inserted: {key} is not the record the chain links at {seq}")
             }
@@ -189,7 +194,11 @@ pub fn verify(
     let mut at: BTreeMap<u64, Vec<(&str, mlsec_events::audit::Links)>> = BTreeMap::new();
     let mut unusable = BTreeSet::new();
     for r in records {
-        let Some((_, position)) = parse_record_key(&r.key) else { continue };
+        let Some((_, position)) = parse_record_key(&r.key) else {
+            // Under records/ but not a record key: not put there by a writer.
+            faults.push(Fault::Inserted { seq: 0, key: r.key.clone() });
+            continue;
+        };
         if position < from.saturating_sub(1) {
             continue;
         }
@@ -209,6 +218,13 @@ pub fn verify(
             at.entry(position).or_default().push((r.key.as_str(), l));
         }
     }
+    // Nothing exists beyond the head: records past it were not appended by a writer.
+    if let Some(h) = head {
+        for (seq, candidates) in at.split_off(&(h.seq + 1)) {
+            faults.extend(candidates.into_iter().map(|(key, _)| Fault::Inserted { seq, key: key.to_string() }));
+        }
+        unusable.retain(|s| *s <= h.seq);
+    }
     // Checkpoints: only signed ones vouch for anything.
     let mut vouched: BTreeMap<u64, [u8; HASH_LEN]> = BTreeMap::new();
     let mut good_checkpoints = 0;
@@ -224,17 +240,12 @@ pub fn verify(
             vouched.insert(c.seq, hash);
         }
     }
-    if let Some(h) = head {
-        vouched.entry(h.seq).or_insert(h.hash);
-    }
     // Which candidate is the chain's at each position: the one the next record links to
     // (or a checkpoint or the head vouches for); every other one was inserted.
-    let top = at.keys().next_back().copied().unwrap_or(0);
+    let anchor_of = |seq: u64| vouched.get(&seq).copied().or(head.filter(|h| h.seq == seq).map(|h| h.hash));
     let mut chain: BTreeMap<u64, [u8; HASH_LEN]> = BTreeMap::new();
     for (&seq, candidates) in at.iter().rev() {
-        let anchor = vouched
-            .get(&seq)
-            .copied()
+        let anchor = anchor_of(seq)
             .or_else(|| at.get(&(seq + 1)).and_then(|next| (next.len() == 1).then(|| next[0].1.prev_hash)));
         let chosen = match anchor {
             Some(a) => candidates.iter().find(|(_, l)| l.hash == a),
@@ -249,15 +260,18 @@ pub fn verify(
             }
         }
     }
-    // Forward: no gaps, every link to the record before.
+    // Forward: no gaps (reported as ranges), every link to the record before.
+    let positions: BTreeSet<u64> = at.keys().chain(unusable.iter()).copied().filter(|s| *s >= from).collect();
     let mut prev: Option<[u8; HASH_LEN]> =
         if from == 1 { Some([0; HASH_LEN]) } else { chain.get(&(from - 1)).copied() };
-    let mut records_ok = 0;
-    for seq in from..=top {
+    let (mut expected, mut records_ok) = (from, 0);
+    for seq in positions {
+        if seq > expected {
+            faults.push(Fault::Missing { seq: expected, count: seq - expected });
+            prev = None;
+        }
+        expected = seq + 1;
         let Some(hash) = chain.get(&seq).copied() else {
-            if !unusable.contains(&seq) && !at.contains_key(&seq) {
-                faults.push(Fault::Missing { seq });
-            }
             prev = None;
             continue;
         };
@@ -265,25 +279,26 @@ pub fn verify(
         if let Some(p) = prev
             && l.prev_hash != p
         {
-            // Record seq-1 is not the one this record was chained to: it was replaced.
+            // The record before is not the one this record was chained to: it was replaced
+            // (for record 1: it does not start the chain).
             let key = at.get(&(seq - 1)).and_then(|c| c.first()).map_or(String::new(), |(k, _)| k.to_string());
-            faults.push(Fault::Inserted { seq: seq - 1, key });
+            faults.push(Fault::Inserted { seq: seq.saturating_sub(1).max(1), key });
         }
         records_ok += 1;
         prev = Some(hash);
     }
-    // Nothing vouched for may be missing from the end.
-    let chain_end = chain.keys().next_back().copied().unwrap_or(0).max(top);
-    if let Some((&expected, _)) = vouched.iter().next_back()
-        && expected > chain_end
+    // Nothing vouched for may be missing from the end, and the head must be the chain's.
+    let chain_end = expected.saturating_sub(1).max(from.saturating_sub(1));
+    let vouched_end = vouched.keys().next_back().copied().into_iter().chain(head.map(|h| h.seq)).max();
+    if let Some(expected_end) = vouched_end
+        && expected_end > chain_end
     {
-        let after_checkpoint =
-            checkpoints.iter().map(|c| c.seq).filter(|s| *s <= chain_end && vouched.contains_key(s)).max();
-        faults.push(Fault::Truncated { after_checkpoint, chain_end, expected });
+        let after_checkpoint = vouched.keys().copied().filter(|s| *s <= chain_end).max();
+        faults.push(Fault::Truncated { after_checkpoint, chain_end, expected: expected_end });
     }
-    for (&seq, hash) in &vouched {
+    for (seq, hash) in vouched.iter().map(|(s, h)| (*s, *h)).chain(head.map(|h| (h.seq, h.hash))) {
         if let Some(h) = chain.get(&seq)
-            && h != hash
+            && *h != hash
         {
             faults.push(Fault::Inserted { seq, key: String::new() });
         }
@@ -363,7 +378,7 @@ mod tests {
         let k = key(1);
         let (mut records, checkpoints, head) = chain(20, 5, &k);
         records.remove(11);
-        assert_eq!(faults(&records, &checkpoints, Some(head), &k), vec![Fault::Missing { seq: 12 }]);
+        assert_eq!(faults(&records, &checkpoints, Some(head), &k), vec![Fault::Missing { seq: 12, count: 1 }]);
     }
 
     #[test]
@@ -432,5 +447,38 @@ mod tests {
         checkpoints[2] = checkpoint(&key(2), 15, last);
         let f = faults(&records, &checkpoints, Some(head), &k);
         assert!(matches!(f.as_slice(), [Fault::BadCheckpoint { seq: 15, .. }]), "{f:?}");
+    }
+
+    #[test]
+    fn records_beyond_the_head_or_under_foreign_keys_are_inserted_and_a_huge_seq_does_not_hang() {
+        let k = key(1);
+        let (mut records, checkpoints, head) = chain(20, 5, &k);
+        // A writer chains two forged records past the head; another claims seq u64::MAX / 2.
+        let prev = links(&records[19].bytes).unwrap().hash;
+        let forged = AuditEntry::new(AuditAction::ModelPromoted, Subject::new("model", "evil@1"), "f");
+        let (r21, b21) = AuditRecord::seal(21, prev, 21, forged.clone()).unwrap();
+        let (_, b22) = AuditRecord::seal(22, r21.hash, 22, forged.clone()).unwrap();
+        let far = u64::MAX / 2;
+        let (_, bfar) = AuditRecord::seal(far, [1; 32], 0, forged).unwrap();
+        records.push(StoredRecord { key: record_key("train", 21), bytes: b21 });
+        records.push(StoredRecord { key: record_key("train", 22), bytes: b22 });
+        records.push(StoredRecord { key: record_key("train", far), bytes: bfar });
+        records.push(StoredRecord { key: "records/../escape.avro".into(), bytes: vec![1, 2, 3] });
+        let f = faults(&records, &checkpoints, Some(head), &k);
+        assert_eq!(
+            f,
+            vec![
+                Fault::Inserted { seq: 0, key: "records/../escape.avro".into() },
+                Fault::Inserted { seq: 21, key: record_key("train", 21) },
+                Fault::Inserted { seq: 22, key: record_key("train", 22) },
+                Fault::Inserted { seq: far, key: record_key("train", far) },
+            ]
+        );
+        // Offline (no head), a far record is one gap, not billions of faults.
+        let offline = faults(&records, &checkpoints, None, &k);
+        assert!(
+            offline.iter().any(|x| matches!(x, Fault::Missing { seq: 23, count } if *count == far - 23)),
+            "{offline:?}"
+        );
     }
 }
