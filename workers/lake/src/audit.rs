@@ -261,7 +261,9 @@ pub fn verify(
         }
     }
     // Forward: no gaps (reported as ranges), every link to the record before.
-    let positions: BTreeSet<u64> = at.keys().chain(unusable.iter()).copied().filter(|s| *s >= from).collect();
+    let mut positions: Vec<u64> = at.keys().chain(unusable.iter()).copied().filter(|s| *s >= from).collect();
+    positions.sort_unstable();
+    positions.dedup();
     let mut prev: Option<[u8; HASH_LEN]> =
         if from == 1 { Some([0; HASH_LEN]) } else { chain.get(&(from - 1)).copied() };
     let (mut expected, mut records_ok) = (from, 0);
