@@ -13,9 +13,13 @@ use std::{
 };
 
 use mlsec_aws::{Deployment, deployment::sdk_config, provision};
-use mlsec_cli::local::{self, PollOptions, Running};
+use mlsec_cli::{
+    local::{self, PollOptions, Running},
+    ops::{Received, Subscription},
+};
 use mlsec_runtime::{
     contract::Contracts,
+    ports::{ReviewAction, Stage},
     topology::{Names, Topology},
 };
 
@@ -92,6 +96,30 @@ impl Stack {
         (Deployment::new(&sdk, self.dep.names.clone(), (*self.dep.topology).clone()), arn)
     }
 
+    /// Waits for the model trained on a drop to be staged, approves it as a risk officer
+    /// (an IAM user the spec's approvers match, not the dropper) and waits for the
+    /// promotion. Returns every event seen on the way.
+    pub async fn approve_next(&self, sub: &Subscription, timeout: Duration) -> Vec<Received> {
+        let mut events = sub.wait_for(&["ModelStaged"], timeout).await.expect("a model reaches staging");
+        let staged = events.iter().rev().find(|e| e.schema == "ModelStaged").expect("staged").event.clone();
+        let (model, version) = (staged["model_name"].as_str().unwrap(), staged["model_version"].as_str().unwrap());
+        let (officer, _) = self.as_person("risk-officer").await;
+        let d = mlsec_cli::models::decide(
+            &officer,
+            &self.contracts,
+            model,
+            version,
+            ReviewAction::Approve,
+            "reviewed",
+            timeout,
+        )
+        .await
+        .expect("the approval is recorded");
+        assert_eq!(d.stage, Stage::Production, "{d:?}");
+        events.extend(sub.wait_for(&["ModelPromoted"], timeout).await.expect("the promotion is announced"));
+        events
+    }
+
     /// Starts workers in this process.
     pub async fn start(&self, workers: &[&str]) -> Running {
         local::start(&self.dep, self.contracts.clone(), workers, TEST_POLL).await.expect("starting workers")
@@ -138,4 +166,18 @@ pub async fn parquet_rows(dep: &Deployment, bucket: &str, key: &str) -> usize {
     let reader =
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
     reader.map(|b| b.unwrap().num_rows()).sum()
+}
+
+/// Rows of a Parquet file as pyarrow's `read_table` reads it (the project's virtualenv,
+/// which `scripts/localstack.sh` installs with moto): what a user's notebook would see.
+/// Panics with pyarrow's message if it refuses the file.
+pub fn pyarrow_rows(path: &std::path::Path) -> usize {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let out = std::process::Command::new(&python)
+        .args(["-c", "import sys, pyarrow.parquet as pq; print(pq.read_table(sys.argv[1]).num_rows)"])
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (scripts/localstack.sh install creates it)", python.display()));
+    assert!(out.status.success(), "pyarrow refused {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a row count")
 }

@@ -105,16 +105,11 @@ pub fn run(contracts: &Contracts, rows: usize, work_dir: &Path, stages: &[&str])
             let spec = contracts.model("fraud_lr").context("no fraud_lr spec")?;
             let started = Instant::now();
             let fitted = mlsec_train::fit(curated.clone(), spec)?;
-            out.push(measure("train", (fitted.train_rows + fitted.test_rows) as u64, curated.len() as u64, started));
+            out.push(measure("train", fitted.rows as u64, curated.len() as u64, started));
             if stages.contains(&"score") {
                 let started = Instant::now();
-                let (_, scored, _) = mlsec_score::score(
-                    curated.clone(),
-                    &fitted.artifact,
-                    &spec.id_column,
-                    &spec.subject_column,
-                    "bench",
-                )?;
+                let (_, scored, _) =
+                    mlsec_score::score(curated.clone(), &fitted.artifact, &spec.output_columns(), "bench")?;
                 out.push(measure("score", scored, curated.len() as u64, started));
             }
         }

@@ -2,8 +2,10 @@
 //!
 //! Provisions, starts every worker in this process, subscribes to every pipeline event,
 //! drops a generated training file and a hostile file (a ZIP renamed `.csv`), waits for
-//! the model to be promoted and the hostile file to be quarantined, drops a scoring file,
-//! waits for `RecordsScored`, and prints what happened and where everything lives.
+//! the hostile file to be quarantined and the model to pass govern's gates (staging),
+//! approves it as a second identity (an STS session of the model-risk role, not the one
+//! that dropped the data), waits for the promotion, drops a scoring file, waits for
+//! `RecordsScored`, and prints what happened and where everything lives.
 
 use std::{
     path::PathBuf,
@@ -16,6 +18,7 @@ use mlsec_aws::{Deployment, provision};
 use mlsec_runtime::{
     WorkError,
     contract::Contracts,
+    ports::ReviewAction,
     sample::{SampleKind, write_csv},
 };
 use serde::Serialize;
@@ -40,12 +43,20 @@ pub struct Summary {
     pub objects_quarantined: Vec<String>,
     pub rows_curated: i64,
     pub rows_rejected_by_dq: i64,
+    /// Training rows curate routed to the holdout (read by govern only).
+    pub rows_holdout: i64,
     /// One line per dataset judged by the curate zone's data-quality rules.
     pub data_quality: Vec<String>,
     pub datasets_rejected: Vec<String>,
     pub model: String,
     pub model_auc: f64,
     pub model_accuracy: f64,
+    /// Govern's holdout AUC and Brier score (the trainer's own figures are `model_auc`).
+    pub holdout_auc: f64,
+    pub holdout_brier: f64,
+    /// Who dropped the training data, and who approved the model (STS ARNs).
+    pub dropped_by: String,
+    pub approved_by: String,
     pub rows_scored: i64,
     pub rows_flagged: i64,
     pub outputs: Vec<String>,
@@ -101,6 +112,10 @@ fn summarise(events: &[Received], started: Instant) -> Summary {
                 s.rows_curated += e["rows_out"].as_i64().unwrap_or(0);
                 s.rows_rejected_by_dq += e["rows_rejected"].as_i64().unwrap_or(0);
                 s.outputs.push(format!("curated (Z3):    {}", uri(&e["curated"])));
+                if let Some(h) = e["holdout_rows"].as_i64() {
+                    s.rows_holdout += h;
+                    s.outputs.push(format!("holdout (Z3):    {}", uri(&e["holdout"])));
+                }
                 s.data_quality.push(dq_line(e));
                 s.outputs.push(format!("DQ report (Z3):  {}", uri(&e["dq"]["report"])));
             }
@@ -123,9 +138,13 @@ fn summarise(events: &[Received], started: Instant) -> Summary {
                 s.model_accuracy = e["accuracy"].as_f64().unwrap_or(0.0);
                 s.outputs.push(format!("model (Z4):      {}", uri(&e["artifact"])));
             }
+            "ModelStaged" => {
+                s.holdout_auc = e["auc"].as_f64().unwrap_or(0.0);
+                s.holdout_brier = e["brier"].as_f64().unwrap_or(0.0);
+                s.outputs.push(format!("gates (Z5):      {}", uri(&e["gate_report"])));
+            }
             "ModelPromoted" => {
-                s.outputs.push(format!("manifest (Z5):   {}", uri(&e["manifest"])));
-                s.outputs.push(format!("signature (Z5):  {}", uri(&e["signature"])));
+                s.outputs.push(format!("manifest (Z5):   {} (signed envelope)", uri(&e["manifest"])));
             }
             "RecordsScored" => {
                 s.rows_scored += e["rows"].as_i64().unwrap_or(0);
@@ -145,9 +164,13 @@ pub async fn run(dep: &Deployment, contracts: Arc<Contracts>, opts: &DemoOptions
     provision::provision(dep).await?;
     let all: Vec<String> = mlsec_events::CATALOGUE.iter().map(|s| s.to_string()).collect();
     let sub = Subscription::create(dep, "demo", &all).await?;
-    let running =
-        local::start(dep, contracts, &WORKERS, PollOptions { wait_seconds: 1, retry_delay: Duration::from_secs(2) })
-            .await?;
+    let running = local::start(
+        dep,
+        contracts.clone(),
+        &WORKERS,
+        PollOptions { wait_seconds: 1, retry_delay: Duration::from_secs(2) },
+    )
+    .await?;
     let result = async {
         std::fs::create_dir_all(&opts.out_dir)
             .map_err(|e| WorkError::fatal(format!("{}: {e}", opts.out_dir.display())))?;
@@ -164,11 +187,38 @@ pub async fn run(dep: &Deployment, contracts: Arc<Contracts>, opts: &DemoOptions
         let mut zip = b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec();
         zip.extend_from_slice(b"not really a spreadsheet");
         drop_bytes(dep, "bank-core/transactions_training/invoice.csv", ByteStream::from(zip)).await?;
-        let mut events = sub.wait_for(&["ModelPromoted", "ObjectQuarantined"], opts.timeout).await?;
+        let mut events = sub.wait_for(&["ObjectQuarantined", "ModelTrained"], opts.timeout).await?;
+        events.extend(sub.wait_for(&["ModelStaged"], opts.timeout).await?);
+        let staged =
+            events.iter().rev().find(|e| e.schema == "ModelStaged").map(|e| e.event.clone()).unwrap_or_default();
+        let (model, version) =
+            (staged["model_name"].as_str().unwrap_or("?"), staged["model_version"].as_str().unwrap_or("?"));
+        println!(
+            "{model}@{version}: candidate -> staging (govern's gates passed on the holdout: AUC {:.3}, Brier {:.4})",
+            staged["auc"].as_f64().unwrap_or(0.0),
+            staged["brier"].as_f64().unwrap_or(0.0)
+        );
+        let me = mlsec_aws::identity::whoami(&dep.sts).await?;
+        let role = format!("arn:aws:iam::{}:role/{}-model-risk", me.account, dep.names.prefix);
+        let reviewer = dep.assume_role(&role, "risk-officer").await?;
+        let decided = crate::models::decide(
+            &reviewer,
+            &contracts,
+            model,
+            version,
+            ReviewAction::Approve,
+            "demo: gate report reviewed",
+            opts.timeout,
+        )
+        .await?;
+        println!("approved by {} (the training data was dropped by {}) -> {}", decided.by, me.arn, decided.stage);
+        events.extend(sub.wait_for(&["ModelPromoted"], opts.timeout).await?);
         println!("model promoted; dropping {} scoring rows ...", opts.scoring_rows);
         drop_file(dep, &scoring, "bank-core", "transactions_scoring").await?;
         events.extend(sub.wait_for(&["RecordsScored"], opts.timeout).await?);
-        Ok::<_, WorkError>(summarise(&events, started))
+        let mut s = summarise(&events, started);
+        (s.dropped_by, s.approved_by) = (me.arn, decided.by);
+        Ok::<_, WorkError>(s)
     };
     let summary = result.await;
     let stopped = running.stop().await;
@@ -196,7 +246,10 @@ pub fn print(s: &Summary) {
     for q in &s.objects_quarantined {
         println!("  - {q}");
     }
-    println!("rows curated (Z3):        {} (dropped by row rules: {})", s.rows_curated, s.rows_rejected_by_dq);
+    println!(
+        "rows curated (Z3):        {} (dropped by row rules: {}; {} more held out for Z5)",
+        s.rows_curated, s.rows_rejected_by_dq, s.rows_holdout
+    );
     println!(
         "data quality (Z3):        {} datasets judged, {} rejected",
         s.data_quality.len(),
@@ -206,9 +259,15 @@ pub fn print(s: &Summary) {
         println!("  - {d}");
     }
     println!(
-        "model (Z4/Z5):            {}  holdout AUC {:.3}  accuracy {:.3}  -> production, KMS-signed",
+        "model (Z4):               {}  trainer's validation AUC {:.3}  accuracy {:.3}",
         s.model, s.model_auc, s.model_accuracy
     );
+    println!(
+        "governance (Z5):          holdout AUC {:.3}  Brier {:.4}, every gate passed (fairness too) -> staging",
+        s.holdout_auc, s.holdout_brier
+    );
+    println!("  approved by:            {} (data dropped by {})", s.approved_by, s.dropped_by);
+    println!("  -> production, manifest KMS-signed and bound to the approval");
     println!("rows scored (Z6):         {} ({} flagged)", s.rows_scored, s.rows_flagged);
     println!("outputs (all SSE-KMS, zone keys):");
     for o in &s.outputs {

@@ -8,7 +8,7 @@ use mlsec_aws::{Deployment, provision};
 use mlsec_cli::{
     demo,
     local::{self, PollOptions, WORKERS},
-    ops,
+    models, ops,
 };
 use mlsec_runtime::{
     contract::Contracts,
@@ -68,6 +68,11 @@ enum Command {
         command: QuarantineCommand,
     },
     /// The audit chain (Z9): verify, show, export, download for an auditor, checkpoint.
+    /// The model registry: list, show, history, and people's decisions.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
@@ -161,6 +166,67 @@ enum QuarantineCommand {
 }
 
 #[derive(Subcommand)]
+enum ModelsCommand {
+    /// Every registered version with its stage, holdout metrics and approvers.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One version's registry record (lineage, evaluation, approvals, transitions) as JSON.
+    Show { subject: String },
+    /// Every stage transition of a model, oldest first; with `--at`, the version that was in
+    /// production at that time.
+    ///
+    /// Example: `mlsec models history fraud_lr --at 2026-12-01T12:00:00Z`
+    History {
+        model: String,
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a staging version for production, as the caller STS reports. The spec's
+    /// `requiredApprovals` distinct people must approve; the one who dropped the training
+    /// data may not.
+    ///
+    /// Example: `mlsec models approve fraud_lr@3f2a9c1b04de --reason "gate report reviewed"`
+    Approve {
+        subject: String,
+        #[arg(long)]
+        reason: String,
+        /// Seconds to wait for govern to promote once the quorum is reached.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
+    /// Reject a staging version.
+    Reject {
+        subject: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
+    /// Withdraw a version from any stage; a production version stops scoring at once.
+    Revoke {
+        subject: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
+    /// Bring back a superseded version (one approved before); needs the spec's approvals.
+    Rollback {
+        model: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Recompute every link and checkpoint signature; name the first bad record. Exits 1 on
     /// any fault.
@@ -215,6 +281,78 @@ fn time_arg(t: &Option<String>) -> Result<Option<i64>> {
     t.as_deref()
         .map(|t| mlsec_runtime::time::parse_rfc3339_ms(t.as_bytes()).with_context(|| format!("{t}: not RFC 3339")))
         .transpose()
+}
+
+async fn models_command(dep: &Deployment, command: ModelsCommand) -> Result<()> {
+    use mlsec_runtime::ports::ReviewAction;
+    let decide = |subject: String, action, reason: String, wait: u64| async move {
+        let (model, version) = models::parse_subject(&subject)?;
+        let contracts = Contracts::from_env()?;
+        let d = models::decide(dep, &contracts, &model, &version, action, &reason, Duration::from_secs(wait)).await?;
+        println!("{}", serde_json::to_string_pretty(&d)?);
+        anyhow::Ok(())
+    };
+    match command {
+        ModelsCommand::List { json } => {
+            let rows = models::list(dep).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("{:<12} {:<14} {:<11} {:>7} {:>7}  approvers", "model", "version", "stage", "auc", "brier");
+                for r in rows {
+                    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+                    println!(
+                        "{:<12} {:<14} {:<11} {:>7} {:>7}  {}",
+                        r.model,
+                        r.version,
+                        r.stage.as_str(),
+                        f(r.holdout_auc),
+                        f(r.brier),
+                        r.approvers.join(", ")
+                    );
+                }
+            }
+        }
+        ModelsCommand::Show { subject } => {
+            let (model, version) = models::parse_subject(&subject)?;
+            println!("{}", serde_json::to_string_pretty(&models::show(dep, &model, &version).await?)?);
+        }
+        ModelsCommand::History { model, at: Some(at), json: _ } => {
+            let at_ms = time_arg(&Some(at.clone()))?.expect("given");
+            match models::production_at(dep, &model, at_ms).await? {
+                Some(v) => println!("{model}@{v} was in production at {at}"),
+                None => println!("no version of {model} was in production at {at}"),
+            }
+        }
+        ModelsCommand::History { model, at: None, json } => {
+            let rows = models::history(dep, &model).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for r in rows {
+                    let from = r.from.map_or("-".to_string(), |s| s.as_str().to_string());
+                    println!(
+                        "{}  {}  {:>10} -> {:<10}  {}  {}",
+                        r.at,
+                        r.version,
+                        from,
+                        r.to.as_str(),
+                        r.actor,
+                        r.reason
+                    );
+                }
+            }
+        }
+        ModelsCommand::Approve { subject, reason, wait } => {
+            decide(subject, ReviewAction::Approve, reason, wait).await?
+        }
+        ModelsCommand::Reject { subject, reason, wait } => decide(subject, ReviewAction::Reject, reason, wait).await?,
+        ModelsCommand::Revoke { subject, reason, wait } => decide(subject, ReviewAction::Revoke, reason, wait).await?,
+        ModelsCommand::Rollback { model, to, reason, wait } => {
+            decide(format!("{model}@{to}"), ReviewAction::Rollback, reason, wait).await?
+        }
+    }
+    Ok(())
 }
 
 fn check_worker(dep: &Deployment, w: &str) -> Result<()> {
@@ -309,6 +447,7 @@ async fn main() -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&record)?);
             }
         },
+        Command::Models { command } => models_command(&dep, command).await?,
         Command::Audit { command } => match command {
             AuditCommand::Verify { from, offline, public_key, json } => {
                 let chain = match &offline {

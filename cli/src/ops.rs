@@ -29,12 +29,15 @@ pub async fn drop_file(dep: &Deployment, file: &Path, source: &str, dataset: &st
     Ok(key)
 }
 
-/// Uploads `body` to the landing bucket under `key`.
+/// Uploads `body` to the landing bucket under `key`, recording the uploader's STS ARN as
+/// user metadata: the principal that may not approve a model trained on this data.
 pub async fn drop_bytes(dep: &Deployment, key: &str, body: ByteStream) -> Result<(), WorkError> {
+    let me = mlsec_aws::identity::whoami(&dep.sts).await?;
     dep.s3
         .put_object()
         .bucket(dep.names.bucket("landing"))
         .key(key)
+        .metadata(mlsec_runtime::ports::DROPPED_BY_METADATA, me.arn)
         .body(body)
         .send()
         .await
@@ -81,9 +84,18 @@ impl Subscription {
             let body = m.body().unwrap_or_default();
             let decoded = serde_json::from_str::<serde_json::Value>(body)
                 .ok()
-                .and_then(|v| v.get("detail").cloned())
+                .and_then(|v| Some((v.get("source")?.as_str()?.to_string(), v.get("detail")?.clone())))
                 .ok_or_else(|| WorkError::permanent("not_an_eventbridge_event", "subscription message"))
-                .and_then(|detail| Ok(Envelope::from_value(detail)?))
+                .and_then(|(source, detail)| {
+                    let env = Envelope::from_value(detail)?;
+                    // Only the declared emitter of a schema may publish it.
+                    let emitters = mlsec_runtime::topology::Topology::shared().emitters(&env.schema);
+                    let from = source.rsplit_once('.').map_or("", |(_, w)| w);
+                    if !emitters.contains(&from) {
+                        return Err(WorkError::permanent("forged_source", format!("{} from {source}", env.schema)));
+                    }
+                    Ok(env)
+                })
                 .and_then(|env| Ok((env.decode_json()?, env)));
             let (event, env) = match decoded {
                 Ok(d) => d,
@@ -138,7 +150,8 @@ pub struct ModelStatus {
     pub model: String,
     pub version: String,
     pub stage: String,
-    pub auc: f64,
+    /// Govern's holdout AUC (absent before evaluation).
+    pub auc: Option<f64>,
     pub reason: Option<String>,
 }
 
@@ -168,7 +181,7 @@ pub async fn status(dep: &Deployment) -> Result<Status, WorkError> {
             model: r.model_name,
             version: r.model_version,
             stage: r.stage.as_str().into(),
-            auc: r.auc,
+            auc: r.evaluation.as_ref().map(|e| e.auc),
             reason: r.stage_reason,
         })
         .collect();

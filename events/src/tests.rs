@@ -67,6 +67,8 @@ fn samples() -> (RawAccepted, ObjectQuarantined, DatasetCurated, ModelTrained, M
             occurred_at_ms: 2,
             pseudonym_key_version: Some("mlsec/pseudonym/v1/payments".into()),
             dq: Some(dq_summary()),
+            holdout: None,
+            holdout_rows: None,
         },
         ModelTrained {
             event_id: id("train"),
@@ -82,6 +84,7 @@ fn samples() -> (RawAccepted, ObjectQuarantined, DatasetCurated, ModelTrained, M
             train_rows: 800,
             test_rows: 200,
             occurred_at_ms: 3,
+            holdout: Some(obj("transactions/contract=1.0.0/abc.parquet")),
         },
         ModelPromoted {
             event_id: id("govern"),
@@ -90,11 +93,12 @@ fn samples() -> (RawAccepted, ObjectQuarantined, DatasetCurated, ModelTrained, M
             model_version: "abc".into(),
             stage: "production".into(),
             artifact_sha256: sha256_hex(b"m"),
-            manifest: obj("fraud/abc/manifest.json"),
-            signature: obj("fraud/abc/signature"),
+            manifest: obj("fraud/abc/manifest-r2.signed.json"),
             signing_key_id: "alias/mlsec-signing".into(),
             auc: 0.91,
             occurred_at_ms: 4,
+            previous_version: None,
+            approvers: Some(vec!["arn:aws:iam::000000000000:user/risk".into()]),
         },
         RecordsScored {
             event_id: id("score"),
@@ -194,6 +198,9 @@ fn rust_types_match_the_avsc_files() {
     rust_type_matches_avsc::<DatasetRejected>();
     rust_type_matches_avsc::<ModelTrained>();
     rust_type_matches_avsc::<ModelPromoted>();
+    rust_type_matches_avsc::<ModelStaged>();
+    rust_type_matches_avsc::<ModelRejected>();
+    rust_type_matches_avsc::<ModelReviewed>();
     rust_type_matches_avsc::<RecordsScored>();
 }
 
@@ -276,6 +283,9 @@ fn every_released_version_is_readable_at_run_time() {
     released_list_matches_the_directory::<DatasetRejected>();
     released_list_matches_the_directory::<ModelTrained>();
     released_list_matches_the_directory::<ModelPromoted>();
+    released_list_matches_the_directory::<ModelStaged>();
+    released_list_matches_the_directory::<ModelRejected>();
+    released_list_matches_the_directory::<ModelReviewed>();
     released_list_matches_the_directory::<RecordsScored>();
 }
 
@@ -358,4 +368,17 @@ fn the_compatibility_gate_catches_a_breaking_change() {
     ))
     .unwrap();
     assert!(SchemaCompatibility::can_read(current, &compatible).is_ok());
+}
+
+#[test]
+fn every_catalogued_event_can_be_decoded_for_subscribers() {
+    let (raw, ..) = samples();
+    for name in CATALOGUE {
+        let mut env = Envelope::wrap(&raw).unwrap();
+        env.schema = name.to_string();
+        match env.decode_json() {
+            Err(EventError::WrongSchema { found, .. }) if found == name => panic!("decode_json does not know {name}"),
+            _ => {}
+        }
+    }
 }

@@ -100,6 +100,8 @@ pub struct DatasetCurated {
     pub occurred_at_ms: i64,
     pub pseudonym_key_version: Option<String>,
     pub dq: Option<DqSummary>,
+    pub holdout: Option<ObjectRef>,
+    pub holdout_rows: Option<i64>,
 }
 
 /// Data-quality summary of one dataset (`DatasetCurated`, `DatasetRejected`).
@@ -143,6 +145,7 @@ pub struct ModelTrained {
     pub train_rows: i64,
     pub test_rows: i64,
     pub occurred_at_ms: i64,
+    pub holdout: Option<ObjectRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
@@ -155,9 +158,53 @@ pub struct ModelPromoted {
     pub stage: String,
     pub artifact_sha256: String,
     pub manifest: ObjectRef,
-    pub signature: ObjectRef,
     pub signing_key_id: String,
     pub auc: f64,
+    pub occurred_at_ms: i64,
+    pub previous_version: Option<String>,
+    pub approvers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "mlsec.events")]
+pub struct ModelStaged {
+    pub event_id: String,
+    pub correlation_id: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub auc: f64,
+    pub brier: f64,
+    pub champion_version: Option<String>,
+    pub gate_report: ObjectRef,
+    pub required_approvals: i32,
+    pub round: i32,
+    pub occurred_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "mlsec.events")]
+pub struct ModelRejected {
+    pub event_id: String,
+    pub correlation_id: String,
+    pub model_name: String,
+    pub model_version: Option<String>,
+    pub dataset: String,
+    pub stage: String,
+    pub reason_code: String,
+    pub reason: String,
+    pub gate_report: Option<ObjectRef>,
+    pub occurred_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "mlsec.events")]
+pub struct ModelReviewed {
+    pub event_id: String,
+    pub correlation_id: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub action: String,
+    pub round: i32,
     pub occurred_at_ms: i64,
 }
 
@@ -221,23 +268,29 @@ pipeline_event!(
     DatasetCurated,
     Zone::Curated,
     |e| Some(&e.dataset),
-    released: ["v1", "v2"],
+    released: ["v1", "v2", "v3"],
     fn role(&self) -> Option<DatasetRole> {
         Some(self.role)
     }
 );
 pipeline_event!(DatasetRejected, Zone::Curated, |e| Some(&e.dataset), released: ["v1"]);
-pipeline_event!(ModelTrained, Zone::ModelFactory, |e| Some(&e.dataset), released: ["v1"]);
-pipeline_event!(ModelPromoted, Zone::Registry, |_| None, released: ["v1"]);
+pipeline_event!(ModelTrained, Zone::ModelFactory, |e| Some(&e.dataset), released: ["v1", "v2"]);
+pipeline_event!(ModelStaged, Zone::Registry, |_| None, released: ["v1"]);
+pipeline_event!(ModelRejected, Zone::Registry, |e| Some(&e.dataset), released: ["v1"]);
+pipeline_event!(ModelReviewed, Zone::Registry, |_| None, released: ["v1"]);
+pipeline_event!(ModelPromoted, Zone::Registry, |_| None, released: ["v1", "v2"]);
 pipeline_event!(RecordsScored, Zone::Serving, |e| Some(&e.dataset), released: ["v1"]);
 
 /// Names of every event in the catalogue, in flow order.
-pub const CATALOGUE: [&str; 7] = [
+pub const CATALOGUE: [&str; 10] = [
     RawAccepted::NAME,
     ObjectQuarantined::NAME,
     DatasetCurated::NAME,
     DatasetRejected::NAME,
     ModelTrained::NAME,
+    ModelStaged::NAME,
+    ModelRejected::NAME,
+    ModelReviewed::NAME,
     ModelPromoted::NAME,
     RecordsScored::NAME,
 ];

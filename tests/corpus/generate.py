@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-HEADER = "transaction_id,customer_name,customer_cpf,customer_email,amount,merchant_category,country,channel,tx_time,is_fraud"
+HEADER = "transaction_id,customer_name,customer_cpf,customer_email,amount,merchant_category,country,channel,tx_time,age_band,is_fraud"
 COLUMNS = HEADER.split(",")
 
 
@@ -34,6 +34,7 @@ def row(i, **over):
         "country": "BR",
         "channel": "online",
         "tx_time": "2026-11-01T10:00:00Z",
+        "age_band": "30-44",
         "is_fraud": "false",
     }
     values.update(over)

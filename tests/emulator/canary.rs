@@ -138,7 +138,7 @@ async fn seeded_pii_appears_nowhere_after_the_gateway() {
     let running = stack.start(&WORKERS).await;
     let training = with_canaries(csv_bytes(SampleKind::Training, 2000, 11));
     drop_bytes(dep, "bank-core/transactions_training/canary.csv", ByteStream::from(training)).await.unwrap();
-    let mut events = sub.wait_for(&["ModelPromoted"], TIMEOUT).await.unwrap();
+    let mut events = stack.approve_next(&sub, TIMEOUT).await;
     let scoring = with_canaries(csv_bytes(SampleKind::Scoring, 300, 12));
     drop_bytes(dep, "bank-core/transactions_scoring/canary.csv", ByteStream::from(scoring)).await.unwrap();
     events.extend(sub.wait_for(&["RecordsScored"], TIMEOUT).await.unwrap());

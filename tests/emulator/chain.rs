@@ -20,7 +20,7 @@ async fn training_then_scoring_reaches_a_subscriber_and_every_object_uses_its_zo
     let sub = Subscription::create(
         dep,
         "consumer",
-        &["RecordsScored".into(), "DatasetCurated".into(), "ModelPromoted".into()],
+        &["RecordsScored".into(), "DatasetCurated".into(), "ModelStaged".into(), "ModelPromoted".into()],
     )
     .await
     .unwrap();
@@ -28,7 +28,7 @@ async fn training_then_scoring_reaches_a_subscriber_and_every_object_uses_its_zo
 
     let training = csv_bytes(SampleKind::Training, 3000, 1);
     drop_bytes(dep, "bank-core/transactions_training/train.csv", ByteStream::from(training)).await.unwrap();
-    sub.wait_for(&["ModelPromoted"], TIMEOUT).await.unwrap();
+    stack.approve_next(&sub, TIMEOUT).await;
     let scoring = csv_bytes(SampleKind::Scoring, 777, 2);
     drop_bytes(dep, "bank-core/transactions_scoring/today.csv", ByteStream::from(scoring)).await.unwrap();
     let events = sub.wait_for(&["RecordsScored"], TIMEOUT).await.unwrap();
@@ -61,8 +61,9 @@ async fn training_then_scoring_reaches_a_subscriber_and_every_object_uses_its_zo
             checked += 1;
         }
     }
-    // raw: 2 originals + 2 parquet; curated: 2; models: 3; scored: 1.
-    assert!(checked >= 10, "checked {checked} objects");
+    // raw: 2 originals + 2 parquet; curated: 2 + DQ reports; holdout: 1; models: artifact,
+    // training report, gate report (JSON, Parquet), manifest; scored: 1.
+    assert!(checked >= 14, "checked {checked} objects");
 
     // The run's decisions are on the audit chain, which verifies.
     let chain = mlsec_cli::audit::load(dep).await.unwrap();
@@ -70,5 +71,14 @@ async fn training_then_scoring_reaches_a_subscriber_and_every_object_uses_its_zo
     assert!(report.ok(), "{:?}", report.faults);
     let decoded = chain.decoded();
     let actions: Vec<&str> = decoded.iter().map(|r| r.entry.action.as_str()).collect();
-    assert_eq!(actions, ["model_trained", "gate_evaluated", "model_promoted"]);
+    assert_eq!(actions, ["model_trained", "gate_evaluated", "model_approved", "model_promoted"]);
+    let approval = decoded.iter().find(|r| r.entry.action.as_str() == "model_approved").unwrap();
+    assert!(approval.entry.actor.id.ends_with("-risk-officer"), "the approver as STS says: {:?}", approval.entry.actor);
+
+    // A user's notebook reads the scored file as it is.
+    let scored_file = std::env::temp_dir().join(format!("{}-scored.parquet", dep.names.prefix));
+    let body =
+        dep.s3.get_object().bucket(obj["bucket"].as_str().unwrap()).key(obj["key"].as_str().unwrap()).send().await;
+    std::fs::write(&scored_file, body.unwrap().body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(mlsec_tests::pyarrow_rows(&scored_file), 777);
 }

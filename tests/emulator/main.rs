@@ -5,6 +5,7 @@ mod audit;
 mod canary;
 mod chain;
 mod dlq;
+mod interop;
 mod lambda;
 mod provisioning;
 mod quarantine;

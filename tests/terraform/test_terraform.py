@@ -10,6 +10,7 @@
 checkov runs separately (scripts/check-terraform.sh).
 """
 
+import ast
 import json
 import pathlib
 import re
@@ -135,10 +136,12 @@ ALLOWED_RESOURCE_SOURCES = {
     "ReadOwnRecords": ["var.worker.reads_records"],
     "ListRecordBuckets": ["var.worker.reads_records"],
     "WriteOutputBuckets": ["var.worker.writes"],
-    "UseZoneKeys": ["local.symmetric_keys"],
+    "UseZoneKeys": ["local.full_keys"],
+    "DecryptReadZones": ["local.read_keys"],
     "DerivePseudonymSubkeys": ["local.key_names"],
     "SigningKey": ["local.key_names"],
-    "Tables": ["var.worker.tables"],
+    "WriteTables": ["local.write_tables"],
+    "ReadTables": ["local.read_tables"],
     "AppendAudit": ['var.bucket_arns[\\"audit\\"]}/records/${var.name}/*'],
     "ReadOwnAuditRecords": ['var.bucket_arns[\\"audit\\"]}/records/${var.name}/*'],
     "ListOwnAuditRecords": ['var.bucket_arns[\\"audit\\"]'],
@@ -205,7 +208,7 @@ def test_worker_policies_are_least_privilege():
             "writes must not cover input buckets",
         ),
         (
-            'resources = [for t in var.worker.tables : var.table_arns[t]]',
+            'resources = [for t in local.write_tables : var.table_arns[t]]',
             'resources = [for t in keys(var.table_arns) : var.table_arns[t]]',
             "do not derive",
         ),
@@ -221,8 +224,8 @@ def test_the_policy_check_catches_a_widened_policy(tmp_path, old, new, expected)
 
 
 def test_each_worker_touches_only_its_zones():
-    zones_of_bucket = {"landing": "z1", "raw": "z2", "quarantine": "z2", "curated": "z3", "models": "z4", "scored": "z6"}
-    allowed_writes = {"ingest": {"raw", "quarantine"}, "curate": {"curated"}, "train": {"models"}, "govern": {"models"}, "score": {"scored"}}
+    zones_of_bucket = {"landing": "z1", "raw": "z2", "quarantine": "z2", "curated": "z3", "holdout": "z3", "models": "z4", "scored": "z6"}
+    allowed_writes = {"ingest": {"raw", "quarantine"}, "curate": {"curated", "holdout"}, "train": {"models"}, "govern": {"models"}, "score": {"scored"}}
     for name, decl in TOPOLOGY["workers"].items():
         assert set(decl["writes"]) == allowed_writes[name], f"{name} writes {decl['writes']}"
         for b in decl["reads"] + decl["writes"]:
@@ -384,3 +387,199 @@ def test_auditors_only_read_and_verify():
     kms = (ROOT / "modules" / "kms" / "main.tf").read_text()
     readers = kms[kms.index("read_actions"):kms.index("}", kms.index("SIGN_VERIFY", kms.index("read_actions")))]
     assert "kms:Sign\"" not in readers and "kms:Encrypt" not in readers, readers
+
+
+# ---- The model trust chain: each role's effective permissions, IAM and key policies ----
+#
+# No Terraform binary runs here, so the tests evaluate the policies themselves: each
+# statement's resources are one of the reviewed expressions below, rendered for a worker's
+# declaration exactly as the module's locals define them; the key policies are rendered
+# from envs/dev's per-access-mode locals and the kms module's action lists. A statement
+# with another expression fails the least-privilege test above, so the evaluation cannot
+# silently miss a grant.
+
+
+def worker_locals(decl):
+    key_names = [k.split(":")[0] for k in decl["keys"]]
+    access = {k.split(":")[0]: (k.split(":")[1] if ":" in k else "") for k in decl["keys"]}
+    symmetric = [k for k in key_names if k not in ("pseudonym", "signing")]
+    tables = {t.split(":")[0]: (t.split(":")[1] if ":" in t else "") for t in decl["tables"]}
+    return {
+        "key_names": key_names,
+        "key_access": access,
+        "full_keys": [k for k in symmetric if access[k] == ""],
+        "read_keys": [k for k in symmetric if access[k] == "read"],
+        "write_tables": [t for t, a in tables.items() if a == ""],
+        "read_tables": [t for t, a in tables.items() if a == "read"],
+    }
+
+
+def actions_of(st, loc):
+    a = val(st.get("actions"))
+    if isinstance(a, str) and "local.key_access" in a:
+        # local.key_access["signing"] == "sign" ? [sign...] : [verify...]
+        m = re.match(r'\$\{local\.key_access\["signing"\] == "sign" \? (\[.*?\]) : (\[.*?\])\}$', a)
+        assert m, a
+        return ast.literal_eval(m.group(1) if loc["key_access"].get("signing") == "sign" else m.group(2))
+    return a if isinstance(a, list) else [a]
+
+
+def iam_grants(name, decl):
+    """{(action, kind, name)} the worker module grants worker `name`, for the kinds the
+    trust chain is about: keys, tables, the bus (with the event types it may put)."""
+    loc = worker_locals(decl)
+    doc = load(ROOT / "modules" / "worker" / "main.tf")
+    out = set()
+    for st in policy_statements(doc):
+        sid = strip(st.get("sid"))
+        res = json.dumps(val(st.get("resources")))
+        acts = actions_of(st, loc)
+        targets = []
+        if "local.full_keys" in res:
+            targets = [("key", k) for k in loc["full_keys"]]
+        elif "local.read_keys" in res:
+            targets = [("key", k) for k in loc["read_keys"]]
+        elif sid in ("SigningKey", "DerivePseudonymSubkeys"):
+            wanted = "signing" if sid == "SigningKey" else "pseudonym"
+            targets = [("key", k) for k in loc["key_names"] if k == wanted]
+        elif "local.write_tables" in res:
+            targets = [("table", t) for t in loc["write_tables"]]
+        elif "local.read_tables" in res:
+            targets = [("table", t) for t in loc["read_tables"]]
+        elif sid == "PublishOnPipelineBus" and decl["emits"]:
+            cond = json.dumps(val(st.get("condition")))
+            assert "events:detail-type" in cond and "var.worker.emits" in cond, cond
+            assert "events:source" in cond and "${var.name_prefix}.${var.name}" in cond, cond
+            targets = [("event", e) for e in decl["emits"]]
+        elif "var.key_arns" in res or "var.table_arns" in res:
+            continue  # the audit chain's own keys and items (tested above)
+        for a in acts:
+            for t in targets:
+                out.add((a, *t))
+    return out
+
+
+def kms_locals():
+    text = (ROOT / "modules" / "kms" / "main.tf").read_text()
+    def actions(block, usage):
+        body = text[text.index(block):]
+        line = next(l for l in body.splitlines() if l.strip().startswith(usage))
+        return json.loads(line.split("=", 1)[1])
+    signers = text[text.index('sid       = "SignersOnly"'):]
+    sign_actions = json.loads(signers.splitlines()[1].split("=", 1)[1])
+    return actions, sign_actions
+
+
+def key_policy_grants(role):
+    """{(action, key)} the key policies give worker `role` (envs/dev's locals, rendered)."""
+    actions, sign_actions = kms_locals()
+    dev = (ROOT / "envs" / "dev" / "main.tf").read_text()
+    assert 'if a == "read" || a == "verify"' in dev and 'r if a == "sign"' in dev and 'r if a == ""' in dev, "access-mode locals changed"
+    out = set()
+    for key, decl in TOPOLOGY["keys"].items():
+        mode = None
+        for k in TOPOLOGY["workers"][role]["keys"]:
+            if k.split(":")[0] == key:
+                mode = k.split(":")[1] if ":" in k else ""
+        if mode is None:
+            continue
+        usage = decl["usage"]
+        granted = {"": actions("usage_actions", usage), "read": actions("read_actions", usage),
+                   "verify": actions("read_actions", usage), "sign": sign_actions}[mode]
+        out |= {(a, key) for a in granted}
+    return out
+
+
+def test_only_govern_can_sign_models_and_score_can_only_verify():
+    for name, decl in TOPOLOGY["workers"].items():
+        iam = {a for a, kind, k in iam_grants(name, decl) if kind == "key" and k == "signing"}
+        keyp = {a for a, k in key_policy_grants(name) if k == "signing"}
+        if name == "govern":
+            assert iam == keyp == {"kms:Sign", "kms:DescribeKey"}, (iam, keyp)
+        elif name == "score":
+            assert "kms:Sign" not in iam | keyp, (iam, keyp)
+            assert iam == keyp == {"kms:Verify", "kms:GetPublicKey", "kms:DescribeKey"}, (iam, keyp)
+        else:
+            assert not iam and not keyp, (name, iam, keyp)
+
+
+def test_the_signing_check_fails_if_score_may_sign(monkeypatch):
+    widened = json.loads(json.dumps(TOPOLOGY))
+    widened["workers"]["score"]["keys"] = [k.replace("signing:verify", "signing:sign") for k in widened["workers"]["score"]["keys"]]
+    monkeypatch.setitem(TOPOLOGY, "workers", widened["workers"])
+    with pytest.raises(AssertionError):
+        test_only_govern_can_sign_models_and_score_can_only_verify()
+
+
+def test_read_only_zones_are_decrypt_only_in_iam_and_key_policies():
+    for name, decl in TOPOLOGY["workers"].items():
+        loc = worker_locals(decl)
+        grants = iam_grants(name, decl)
+        keyp = key_policy_grants(name)
+        for k in loc["read_keys"]:
+            assert {a for a, kind, key in grants if kind == "key" and key == k} == {"kms:Decrypt", "kms:DescribeKey"}, (name, k)
+            assert {a for a, key in keyp if key == k} == {"kms:Decrypt", "kms:DescribeKey"}, (name, k)
+        # A worker that writes a bucket has full use of its key; one that only reads it, decrypt only.
+        for b in decl["reads"]:
+            key = TOPOLOGY["buckets"][b]["key"]
+            if b not in decl["writes"] and b not in decl.get("reads_records", {}):
+                assert key in loc["read_keys"], f"{name} only reads {b}: its key {key} must be :read"
+    assert worker_locals(TOPOLOGY["workers"]["score"])["read_keys"] == ["curated", "models"]
+
+
+def test_only_govern_writes_the_registry_score_reads_it_train_never_touches_it():
+    writers, readers = set(), set()
+    for name, decl in TOPOLOGY["workers"].items():
+        for a, kind, t in iam_grants(name, decl):
+            if kind == "table" and t == "registry":
+                (writers if a in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem") else readers).add(name)
+    assert writers == {"govern"}, writers
+    assert readers == {"govern", "score"}, readers
+    assert not any(t in ("registry", "decisions") for _, kind, t in iam_grants("train", TOPOLOGY["workers"]["train"]) if kind == "table")
+    # The decisions table: govern reads, no worker writes (people do, under their own UserId).
+    for name, decl in TOPOLOGY["workers"].items():
+        for a, kind, t in iam_grants(name, decl):
+            if kind == "table" and t == "decisions":
+                assert name == "govern" and a in ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"), (name, a)
+    dev = load(ROOT / "envs" / "dev" / "main.tf")
+    ops = blocks(dev, "data", "aws_iam_policy_document")["operator_models"]
+    own = next(st for st in ops["statement"] if strip(st.get("sid")) == "RecordOwnDecisions")
+    assert val(own["actions"]) in ("dynamodb:PutItem", ["dynamodb:PutItem"])
+    assert "dynamodb:LeadingKeys" in json.dumps(val(own["condition"])) and "aws:userid" in json.dumps(val(own["condition"]))
+    for st in ops["statement"]:
+        assert "registry" not in json.dumps(val(st["resources"])) or strip(st.get("sid")) == "ReadRegistryAndDecisions"
+
+
+def test_the_registry_check_fails_if_train_may_write_it(monkeypatch):
+    widened = json.loads(json.dumps(TOPOLOGY))
+    widened["workers"]["train"]["tables"] = ["idempotency", "registry"]
+    monkeypatch.setitem(TOPOLOGY, "workers", widened["workers"])
+    with pytest.raises(AssertionError):
+        test_only_govern_writes_the_registry_score_reads_it_train_never_touches_it()
+
+
+def test_each_event_type_is_published_and_accepted_only_from_its_emitter():
+    emitters = {}
+    for name, decl in TOPOLOGY["workers"].items():
+        for a, kind, e in iam_grants(name, decl):
+            if kind == "event":
+                emitters.setdefault(e, set()).add(name)
+    assert emitters["ModelTrained"] == {"train"}
+    assert "ingest" not in emitters["ModelTrained"] and emitters["RawAccepted"] == {"ingest"}
+    assert emitters["ModelPromoted"] == {"govern"} and emitters["ModelStaged"] == {"govern"}
+    assert "ModelReviewed" not in emitters and TOPOLOGY["operator_emits"] == ["ModelReviewed"]
+    # Rules match exact sources built from the same declaration, never a prefix.
+    worker = (ROOT / "modules" / "worker" / "main.tf").read_text()
+    pattern = worker[worker.index("event_pattern"):worker.index("}\n\nresource")]
+    assert "prefix" not in pattern and "source        = local.sources" in pattern, pattern
+    dev = (ROOT / "envs" / "dev" / "main.tf").read_text()
+    assert '"${var.name_prefix}.${w}" if contains(decl.emits, d)' in dev
+    assert "event_sources   = local.event_sources" in dev
+
+
+def test_the_event_check_fails_if_ingest_may_publish_model_trained(monkeypatch):
+    widened = json.loads(json.dumps(TOPOLOGY))
+    widened["workers"]["ingest"]["emits"] = widened["workers"]["ingest"]["emits"] + ["ModelTrained"]
+    monkeypatch.setitem(TOPOLOGY, "workers", widened["workers"])
+    with pytest.raises(AssertionError):
+        test_each_event_type_is_published_and_accepted_only_from_its_emitter()

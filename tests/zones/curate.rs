@@ -30,7 +30,7 @@ async fn raw_event(f: &FakePorts, contracts: &Contracts, dataset: &str, csv: &[u
         event_id: "e1".into(),
         correlation_id: "c1".into(),
         dataset: dataset.into(),
-        contract_version: "1.1.0".into(),
+        contract_version: contracts.dataset(dataset).unwrap().version.clone(),
         source: obj.clone(),
         original: obj,
         parquet,
@@ -45,7 +45,11 @@ fn worker(f: &FakePorts) -> CurateWorker {
     CurateWorker::new(
         f.ports(),
         contracts(),
-        CurateConfig { curated: bucket("t-curated"), pseudonym_key_id: "alias/t-pseudonym".into() },
+        CurateConfig {
+            curated: bucket("t-curated"),
+            holdout: bucket("t-holdout"),
+            pseudonym_key_id: "alias/t-pseudonym".into(),
+        },
     )
 }
 
@@ -70,7 +74,8 @@ async fn pii_is_pseudonymised_or_dropped_and_never_copied() {
     worker(&f).handle(&msg).await.unwrap();
     let ev: DatasetCurated = f.bus.events()[0].open().unwrap();
     assert_eq!(ev.role, DatasetRole::Training);
-    assert_eq!((ev.rows_in, ev.rows_out, ev.rows_rejected), (300, 300, 0));
+    let held = ev.holdout_rows.unwrap();
+    assert_eq!((ev.rows_in, ev.rows_out + held, ev.rows_rejected), (300, 300, 0));
     let out = f.store.object("t-curated", &ev.curated.key).unwrap().body;
     assert_eq!(ev.dataset_digest, sha256_hex(&out));
     // No raw CPF, e-mail or name appears anywhere in the curated bytes.
@@ -93,7 +98,8 @@ async fn the_same_cpf_links_within_a_domain_but_not_across_keys() {
     let scoring_csv: Vec<u8> = String::from_utf8(csv.clone())
         .unwrap()
         .lines()
-        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
+        // Scoring rows: the training rows without age_band and is_fraud.
+        .map(|l| l.rsplitn(3, ',').nth(2).unwrap().to_string() + "\n")
         .collect::<String>()
         .into_bytes();
     let f = FakePorts::new();
@@ -101,22 +107,31 @@ async fn the_same_cpf_links_within_a_domain_but_not_across_keys() {
     w.handle(&raw_event(&f, &c, "transactions_training", &csv).await).await.unwrap();
     w.handle(&raw_event(&f, &c, "transactions_scoring", &scoring_csv).await).await.unwrap();
     let evs: Vec<DatasetCurated> = f.bus.events().iter().map(|e| e.open().unwrap()).collect();
-    let a = column(f.store.object("t-curated", &evs[0].curated.key).unwrap().body, "customer_cpf");
-    let b = column(f.store.object("t-curated", &evs[1].curated.key).unwrap().body, "customer_cpf");
+    // The training rows are split between curated and holdout; together they are the scoring rows.
+    let mut a = column(f.store.object("t-curated", &evs[0].curated.key).unwrap().body, "customer_cpf");
+    a.extend(column(f.store.object("t-holdout", &evs[0].holdout.as_ref().unwrap().key).unwrap().body, "customer_cpf"));
+    let mut b = column(f.store.object("t-curated", &evs[1].curated.key).unwrap().body, "customer_cpf");
+    a.sort();
+    b.sort();
     assert_eq!(a, b, "same domain, same pseudonyms");
     // Another root key (another deployment or a rotated key) gives unrelated pseudonyms.
     let g = FakePorts::new();
     let other = CurateWorker::new(
         g.ports(),
         c.clone(),
-        CurateConfig { curated: bucket("t-curated"), pseudonym_key_id: "alias/other".into() },
+        CurateConfig {
+            curated: bucket("t-curated"),
+            holdout: bucket("t-holdout"),
+            pseudonym_key_id: "alias/other".into(),
+        },
     );
     other.handle(&raw_event(&g, &c, "transactions_training", &csv).await).await.unwrap();
     let ev: DatasetCurated = g.bus.events()[0].open().unwrap();
     let d = column(g.store.object("t-curated", &ev.curated.key).unwrap().body, "customer_cpf");
     assert!(a.iter().zip(&d).all(|(x, y)| x != y));
-    // The subkey is derived once per domain, not per message.
-    assert_eq!(f.keys.calls.lock().unwrap().len(), 1);
+    // Subkeys are derived once per label (the domain's pseudonym subkey, the training
+    // dataset's holdout subkey), not per message.
+    assert_eq!(f.keys.calls.lock().unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -134,7 +149,11 @@ async fn the_same_cpf_in_another_domain_gets_an_unrelated_pseudonym_under_the_sa
     let w = CurateWorker::new(
         f.ports(),
         c.clone(),
-        CurateConfig { curated: bucket("t-curated"), pseudonym_key_id: "alias/t-pseudonym".into() },
+        CurateConfig {
+            curated: bucket("t-curated"),
+            holdout: bucket("t-holdout"),
+            pseudonym_key_id: "alias/t-pseudonym".into(),
+        },
     );
     w.handle(&raw_event(&f, &c, "transactions_training", &csv).await).await.unwrap();
     w.handle(&raw_event(&f, &c, "cards_training", &csv).await).await.unwrap();
@@ -142,13 +161,14 @@ async fn the_same_cpf_in_another_domain_gets_an_unrelated_pseudonym_under_the_sa
     assert_eq!(evs[1].pseudonym_key_version.as_deref(), Some("mlsec/pseudonym/v1/cards"));
     let payments = column(f.store.object("t-curated", &evs[0].curated.key).unwrap().body, "customer_cpf");
     let cards = column(f.store.object("t-curated", &evs[1].curated.key).unwrap().body, "customer_cpf");
-    assert_eq!(payments.len(), 20);
+    assert_eq!(payments.len() as i64 + evs[0].holdout_rows.unwrap(), 20);
     // Same root key, same CPFs, two domains: no pseudonym of one appears in the other.
     let seen: std::collections::HashSet<_> = payments.iter().collect();
     assert!(cards.iter().all(|p| !seen.contains(p)), "domains link");
-    // One subkey derivation per domain, each with its own label.
+    // One subkey derivation per domain and one holdout-routing subkey per training
+    // dataset, each with its own label.
     let calls = f.keys.calls.lock().unwrap().clone();
-    assert_eq!(calls, vec!["mac alias/t-pseudonym".to_string(), "mac alias/t-pseudonym".to_string()]);
+    assert_eq!(calls, vec!["mac alias/t-pseudonym".to_string(); 4]);
 }
 
 #[tokio::test]
@@ -234,7 +254,7 @@ async fn a_clean_dataset_is_curated_with_its_dq_summary_report_and_key_version()
     let csv = csv_bytes(SampleKind::Training, 300, 5);
     worker(&f).handle(&raw_event(&f, &c, "transactions_training", &csv).await).await.unwrap();
     let ev: DatasetCurated = f.bus.events()[0].open().unwrap();
-    assert!(ev.curated.key.starts_with("transactions_training/contract=1.1.0/"), "{}", ev.curated.key);
+    assert!(ev.curated.key.starts_with("transactions_training/contract=1.2.0/"), "{}", ev.curated.key);
     let dq = ev.dq.clone().unwrap();
     let contract = c.dataset("transactions_training").unwrap();
     assert_eq!(dq.rules as usize, contract.quality.len());
@@ -299,7 +319,7 @@ async fn invalid_rows_under_the_threshold_are_dropped_and_listed_over_it_the_dat
         .await
         .unwrap();
     let ev: DatasetCurated = f.bus.events()[0].open().unwrap();
-    assert_eq!((ev.rows_in, ev.rows_out, ev.rows_rejected), (300, 299, 1));
+    assert_eq!((ev.rows_in, ev.rows_out + ev.holdout_rows.unwrap(), ev.rows_rejected), (300, 299, 1));
     let rejects_key = f
         .store
         .keys()
@@ -332,7 +352,7 @@ async fn a_warning_rule_is_reported_and_does_not_block() {
     let csv = edit_rows(&csv, &[1, 2, 3, 4, 5, 6], 3, "");
     worker(&f).handle(&raw_event(&f, &c, "transactions_training", &csv).await).await.unwrap();
     let ev: DatasetCurated = f.bus.events()[0].open().unwrap();
-    assert_eq!(ev.rows_out, 100);
+    assert_eq!(ev.rows_out + ev.holdout_rows.unwrap(), 100);
     assert_eq!(ev.dq.unwrap().warnings, vec!["customer_email_completeness".to_string()]);
 }
 
@@ -383,7 +403,7 @@ async fn a_dropped_row_does_not_make_its_clean_twin_a_duplicate() {
     let csv = edit_rows(&edit_rows(&csv, &[7], 0, &first_id), &[7], 7, "telepathy");
     worker(&f).handle(&raw_event(&f, &c, "transactions_training", &csv).await).await.unwrap();
     let ev: DatasetCurated = f.bus.events()[0].open().unwrap();
-    assert_eq!((ev.rows_out, ev.rows_rejected), (299, 1));
+    assert_eq!((ev.rows_out + ev.holdout_rows.unwrap(), ev.rows_rejected), (299, 1));
     let report = report_rows(&f, &ev.dq.unwrap().report.key);
     let dup = report.iter().find(|r| r.0 == "transaction_id_unique").unwrap();
     assert_eq!((dup.1.as_str(), dup.2), ("pass", 0));
@@ -563,4 +583,64 @@ fn duplicates_are_counted_the_same_when_the_keys_spill_to_disk() {
     for run_keys in [1, 33, 500] {
         assert_eq!(report(Some(run_keys)), in_memory, "runs of {run_keys} keys");
     }
+}
+
+/// The raw Parquet as the gateway writes it for an object `mlsec drop` uploaded (the
+/// uploader's ARN in the file's metadata).
+fn raw_dropped_by(c: &Contracts, csv: &[u8], dropper: &str) -> Bytes {
+    let raw = raw_parquet(c, "transactions_training", csv);
+    let batches: Vec<_> =
+        ParquetRecordBatchReaderBuilder::try_new(raw).unwrap().build().unwrap().map(Result::unwrap).collect();
+    let props = mlsec_lake::columnar::writer_properties(
+        &[(mlsec_lake::columnar::DROPPED_BY_KEY.to_string(), dropper.to_string())],
+        1024,
+    );
+    let mut out = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, batches[0].schema(), Some(props)).unwrap();
+    for b in &batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+    Bytes::from(out)
+}
+
+fn kv(parquet: &Bytes, key: &str) -> Option<String> {
+    let b = ParquetRecordBatchReaderBuilder::try_new(parquet.clone()).unwrap();
+    let meta = b.metadata().file_metadata().key_value_metadata()?;
+    meta.iter().find(|e| e.key == key).and_then(|e| e.value.clone())
+}
+
+#[test]
+fn a_keyed_hash_share_of_training_rows_goes_to_the_holdout_with_the_dropper() {
+    let c = crate::contracts();
+    let contract = c.dataset("transactions_training").unwrap();
+    let csv = csv_bytes(SampleKind::Training, 5000, 17);
+    let dropper = "arn:aws:iam::000000000000:user/data-engineer";
+    let run = |key: &[u8]| {
+        let (mut out, mut hold) = (Vec::new(), Vec::new());
+        let split = transform::HoldoutSplit {
+            key: key.to_vec(),
+            column: "transaction_id".into(),
+            fraction: 0.2,
+            out: &mut hold,
+        };
+        let raw = raw_dropped_by(&c, &csv, dropper);
+        let r =
+            transform::curate_split(raw, contract, &[1; 32], &[], 0, &mut out, std::io::sink(), Some(split)).unwrap();
+        (r.rows_out, r.rows_holdout, Bytes::from(out), Bytes::from(hold))
+    };
+    let (rows, held, out, hold) = run(&[3; 32]);
+    assert_eq!(rows, 5000);
+    assert!((900..1100).contains(&held), "{held} of 5000 rows held out for 0.2");
+    let (a, b) = (column(out.clone(), "transaction_id"), column(hold.clone(), "transaction_id"));
+    assert_eq!((a.len() + b.len()) as u64, rows);
+    let seen: std::collections::HashSet<_> = a.iter().collect();
+    assert!(b.iter().all(|id| !seen.contains(id)), "a row is in both the training data and the holdout");
+    // The same key routes the same rows; another key routes others.
+    assert_eq!(column(run(&[3; 32]).3, "transaction_id"), b);
+    assert_ne!(column(run(&[4; 32]).3, "transaction_id"), b);
+    // Both outputs carry the dropper; the holdout names its routing.
+    assert_eq!(kv(&out, "mlsec.dropped_by").as_deref(), Some(dropper));
+    assert_eq!(kv(&hold, "mlsec.dropped_by").as_deref(), Some(dropper));
+    assert_eq!(kv(&hold, "mlsec.holdout").as_deref(), Some("transaction_id:0.2"));
 }

@@ -7,10 +7,23 @@ locals {
   suffix   = data.aws_caller_identity.current.account_id
   # Per key, the worker roles that use it; producers upload into landing; operators
   # read queues, DLQs and the registry (pipeline key).
-  worker_key_users = {
-    for key, _ in local.topology.keys : key => [
-      for w, decl in local.workers : module.roles.role_arns[w] if contains([for k in decl.keys : split(":", k)[0]], key)
-    ]
+  # Per key and access mode (topology: `key` full use, `key:read` decrypt only, `key:sign`,
+  # `key:verify`), the worker roles: the key policies grant each mode its actions only.
+  worker_key_access = {
+    for key, _ in local.topology.keys : key => {
+      for w, decl in local.workers : module.roles.role_arns[w] => try(split(":", [for k in decl.keys : k if split(":", k)[0] == key][0])[1], "")
+      if contains([for k in decl.keys : split(":", k)[0]], key)
+    }
+  }
+  worker_key_users   = { for key, roles in local.worker_key_access : key => [for r, a in roles : r if a == ""] }
+  worker_key_readers = { for key, roles in local.worker_key_access : key => [for r, a in roles : r if a == "read" || a == "verify"] }
+  key_signers        = { for key, roles in local.worker_key_access : key => [for r, a in roles : r if a == "sign"] }
+  # Per event type, who may emit it: the rules match these sources exactly.
+  event_sources = {
+    for d in distinct(concat(flatten([for w, decl in local.workers : decl.emits]), local.topology.operator_emits)) : d => concat(
+      [for w, decl in local.workers : "${var.name_prefix}.${w}" if contains(decl.emits, d)],
+      contains(local.topology.operator_emits, d) ? ["${var.name_prefix}.operator"] : []
+    )
   }
   # Every worker and operator appends to the audit chain (records encrypted with the audit
   # key, checkpoints signed with the audit signing key); auditors only read and verify.
@@ -21,10 +34,10 @@ locals {
     audit         = local.writers
     audit_signing = local.writers
   })
-  key_readers = {
+  key_readers = merge(local.worker_key_readers, {
     audit         = var.auditor_role_arns
     audit_signing = var.auditor_role_arns
-  }
+  })
 }
 
 data "aws_caller_identity" "current" {}
@@ -41,6 +54,7 @@ module "kms" {
   keys        = local.topology.keys
   key_users   = local.key_users
   key_readers = local.key_readers
+  key_signers = local.key_signers
   service_users = {
     pipeline   = ["events.amazonaws.com", "logs.${var.region}.amazonaws.com", "cloudtrail.amazonaws.com", "cloudwatch.amazonaws.com", "budgets.amazonaws.com"]
     quarantine = ["logging.s3.amazonaws.com"]
@@ -106,6 +120,49 @@ data "aws_iam_policy_document" "operator_audit" {
 resource "aws_iam_policy" "operator_audit" {
   name   = "${var.name_prefix}-operator-audit"
   policy = data.aws_iam_policy_document.operator_audit.json
+}
+
+# People's decisions on models (`mlsec models approve|reject|rollback|revoke`): each
+# person writes only the decisions table partition of their own STS UserId, reads the
+# registry (never writes it: stages belong to govern), and announces a decision as
+# `<prefix>.operator` with the one event type operators emit. Attach to the approvers'
+# roles (the spec's `approvers` patterns then name which sessions count).
+data "aws_iam_policy_document" "operator_models" {
+  statement {
+    sid       = "RecordOwnDecisions"
+    actions   = ["dynamodb:PutItem"]
+    resources = [module.tables.table_arns["decisions"]]
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["$${aws:userid}"]
+    }
+  }
+  statement {
+    sid       = "ReadRegistryAndDecisions"
+    actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"]
+    resources = [module.tables.table_arns["registry"], module.tables.table_arns["decisions"]]
+  }
+  statement {
+    sid       = "AnnounceDecisions"
+    actions   = ["events:PutEvents"]
+    resources = [module.events.bus_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "events:source"
+      values   = ["${var.name_prefix}.operator"]
+    }
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "events:detail-type"
+      values   = local.topology.operator_emits
+    }
+  }
+}
+
+resource "aws_iam_policy" "operator_models" {
+  name   = "${var.name_prefix}-operator-models"
+  policy = data.aws_iam_policy_document.operator_models.json
 }
 
 # Auditors read the whole chain and verify it; they write nothing.
@@ -197,6 +254,7 @@ module "worker" {
   bucket_arns     = module.buckets.bucket_arns
   key_arns        = module.kms.key_arns
   table_arns      = module.tables.table_arns
+  event_sources   = local.event_sources
   bus_name        = module.events.bus_name
   bus_arn         = module.events.bus_arn
   bucket_suffix   = local.suffix

@@ -1,6 +1,8 @@
 # One customer-managed key per zone, plus the pseudonymisation HMAC key and the model
-# signing key. Each key policy names only the worker roles that use it; administration
-# stays with the account (IAM decides who administers).
+# signing key. Each key policy names only the worker roles that use it, each with the
+# actions of its access mode (a key policy naming a role grants by itself, so the IAM
+# narrowing alone would not hold): full use, read (decrypt / verify) or sign.
+# Administration stays with the account (IAM decides who administers).
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
@@ -74,6 +76,20 @@ data "aws_iam_policy_document" "key" {
       principals {
         type        = "AWS"
         identifiers = var.key_readers[each.key]
+      }
+    }
+  }
+
+  # Signing only (govern on the model-signing key): no Verify, no GetPublicKey needed.
+  dynamic "statement" {
+    for_each = length(lookup(var.key_signers, each.key, [])) > 0 ? [1] : []
+    content {
+      sid       = "SignersOnly"
+      actions   = ["kms:Sign", "kms:DescribeKey"]
+      resources = ["*"]
+      principals {
+        type        = "AWS"
+        identifiers = var.key_signers[each.key]
       }
     }
   }

@@ -27,6 +27,12 @@ variable "key_readers" {
   default     = {}
 }
 
+variable "key_signers" {
+  description = "Per signing key, the ARNs of roles that may only sign with it (Sign, DescribeKey): the model-signing key's signer is the govern role alone."
+  type        = map(list(string))
+  default     = {}
+}
+
 variable "service_users" {
   description = "Per key, AWS service principals allowed to use it (e.g. logs, events, s3 for bucket logging)."
   type        = map(list(string))

@@ -11,13 +11,22 @@ locals {
   key_names       = [for k in var.worker.keys : split(":", k)[0]]
   key_access      = { for k in var.worker.keys : split(":", k)[0] => try(split(":", k)[1], "") }
   symmetric_keys  = [for k in local.key_names : k if !contains(["pseudonym", "signing"], k)]
+  # Keys the worker only decrypts with (it reads that zone, never writes it).
+  full_keys = [for k in local.symmetric_keys : k if local.key_access[k] == ""]
+  read_keys = [for k in local.symmetric_keys : k if local.key_access[k] == "read"]
+  table_names  = [for t in var.worker.tables : split(":", t)[0]]
+  table_access = { for t in var.worker.tables : split(":", t)[0] => try(split(":", t)[1], "") }
+  write_tables = [for t in local.table_names : t if local.table_access[t] == ""]
+  read_tables  = [for t in local.table_names : t if local.table_access[t] == "read"]
+  # Each event type only from the workers (or operators) that emit it.
+  sources = distinct(flatten([for d in var.worker.trigger.detail_types : var.event_sources[d]]))
   event_pattern = var.worker.trigger.s3_bucket != null ? jsonencode({
     source        = ["aws.s3"]
-    "detail-type" = [var.worker.trigger.detail_type]
+    "detail-type" = var.worker.trigger.detail_types
     detail        = { bucket = { name = [var.bucket_names[var.worker.trigger.s3_bucket]] } }
     }) : jsonencode(merge({
-      source        = [{ prefix = "${var.name_prefix}." }]
-      "detail-type" = [var.worker.trigger.detail_type]
+      source        = local.sources
+      "detail-type" = var.worker.trigger.detail_types
     }, var.worker.trigger.role == null ? {} : { detail = { role = [var.worker.trigger.role] } }))
 }
 
@@ -134,7 +143,16 @@ data "aws_iam_policy_document" "worker" {
   statement {
     sid       = "UseZoneKeys"
     actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
-    resources = [for k in local.symmetric_keys : var.key_arns[k]]
+    resources = [for k in local.full_keys : var.key_arns[k]]
+  }
+
+  dynamic "statement" {
+    for_each = length(local.read_keys) > 0 ? [1] : []
+    content {
+      sid       = "DecryptReadZones"
+      actions   = ["kms:Decrypt", "kms:DescribeKey"]
+      resources = [for k in local.read_keys : var.key_arns[k]]
+    }
   }
 
   dynamic "statement" {
@@ -150,7 +168,7 @@ data "aws_iam_policy_document" "worker" {
     for_each = contains(local.key_names, "signing") ? [1] : []
     content {
       sid       = "SigningKey"
-      actions   = local.key_access["signing"] == "sign" ? ["kms:Sign", "kms:DescribeKey"] : ["kms:Verify", "kms:DescribeKey"]
+      actions   = local.key_access["signing"] == "sign" ? ["kms:Sign", "kms:DescribeKey"] : ["kms:Verify", "kms:GetPublicKey", "kms:DescribeKey"]
       resources = [for k in local.key_names : var.key_arns[k] if k == "signing"]
     }
   }
@@ -219,18 +237,40 @@ data "aws_iam_policy_document" "worker" {
     resources = [var.key_arns["audit_signing"]]
   }
 
+  # Registry stages are written by govern alone; score and operators only read them.
   statement {
-    sid       = "Tables"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"]
-    resources = [for t in var.worker.tables : var.table_arns[t]]
+    sid       = "WriteTables"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"]
+    resources = [for t in local.write_tables : var.table_arns[t]]
   }
 
+  dynamic "statement" {
+    for_each = length(local.read_tables) > 0 ? [1] : []
+    content {
+      sid       = "ReadTables"
+      actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"]
+      resources = [for t in local.read_tables : var.table_arns[t]]
+    }
+  }
+
+  # Only as itself, and only the event types it declares: a worker role cannot publish
+  # another zone's events (consumers also refuse them by source).
   dynamic "statement" {
     for_each = length(var.worker.emits) > 0 ? [1] : []
     content {
       sid       = "PublishOnPipelineBus"
       actions   = ["events:PutEvents"]
       resources = [var.bus_arn]
+      condition {
+        test     = "StringEquals"
+        variable = "events:source"
+        values   = ["${var.name_prefix}.${var.name}"]
+      }
+      condition {
+        test     = "ForAllValues:StringEquals"
+        variable = "events:detail-type"
+        values   = var.worker.emits
+      }
     }
   }
 

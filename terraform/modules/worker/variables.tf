@@ -15,7 +15,7 @@ variable "worker" {
     trigger = object({
       bus         = string
       s3_bucket   = optional(string)
-      detail_type = string
+      detail_types = list(string)
       role        = optional(string)
     })
     reads         = list(string)
@@ -38,6 +38,11 @@ variable "worker" {
     condition     = contains(["default", "pipeline"], var.worker.trigger.bus)
     error_message = "A worker listens on the default bus (S3 events) or the pipeline bus."
   }
+}
+
+variable "event_sources" {
+  description = "Per event type, the EventBridge sources allowed to emit it (<prefix>.<worker> or <prefix>.operator)."
+  type        = map(list(string))
 }
 
 variable "role_name" {

@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, OnceCell};
 
 use crate::{
     audit::{AuditChain, CheckpointPolicy},
-    dynamo::{DynamoIdempotency, DynamoRegistry},
+    dynamo::{DynamoDecisions, DynamoIdempotency, DynamoRegistry},
     errors::classify,
     eventbridge::EventBridgePublisher,
     kms::KmsKeys,
@@ -72,6 +72,34 @@ impl Deployment {
         }
     }
 
+    /// The same deployment, with the credentials of a session of `role_arn` (STS
+    /// `AssumeRole`): how a person takes their operator role, and how the demo acts as a
+    /// second person.
+    pub async fn assume_role(&self, role_arn: &str, session: &str) -> Result<Deployment, WorkError> {
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(session)
+            .send()
+            .await
+            .map_err(|e| classify("sts:AssumeRole", e))?;
+        let c = out.credentials().ok_or_else(|| WorkError::fatal("sts:AssumeRole returned no credentials"))?;
+        let creds = aws_sdk_sts::config::Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            None,
+            "mlsec-assume-role",
+        );
+        let sdk = sdk_config()
+            .await
+            .to_builder()
+            .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(creds))
+            .build();
+        Ok(Deployment::new(&sdk, self.names.clone(), (*self.topology).clone()))
+    }
+
     /// ARN of a declared key (alias resolved once, then cached).
     pub async fn key_arn(&self, key: &str) -> Result<String, WorkError> {
         if let Some(arn) = self.key_arns.lock().await.get(key) {
@@ -113,6 +141,7 @@ impl Deployment {
                 self.names.event_source(worker),
             )),
             registry: Arc::new(DynamoRegistry::new(self.dynamodb.clone(), self.names.table("registry"))),
+            decisions: Arc::new(DynamoDecisions::new(self.dynamodb.clone(), self.names.table("decisions"))),
             idempotency: Arc::new(DynamoIdempotency::new(self.dynamodb.clone(), self.names.table("idempotency"))),
             keys: Arc::new(KmsKeys::new(self.kms.clone())),
             audit: self.audit_log(worker, Actor::worker(self.names.role(worker))),

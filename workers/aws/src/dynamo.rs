@@ -1,18 +1,27 @@
-//! DynamoDB adapters: the model registry and the idempotency table.
+//! DynamoDB adapters: the model registry, people's decisions and the idempotency table.
 //!
-//! Registry items: `model_name` (partition), `model_version` (sort), `stage`, and the
-//! whole [`ModelRecord`] as JSON in `record`. The production pointer of a model is the
-//! item with `model_version = "@production"`; promotion writes the version and the
-//! pointer in one transaction, so readers never see a half-promoted model.
+//! Registry items: `model_name` (partition), `model_version` (sort), `stage`, `rev`, and the
+//! whole [`ModelRecord`] as JSON in `record`. The production pointer of a model is the item
+//! with `model_version = "@production"`. A transition is one `TransactWriteItems`: the
+//! version's new state only if it is still at the stage and revision it was read at, the
+//! pointer only if it still points where it was read, and the superseded version under the
+//! same kind of condition. Readers never see a half-promoted model, and two governors (or a
+//! replay) cannot both move one version.
+//!
+//! Decision items: `approver_id` (partition: the STS `UserId`, which IAM binds to the caller
+//! with `dynamodb:LeadingKeys = ${aws:userid}`), `decision` (sort: model@version#action#round)
+//! and the [`Decision`] as JSON.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
     Client,
-    types::{AttributeValue, Put, TransactWriteItem},
+    types::{AttributeValue, Delete, Put, TransactWriteItem},
 };
 use mlsec_runtime::{
     WorkError, now_ms,
-    ports::{Idempotency, ModelRecord, ModelRegistry, Result, Stage},
+    ports::{Decision, Decisions, Idempotency, ModelRecord, ModelRegistry, Pointer, Result, StageChange},
 };
 
 use crate::errors::{classify, code};
@@ -26,6 +35,14 @@ fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn build<T, E: std::fmt::Display>(r: std::result::Result<T, E>) -> Result<T> {
+    r.map_err(|e| WorkError::fatal(format!("registry request: {e}")))
+}
+
 pub struct DynamoRegistry {
     client: Client,
     table: String,
@@ -36,40 +53,51 @@ impl DynamoRegistry {
         Self { client, table }
     }
 
-    fn record_put(&self, record: &ModelRecord) -> Result<Put> {
+    fn item(record: &ModelRecord) -> Result<HashMap<String, AttributeValue>> {
         let json = serde_json::to_string(record).map_err(|e| WorkError::fatal(format!("registry record: {e}")))?;
-        Put::builder()
-            .table_name(&self.table)
-            .item("model_name", s(&record.model_name))
-            .item("model_version", s(&record.model_version))
-            .item("stage", s(record.stage.as_str()))
-            .item("record", s(json))
-            .condition_expression("attribute_exists(model_version)")
-            .build()
-            .map_err(|e| WorkError::fatal(format!("registry put: {e}")))
+        Ok(HashMap::from([
+            ("model_name".to_string(), s(&record.model_name)),
+            ("model_version".to_string(), s(&record.model_version)),
+            ("stage".to_string(), s(record.stage.as_str())),
+            ("rev".to_string(), n(record.rev)),
+            ("record".to_string(), s(json)),
+        ]))
     }
 
-    fn parse(item: &std::collections::HashMap<String, AttributeValue>) -> Result<ModelRecord> {
+    /// `next`, only if the stored row is at `expected` with revision `next.rev - 1`.
+    fn guarded_put(&self, next: &ModelRecord, expected: &str) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(Self::item(next)?))
+            .condition_expression("#stage = :from AND #rev = :rev")
+            .expression_attribute_names("#stage", "stage")
+            .expression_attribute_names("#rev", "rev")
+            .expression_attribute_values(":from", s(expected))
+            .expression_attribute_values(":rev", n(next.rev.saturating_sub(1)));
+        Ok(TransactWriteItem::builder().put(build(put.build())?).build())
+    }
+
+    fn parse(item: &HashMap<String, AttributeValue>) -> Result<ModelRecord> {
         let json = item
             .get("record")
             .and_then(|v| v.as_s().ok())
             .ok_or_else(|| WorkError::fatal("registry item without record"))?;
         serde_json::from_str(json).map_err(|e| WorkError::fatal(format!("registry record does not parse: {e}")))
     }
+
+    fn is_pointer(item: &HashMap<String, AttributeValue>) -> bool {
+        item.get("model_version").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(PRODUCTION_POINTER)
+    }
 }
 
 #[async_trait]
 impl ModelRegistry for DynamoRegistry {
-    async fn put_candidate(&self, record: &ModelRecord) -> Result<bool> {
-        let json = serde_json::to_string(record).map_err(|e| WorkError::fatal(format!("registry record: {e}")))?;
+    async fn create(&self, record: &ModelRecord) -> Result<bool> {
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("model_name", s(&record.model_name))
-            .item("model_version", s(&record.model_version))
-            .item("stage", s(record.stage.as_str()))
-            .item("record", s(json))
+            .set_item(Some(Self::item(record)?))
             .condition_expression("attribute_not_exists(model_version)")
             .send()
             .await;
@@ -94,26 +122,42 @@ impl ModelRegistry for DynamoRegistry {
         out.item().map(Self::parse).transpose()
     }
 
-    async fn set_stage(&self, record: &ModelRecord) -> Result<()> {
-        let mut items = vec![TransactWriteItem::builder().put(self.record_put(record)?).build()];
-        if record.stage == Stage::Production {
-            let pointer = Put::builder()
-                .table_name(&self.table)
-                .item("model_name", s(&record.model_name))
-                .item("model_version", s(PRODUCTION_POINTER))
-                .item("points_to", s(&record.model_version))
-                .item("updated_at_ms", AttributeValue::N(now_ms().to_string()))
-                .build()
-                .map_err(|e| WorkError::fatal(format!("registry pointer: {e}")))?;
-            items.push(TransactWriteItem::builder().put(pointer).build());
+    async fn transition(&self, change: &StageChange) -> Result<bool> {
+        let r = &change.record;
+        let mut items = vec![self.guarded_put(r, change.expected.as_str())?];
+        if let Some(d) = &change.demote {
+            items.push(self.guarded_put(d, "production")?);
         }
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-            .map_err(|e| classify("dynamodb:TransactWriteItems", e))?;
-        Ok(())
+        match &change.pointer {
+            Pointer::Keep => {}
+            Pointer::Promote { previous } => {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .item("model_name", s(&r.model_name))
+                    .item("model_version", s(PRODUCTION_POINTER))
+                    .item("points_to", s(&r.model_version))
+                    .item("updated_at_ms", n(now_ms()));
+                let put = match previous {
+                    None => put.condition_expression("attribute_not_exists(points_to)"),
+                    Some(p) => put.condition_expression("points_to = :prev").expression_attribute_values(":prev", s(p)),
+                };
+                items.push(TransactWriteItem::builder().put(build(put.build())?).build());
+            }
+            Pointer::Clear => {
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .key("model_name", s(&r.model_name))
+                    .key("model_version", s(PRODUCTION_POINTER))
+                    .condition_expression("points_to = :v")
+                    .expression_attribute_values(":v", s(&r.model_version));
+                items.push(TransactWriteItem::builder().delete(build(delete.build())?).build());
+            }
+        }
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if code(&e) == Some("TransactionCanceledException") => Ok(false),
+            Err(e) => Err(classify("dynamodb:TransactWriteItems", e)),
+        }
     }
 
     async fn production(&self, model: &str) -> Result<Option<ModelRecord>> {
@@ -133,16 +177,100 @@ impl ModelRegistry for DynamoRegistry {
         self.get(model, version).await
     }
 
+    async fn versions(&self, model: &str) -> Result<Vec<ModelRecord>> {
+        let mut records = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("model_name = :m")
+            .expression_attribute_values(":m", s(model))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| classify("dynamodb:Query", e))?;
+            if !Self::is_pointer(&item) {
+                records.push(Self::parse(&item)?);
+            }
+        }
+        Ok(records)
+    }
+
     async fn list(&self) -> Result<Vec<ModelRecord>> {
         let mut records = Vec::new();
         let mut pages = self.client.scan().table_name(&self.table).into_paginator().items().send();
         while let Some(item) = pages.next().await {
             let item = item.map_err(|e| classify("dynamodb:Scan", e))?;
-            if item.get("model_version").and_then(|v| v.as_s().ok()).map(String::as_str) != Some(PRODUCTION_POINTER) {
+            if !Self::is_pointer(&item) {
                 records.push(Self::parse(&item)?);
             }
         }
         Ok(records)
+    }
+}
+
+pub struct DynamoDecisions {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDecisions {
+    pub fn new(client: Client, table: String) -> Self {
+        Self { client, table }
+    }
+}
+
+#[async_trait]
+impl Decisions for DynamoDecisions {
+    async fn record(&self, d: &Decision) -> Result<bool> {
+        let json = serde_json::to_string(d).map_err(|e| WorkError::fatal(format!("decision: {e}")))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("approver_id", s(&d.approver_id))
+            .item("decision", s(d.key()))
+            .item("subject", s(format!("{}@{}", d.model_name, d.model_version)))
+            .item("body", s(json))
+            .condition_expression("attribute_not_exists(approver_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if code(&e) == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(classify("dynamodb:PutItem", e)),
+        }
+    }
+
+    async fn for_version(&self, model: &str, version: &str) -> Result<Vec<Decision>> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("subject = :s")
+            .expression_attribute_values(":s", s(format!("{model}@{version}")))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| classify("dynamodb:Scan", e))?;
+            let body = item
+                .get("body")
+                .and_then(|v| v.as_s().ok())
+                .ok_or_else(|| WorkError::fatal("decision item without body"))?;
+            let d: Decision =
+                serde_json::from_str(body).map_err(|e| WorkError::fatal(format!("decision does not parse: {e}")))?;
+            // The partition is what IAM vouches for: a body naming someone else is not theirs.
+            let partition = item.get("approver_id").and_then(|v| v.as_s().ok());
+            if partition == Some(&d.approver_id) {
+                out.push(d);
+            }
+        }
+        Ok(out)
     }
 }
 

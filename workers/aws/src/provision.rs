@@ -362,10 +362,16 @@ pub async fn ensure_rule_to_queue(
 pub async fn subscribe(dep: &Deployment, name: &str, detail_types: &[String]) -> Result<String, WorkError> {
     let queue = format!("{}-sub-{name}", dep.names.prefix);
     let url = ensure_queue_with_dlq(dep, &queue, &format!("{queue}-dlq"), 30, 5).await?;
-    let pattern = serde_json::json!({
-        "source": [{ "prefix": format!("{}.", dep.names.prefix) }],
-        "detail-type": detail_types,
-    });
+    // Exact sources: each requested event type only from its declared emitters (the
+    // subscriber checks them again on every message).
+    let mut sources: Vec<String> =
+        detail_types.iter().flat_map(|d| dep.topology.emitters(d)).map(|w| dep.names.event_source(w)).collect();
+    sources.sort();
+    sources.dedup();
+    if sources.is_empty() {
+        return Err(WorkError::fatal(format!("nobody emits {}", detail_types.join(", "))));
+    }
+    let pattern = serde_json::json!({ "source": sources, "detail-type": detail_types });
     ensure_rule_to_queue(dep, &dep.names.bus(&dep.topology), &queue, &pattern, &url).await?;
     Ok(url)
 }

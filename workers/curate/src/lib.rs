@@ -25,13 +25,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use error::CurateError;
 use mlsec_events::{
-    DatasetCurated, DatasetRejected, DqSummary, Envelope, RawAccepted,
+    DatasetCurated, DatasetRejected, DatasetRole, DqSummary, Envelope, RawAccepted,
     audit::{AuditAction, AuditEntry, Subject},
     derive_event_id,
 };
 use mlsec_lake::{
     columnar::{CURATED_ROW_GROUP_ROWS, PARQUET_CONTENT_TYPE as PARQUET, writer_properties},
-    layout::curated as keys,
+    layout::{curated as keys, holdout as holdout_keys},
 };
 use mlsec_runtime::{
     Handler, Inbound, WorkError,
@@ -46,10 +46,14 @@ use tracing::{info, warn};
 pub const WORKER: &str = "curate";
 /// Label of the subkey derivation; bump the version to rotate every pseudonym.
 pub const SUBKEY_LABEL: &str = "mlsec/pseudonym/v1";
+/// Label of the holdout-routing subkey (per dataset), derived from the same root key.
+pub const HOLDOUT_LABEL: &str = "mlsec/holdout/v1";
 
 #[derive(Debug, Clone)]
 pub struct CurateConfig {
     pub curated: BucketRef,
+    /// Where training datasets' holdouts go: a bucket only govern reads.
+    pub holdout: BucketRef,
     /// KMS HMAC key (alias or ARN) at the root of the pseudonymisation subkeys.
     pub pseudonym_key_id: String,
 }
@@ -66,14 +70,14 @@ impl CurateWorker {
         Self { ports, contracts, config, subkeys: Mutex::default() }
     }
 
-    async fn subkey(&self, domain: &str) -> Result<Arc<[u8]>, WorkError> {
+    /// `HMAC(root, label)`, asked of KMS once per label and kept in memory only.
+    async fn subkey(&self, label: String) -> Result<Arc<[u8]>, WorkError> {
         let mut cache = self.subkeys.lock().await;
-        if let Some(k) = cache.get(domain) {
+        if let Some(k) = cache.get(&label) {
             return Ok(k.clone());
         }
-        let label = format!("{SUBKEY_LABEL}/{domain}");
         let key: Arc<[u8]> = self.ports.keys.mac(&self.config.pseudonym_key_id, label.as_bytes()).await?.into();
-        cache.insert(domain.to_string(), key.clone());
+        cache.insert(label, key.clone());
         Ok(key)
     }
 }
@@ -99,8 +103,15 @@ impl Handler for CurateWorker {
         let p = &raw.parquet;
         // Streamed to a spill file and verified: memory stays flat in the dataset's size.
         let input = download_verified(self.ports.store.as_ref(), p, &p.sha256, WORKER, &raw.event_id).await?;
-        let subkey = self.subkey(&contract.domain).await?;
         let key_label = format!("{SUBKEY_LABEL}/{}", contract.domain);
+        let subkey = self.subkey(key_label.clone()).await?;
+        let holdout_split = match (contract.role, contract.primary_key()) {
+            (DatasetRole::Training, Some(pk)) => {
+                let key = self.subkey(format!("{HOLDOUT_LABEL}/{}", contract.dataset)).await?;
+                Some((key, pk.name.clone(), contract.holdout_fraction))
+            }
+            _ => None,
+        };
         let lineage = vec![
             ("mlsec.contract".to_string(), format!("{}@{}", contract.id, contract.version)),
             ("mlsec.raw_sha256".to_string(), p.sha256.clone()),
@@ -109,12 +120,19 @@ impl Handler for CurateWorker {
         ];
         let (out_spill, out) = SpillFile::create(WORKER, &raw.event_id, ".parquet")?;
         let (rej_spill, rej) = SpillFile::create(WORKER, &raw.event_id, ".rejects.parquet")?;
+        let (hold_spill, hold) = SpillFile::create(WORKER, &raw.event_id, ".holdout.parquet")?;
+        let split = holdout_split.map(|(key, column, fraction)| transform::HoldoutSplit {
+            key: key.to_vec(),
+            column,
+            fraction,
+            out: hold,
+        });
         let file = input.open()?;
         let (contract_ref, subkey_ref, lineage_ref) = (contract.clone(), subkey.clone(), lineage.clone());
         // Freshness is judged at ingestion time, so a redelivery reaches the same verdict.
         let as_of = raw.occurred_at_ms;
         let curated = tokio::task::spawn_blocking(move || {
-            transform::curate(file, &contract_ref, &subkey_ref, &lineage_ref, as_of, out, rej)
+            transform::curate_split(file, &contract_ref, &subkey_ref, &lineage_ref, as_of, out, rej, split)
         })
         .await
         .map_err(|e| {
@@ -169,6 +187,20 @@ impl Handler for CurateWorker {
             warn!(worker = WORKER, event_id = %event.event_id, dataset = %event.dataset, rules = ?event.dq.rejecting, "dataset rejected by data-quality rules");
             return Ok(format!("rejected {} by {}", event.dataset, event.dq.rejecting.join(",")));
         }
+        let holdout = match contract.role {
+            DatasetRole::Training => Some(
+                self.ports
+                    .store
+                    .put_file(
+                        &self.config.holdout,
+                        &holdout_keys::parquet(dataset, version, sha),
+                        &hold_spill.path,
+                        PARQUET,
+                    )
+                    .await?,
+            ),
+            DatasetRole::Scoring => None,
+        };
         if curated.rows_in != curated.rows_out {
             self.ports
                 .store
@@ -189,12 +221,14 @@ impl Handler for CurateWorker {
             dataset_digest: stored.sha256.clone(),
             curated: stored,
             rows_in: curated.rows_in as i64,
-            rows_out: curated.rows_out as i64,
+            rows_out: (curated.rows_out - curated.rows_holdout) as i64,
             rows_rejected: (curated.rows_in - curated.rows_out) as i64,
             pseudonym_key_id: self.config.pseudonym_key_id.clone(),
             occurred_at_ms: now_ms(),
             pseudonym_key_version: Some(key_label),
             dq: Some(summary),
+            holdout_rows: holdout.as_ref().map(|_| curated.rows_holdout as i64),
+            holdout,
         };
         self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
         info!(worker = WORKER, event_id = %event.event_id, dataset = %event.dataset, rows_in = curated.rows_in, rows_out = curated.rows_out, warnings = ?event.dq.as_ref().map(|d| &d.warnings), "curated");

@@ -7,14 +7,14 @@ use std::{io::Write, sync::Arc};
 
 use arrow::{
     array::{
-        Array, ArrayRef, Float64Array, Int64Array, RecordBatch, RecordBatchReader, StringArray, StringBuilder,
-        TimestampMillisecondArray,
+        Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, RecordBatchReader, StringArray,
+        StringBuilder, TimestampMillisecondArray,
     },
     compute::filter_record_batch,
     datatypes::{Field, Schema},
 };
 use hmac::{Hmac, KeyInit, Mac};
-use mlsec_lake::columnar::{BATCH_ROWS, CURATED_ROW_GROUP_ROWS, writer_properties};
+use mlsec_lake::columnar::{BATCH_ROWS, CURATED_ROW_GROUP_ROWS, DROPPED_BY_KEY, HOLDOUT_KEY, writer_properties};
 use mlsec_runtime::{
     contract::{DatasetContract, Generalisation, Pseudonymisation},
     time::days_from_civil,
@@ -30,13 +30,35 @@ use crate::{
     error::{CurateError, input, output},
 };
 
-type HmacSha256 = Hmac<Sha256>;
+pub type HmacSha256 = Hmac<Sha256>;
 
 /// Output of [`curate`].
 pub struct Curated {
     pub rows_in: u64,
+    /// Rows that passed the row rules (curated output plus holdout).
     pub rows_out: u64,
+    /// Of those, rows routed to the holdout.
+    pub rows_holdout: u64,
     pub report: DqReport,
+}
+
+/// Where a training dataset's holdout goes: rows whose keyed hash of the primary key falls
+/// below `fraction` (so a row lands on the same side on every run, and no one without the
+/// key can choose which rows are held out).
+pub struct HoldoutSplit<H> {
+    pub key: Vec<u8>,
+    pub column: String,
+    pub fraction: f64,
+    pub out: H,
+}
+
+/// Whether the row with primary key `value` belongs to the holdout.
+pub fn in_holdout(mac: &HmacSha256, value: &str, fraction: f64) -> bool {
+    let mut m = mac.clone();
+    m.update(value.as_bytes());
+    let digest = m.finalize().into_bytes();
+    let top = u64::from_be_bytes(digest[..8].try_into().expect("32-byte digest"));
+    (top as f64) < fraction * 18_446_744_073_709_551_616.0
 }
 
 /// Hex HMAC-SHA-256 pseudonym of `value` under `key` (pre-keyed `mac` cloned per value).
@@ -94,14 +116,39 @@ pub fn curate<R: ChunkReader + 'static, W: Write + Send, X: Write + Send>(
     out: W,
     rejects: X,
 ) -> Result<Curated, CurateError> {
+    curate_split(raw, contract, subkey, lineage, now_ms, out, rejects, None::<HoldoutSplit<std::io::Sink>>)
+}
+
+/// [`curate`], routing a keyed-hash share of the rows to `holdout` instead of `out`. The
+/// raw file's `mlsec.dropped_by` metadata is carried into both outputs.
+#[allow(clippy::too_many_arguments)]
+pub fn curate_split<R: ChunkReader + 'static, W: Write + Send, X: Write + Send, H: Write + Send>(
+    raw: R,
+    contract: &DatasetContract,
+    subkey: &[u8],
+    lineage: &[(String, String)],
+    now_ms: i64,
+    out: W,
+    rejects: X,
+    holdout: Option<HoldoutSplit<H>>,
+) -> Result<Curated, CurateError> {
     let mac = HmacSha256::new_from_slice(subkey).map_err(input)?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(raw)
-        .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
-        .map_err(input)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(raw).map_err(input)?;
+    let dropped_by = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|e| e.key == DROPPED_BY_KEY))
+        .and_then(|e| e.value.clone());
+    let mut lineage = lineage.to_vec();
+    if let Some(d) = dropped_by {
+        lineage.push((DROPPED_BY_KEY.to_string(), d));
+    }
+    let reader = builder.with_batch_size(BATCH_ROWS).build().map_err(input)?;
     let input_schema = reader.schema();
     let drift = dq::schema_drift(contract, &input_schema);
     if !drift.is_empty() {
-        return Ok(Curated { rows_in: 0, rows_out: 0, report: DqReport::drifted(&drift) });
+        return Ok(Curated { rows_in: 0, rows_out: 0, rows_holdout: 0, report: DqReport::drifted(&drift) });
     }
     let mut engine = Engine::new(contract, &input_schema, now_ms)?;
     let kept: Vec<_> = contract.columns.iter().filter(|c| c.pseudonymisation != Pseudonymisation::Drop).collect();
@@ -117,10 +164,21 @@ pub fn curate<R: ChunkReader + 'static, W: Write + Send, X: Write + Send>(
             })
             .collect::<Vec<_>>(),
     ));
-    let props = writer_properties(lineage, CURATED_ROW_GROUP_ROWS);
+    let props = writer_properties(&lineage, CURATED_ROW_GROUP_ROWS);
     let mut writer = ArrowWriter::try_new(out, out_schema.clone(), Some(props.clone())).map_err(output)?;
     let mut reject_writer = ArrowWriter::try_new(rejects, dq::rejects_schema(), Some(props)).map_err(output)?;
-    let (mut rows_in, mut rows_out) = (0u64, 0u64);
+    let mut split = match holdout {
+        None => None,
+        Some(h) => {
+            let mac = HmacSha256::new_from_slice(&h.key).map_err(input)?;
+            let meta =
+                [lineage.clone(), vec![(HOLDOUT_KEY.to_string(), format!("{}:{}", h.column, h.fraction))]].concat();
+            let props = writer_properties(&meta, CURATED_ROW_GROUP_ROWS);
+            let w = ArrowWriter::try_new(h.out, out_schema.clone(), Some(props)).map_err(output)?;
+            Some((mac, h.column, h.fraction, w))
+        }
+    };
+    let (mut rows_in, mut rows_out, mut rows_holdout) = (0u64, 0u64, 0u64);
     for batch in reader {
         let batch = batch.map_err(input)?;
         rows_in += batch.num_rows() as u64;
@@ -137,11 +195,28 @@ pub fn curate<R: ChunkReader + 'static, W: Write + Send, X: Write + Send>(
                 .push(transform_column(col, c.pseudonymisation, &mac).map_err(|e| input(format!("{}: {e}", c.name)))?);
         }
         let out = RecordBatch::try_new(out_schema.clone(), columns).map_err(input)?;
-        writer.write(&out).map_err(output)?;
+        match &mut split {
+            None => writer.write(&out).map_err(output)?,
+            Some((mac, column, fraction, holdout_writer)) => {
+                let key = batch.column_by_name(column).ok_or_else(|| input(format!("no primary key {column}")))?;
+                let key = arrow::compute::cast(key, &arrow::datatypes::DataType::Utf8).map_err(input)?;
+                let key = strings(&key)?;
+                let held: BooleanArray =
+                    key.iter().map(|v| Some(v.is_some_and(|v| in_holdout(mac, v, *fraction)))).collect();
+                let kept = arrow::compute::not(&held).map_err(input)?;
+                let to_holdout = filter_record_batch(&out, &held).map_err(input)?;
+                rows_holdout += to_holdout.num_rows() as u64;
+                holdout_writer.write(&to_holdout).map_err(output)?;
+                writer.write(&filter_record_batch(&out, &kept).map_err(input)?).map_err(output)?;
+            }
+        }
     }
     writer.close().map_err(output)?;
     reject_writer.close().map_err(output)?;
-    Ok(Curated { rows_in, rows_out, report: engine.finish()? })
+    if let Some((.., w)) = split {
+        w.close().map_err(output)?;
+    }
+    Ok(Curated { rows_in, rows_out, rows_holdout, report: engine.finish()? })
 }
 
 fn strings(col: &ArrayRef) -> Result<&StringArray, CurateError> {

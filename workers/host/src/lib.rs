@@ -35,8 +35,11 @@ pub async fn ingest(dep: &Deployment, contracts: Arc<Contracts>) -> Result<mlsec
 
 pub async fn curate(dep: &Deployment, contracts: Arc<Contracts>) -> Result<mlsec_curate::CurateWorker, WorkError> {
     use mlsec_curate::{CurateConfig, CurateWorker, WORKER};
-    let config =
-        CurateConfig { curated: dep.bucket_ref("curated").await?, pseudonym_key_id: dep.key_arn("pseudonym").await? };
+    let config = CurateConfig {
+        curated: dep.bucket_ref("curated").await?,
+        holdout: dep.bucket_ref("holdout").await?,
+        pseudonym_key_id: dep.key_arn("pseudonym").await?,
+    };
     Ok(CurateWorker::new(dep.ports(WORKER), contracts, config))
 }
 
@@ -46,8 +49,13 @@ pub async fn train(dep: &Deployment, contracts: Arc<Contracts>) -> Result<mlsec_
 }
 
 pub async fn govern(dep: &Deployment, contracts: Arc<Contracts>) -> Result<mlsec_govern::GovernWorker, WorkError> {
-    use mlsec_govern::{GovernWorker, WORKER};
-    Ok(GovernWorker::new(dep.ports(WORKER), contracts, dep.bucket_ref("models").await?, dep.key_arn("signing").await?))
+    use mlsec_govern::{GovernConfig, GovernWorker, WORKER};
+    let config = GovernConfig {
+        models: dep.bucket_ref("models").await?,
+        holdout_bucket: dep.names.bucket("holdout"),
+        signing_key_id: dep.key_arn("signing").await?,
+    };
+    Ok(GovernWorker::new(dep.ports(WORKER), contracts, config))
 }
 
 pub async fn score(dep: &Deployment, contracts: Arc<Contracts>) -> Result<mlsec_score::ScoreWorker, WorkError> {

@@ -32,7 +32,7 @@ use mlsec_events::{
     derive_event_id,
 };
 use mlsec_lake::{
-    columnar::PARQUET_CONTENT_TYPE as PARQUET,
+    columnar::{DROPPED_BY_KEY, PARQUET_CONTENT_TYPE as PARQUET},
     layout::{quarantine as quarantine_keys, raw as raw_keys},
 };
 use mlsec_runtime::{
@@ -117,6 +117,7 @@ impl IngestWorker {
         let head = store.head(bucket, key, version).await?;
         // Pin the exact version that is hashed, validated and copied.
         let version = version.map(str::to_string).or(head.version_id);
+        let dropped_by = head.dropped_by;
         let mut rejection = match contract {
             None => Some(Rejection::new(ReasonCode::UnknownSource, "the landing prefix matches no data contract")),
             Some(c) if head.size < 0 || head.size as u64 > c.ingest.max_object_bytes => Some(
@@ -132,6 +133,10 @@ impl IngestWorker {
                     ("mlsec.contract".to_string(), format!("{}@{}", c.id, c.version)),
                     ("mlsec.source".to_string(), format!("s3://{bucket}/{key}")),
                 ];
+                let lineage = match &dropped_by {
+                    Some(d) => [lineage, vec![(DROPPED_BY_KEY.to_string(), d.clone())]].concat(),
+                    None => lineage,
+                };
                 let (file, sink) = SpillFile::create(WORKER, input_id, ".parquet")?;
                 spill = Some(file);
                 match Gate::with_sink(c, now_ms(), lineage, sink) {

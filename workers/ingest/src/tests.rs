@@ -146,7 +146,7 @@ async fn bad_rows_under_the_threshold_go_to_a_rejects_file_and_the_rest_is_accep
         f[i] = v;
         f.join(",")
     };
-    lines[10] = set_field(&lines[10], 9, "maybe");
+    lines[10] = set_field(&lines[10], 10, "maybe");
     lines[20] = format!("{},extra", lines[20]);
     lines[30] = set_field(&lines[30], 6, "\"B\"R");
     lines[40] = set_field(&lines[40], 4, "NaN");
@@ -460,10 +460,10 @@ async fn json_lines_are_recognised_by_content_and_checked_like_csv() {
     let e: RawAccepted = f.bus.events()[0].open().unwrap();
     assert_eq!(e.rows, 20);
     // A duplicated key and an unknown key are refused row by row (2 of 20: over 1%).
-    // (serde_json writes keys sorted, so every line starts with "amount".)
-    let bad = jsonl.replacen("{\"amount\":", "{\"amount\":1,\"amount\":", 1).replacen(
-        "{\"amount\":",
-        "{\"admin\":true,\"amount\":",
+    // (serde_json writes keys sorted, so every line starts with "age_band".)
+    let bad = jsonl.replacen("{\"age_band\":", "{\"age_band\":\"x\",\"age_band\":", 1).replacen(
+        "{\"age_band\":",
+        "{\"admin\":true,\"age_band\":",
         2,
     );
     assert_eq!(quarantined(bad.into_bytes(), KEY).await.reason_code, "reject_threshold");

@@ -66,7 +66,7 @@ pub mod quarantine {
 
 /// Curated zone (Z3).
 pub mod curated {
-    fn base(dataset: &str, contract_version: &str, raw_sha256: &str) -> String {
+    pub(crate) fn base(dataset: &str, contract_version: &str, raw_sha256: &str) -> String {
         format!("{dataset}/contract={contract_version}/{raw_sha256}")
     }
 
@@ -88,20 +88,39 @@ pub mod curated {
 
 /// Models bucket (Z4/Z5).
 pub mod models {
+    /// The trainer's artifact (written by train).
     pub fn artifact(model: &str, version: &str) -> String {
         format!("{model}/{version}/model.json")
     }
 
-    pub fn manifest(model: &str, version: &str) -> String {
-        format!("{model}/{version}/manifest.json")
+    /// The trainer's own report: metrics on its validation split, rows, params (train).
+    pub fn training(model: &str, version: &str) -> String {
+        format!("{model}/{version}/training.json")
     }
 
-    pub fn signature(model: &str, version: &str) -> String {
-        format!("{model}/{version}/signature")
+    /// Govern's gate report: JSON summary (covered by the manifest) and Parquet table.
+    pub fn gate_report(model: &str, version: &str) -> String {
+        format!("{model}/{version}/gate-report.json")
+    }
+
+    pub fn gate_table(model: &str, version: &str) -> String {
+        format!("{model}/{version}/gate-report.parquet")
+    }
+
+    /// The signed manifest envelope of one promotion round (govern).
+    pub fn manifest(model: &str, version: &str, round: u32) -> String {
+        format!("{model}/{version}/manifest-r{round}.signed.json")
     }
 }
 
-/// Scored zone (Z6).
+/// The holdout bucket (written by curate, read by govern only).
+pub mod holdout {
+    /// Same base as the curated training object it was split from.
+    pub fn parquet(dataset: &str, contract_version: &str, raw_sha256: &str) -> String {
+        format!("{}.parquet", super::curated::base(dataset, contract_version, raw_sha256))
+    }
+}
+
 pub mod scored {
     /// Scores of one curated dataset by one model version.
     pub fn parquet(dataset: &str, model: &str, version: &str, dataset_digest: &str) -> String {

@@ -35,6 +35,8 @@ pub enum ModelError {
     Width { row: usize, model: usize },
     #[error("model classes {0:?} are not [0, 1]")]
     Classes(Vec<i32>),
+    #[error("target {column}: {message}")]
+    Target { column: String, message: String },
 }
 
 /// Serialised model.
@@ -142,6 +144,32 @@ pub fn featurize(batch: &RecordBatch, features: &[FeatureSpec]) -> Result<Vec<Op
         }
     }
     Ok(rows)
+}
+
+/// The label of every row of `batch`: a boolean target as is, a string target 1 when it
+/// equals `positive` (the spec's `positiveLabel`); `None` where the target is null.
+pub fn labels(batch: &RecordBatch, target: &str, positive: Option<&str>) -> Result<Vec<Option<i32>>, ModelError> {
+    let bad = |message: &str| ModelError::Target { column: target.to_string(), message: message.to_string() };
+    let col = batch.column_by_name(target).ok_or_else(|| bad("missing column"))?;
+    if let Some(b) = col.as_any().downcast_ref::<BooleanArray>() {
+        if positive.is_some() {
+            return Err(bad("positiveLabel applies to string targets"));
+        }
+        return Ok(b.iter().map(|v| v.map(i32::from)).collect());
+    }
+    if let Some(s) = col.as_any().downcast_ref::<StringArray>() {
+        let positive = positive.ok_or_else(|| bad("a string target needs positiveLabel"))?;
+        return Ok(s.iter().map(|v| v.map(|v| i32::from(v == positive))).collect());
+    }
+    Err(bad("must be boolean, or a string with positiveLabel"))
+}
+
+/// Mean squared difference between probability and outcome (calibration; lower is better).
+pub fn brier(scores: &[f64], labels: &[i32]) -> f64 {
+    if scores.is_empty() {
+        return 0.0;
+    }
+    scores.iter().zip(labels).map(|(p, &y)| (p - f64::from(y)).powi(2)).sum::<f64>() / scores.len() as f64
 }
 
 /// Area under the ROC curve (Mann–Whitney U with tie handling).

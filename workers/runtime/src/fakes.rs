@@ -17,8 +17,8 @@ use crate::{
     Handler, Inbound, WorkError,
     error::OBJECT_MISSING,
     ports::{
-        BucketRef, ByteChunks, EventPublisher, Idempotency, KeyService, ModelRecord, ModelRegistry, ObjectHead,
-        ObjectStore, Ports, Result, Stage,
+        BucketRef, ByteChunks, Decision, Decisions, EventPublisher, Idempotency, KeyService, ModelRecord,
+        ModelRegistry, ObjectHead, ObjectStore, Pointer, Ports, Result, Stage, StageChange,
     },
 };
 
@@ -48,6 +48,7 @@ pub struct StoredObject {
     pub version_id: String,
     pub kms_key_arn: String,
     pub content_type: String,
+    pub dropped_by: Option<String>,
 }
 
 /// In-memory versioned object store.
@@ -63,6 +64,14 @@ impl MemoryStore {
     pub fn seed(&self, bucket: &str, key: &str, body: impl Into<Bytes>) -> String {
         self.insert(bucket, key, body.into(), "seed-key", "application/octet-stream")
     }
+    /// Seeds a landing object as `mlsec drop` uploads it, with the uploader's ARN.
+    pub fn seed_dropped_by(&self, bucket: &str, key: &str, body: impl Into<Bytes>, dropper: &str) -> String {
+        let v = self.seed(bucket, key, body);
+        if let Some(o) = self.objects.lock().unwrap().get_mut(&(bucket.into(), key.into())).and_then(|v| v.last_mut()) {
+            o.dropped_by = Some(dropper.to_string());
+        }
+        v
+    }
     fn insert(&self, bucket: &str, key: &str, body: Bytes, kms: &str, ct: &str) -> String {
         let mut objects = self.objects.lock().unwrap();
         let versions = objects.entry((bucket.into(), key.into())).or_default();
@@ -72,6 +81,7 @@ impl MemoryStore {
             version_id: version_id.clone(),
             kms_key_arn: kms.into(),
             content_type: ct.into(),
+            dropped_by: None,
         });
         version_id
     }
@@ -119,6 +129,7 @@ impl ObjectStore for MemoryStore {
             etag: Some(encode(&Sha256::digest(&o.body)[..16])),
             sse: Some("aws:kms".into()),
             kms_key_id: Some(o.kms_key_arn),
+            dropped_by: o.dropped_by,
         })
     }
     async fn get_optional(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Option<Bytes>> {
@@ -188,48 +199,121 @@ impl EventPublisher for MemoryBus {
     }
 }
 
-/// In-memory registry with the same conditional semantics as the DynamoDB adapter.
+/// In-memory registry with the same conditional semantics as the DynamoDB adapter: a
+/// transition applies only from the stage and revision it read, a promotion only if the
+/// pointer still points where it was read, and all of a change or none of it.
 #[derive(Default)]
 pub struct MemoryRegistry {
-    rows: Mutex<BTreeMap<(String, String), ModelRecord>>,
-    production: Mutex<HashMap<String, String>>,
+    state: Mutex<RegistryState>,
+    faults: Faults,
+}
+
+#[derive(Default)]
+struct RegistryState {
+    rows: BTreeMap<(String, String), ModelRecord>,
+    production: HashMap<String, String>,
+}
+
+impl MemoryRegistry {
+    /// Overwrites a row with no condition: what an attacker holding write access to the
+    /// table could do (tests of what the scorer and govern must refuse).
+    pub fn tamper(&self, record: &ModelRecord, point_production: bool) {
+        let mut s = self.state.lock().unwrap();
+        s.rows.insert((record.model_name.clone(), record.model_version.clone()), record.clone());
+        if point_production {
+            s.production.insert(record.model_name.clone(), record.model_version.clone());
+        }
+    }
+    pub fn fail_next(&self, op: &str, n: usize) {
+        self.faults.arm(op, n);
+    }
 }
 
 #[async_trait]
 impl ModelRegistry for MemoryRegistry {
-    async fn put_candidate(&self, record: &ModelRecord) -> Result<bool> {
-        let mut rows = self.rows.lock().unwrap();
+    async fn create(&self, record: &ModelRecord) -> Result<bool> {
+        self.faults.check("create")?;
+        let mut s = self.state.lock().unwrap();
         let key = (record.model_name.clone(), record.model_version.clone());
-        if rows.contains_key(&key) {
+        if s.rows.contains_key(&key) {
             return Ok(false);
         }
-        rows.insert(key, record.clone());
+        s.rows.insert(key, record.clone());
         Ok(true)
     }
     async fn get(&self, model: &str, version: &str) -> Result<Option<ModelRecord>> {
-        Ok(self.rows.lock().unwrap().get(&(model.into(), version.into())).cloned())
+        Ok(self.state.lock().unwrap().rows.get(&(model.into(), version.into())).cloned())
     }
-    async fn set_stage(&self, record: &ModelRecord) -> Result<()> {
-        let key = (record.model_name.clone(), record.model_version.clone());
-        let mut rows = self.rows.lock().unwrap();
-        if !rows.contains_key(&key) {
-            return Err(WorkError::permanent("unknown_model", format!("{}@{}", key.0, key.1)));
+    async fn transition(&self, change: &StageChange) -> Result<bool> {
+        self.faults.check("transition")?;
+        let mut s = self.state.lock().unwrap();
+        let r = &change.record;
+        let key = (r.model_name.clone(), r.model_version.clone());
+        let holds = |row: Option<&ModelRecord>, stage: Stage, rev: u64| {
+            row.is_some_and(|row| row.stage == stage && row.rev + 1 == rev)
+        };
+        if !holds(s.rows.get(&key), change.expected, r.rev) {
+            return Ok(false);
         }
-        rows.insert(key, record.clone());
-        if record.stage == Stage::Production {
-            self.production.lock().unwrap().insert(record.model_name.clone(), record.model_version.clone());
+        let current = s.production.get(&r.model_name).cloned();
+        match &change.pointer {
+            Pointer::Keep => {}
+            Pointer::Promote { previous } if current != *previous => return Ok(false),
+            Pointer::Clear if current.as_deref() != Some(r.model_version.as_str()) => return Ok(false),
+            _ => {}
         }
-        Ok(())
+        if let Some(d) = &change.demote
+            && !holds(s.rows.get(&(d.model_name.clone(), d.model_version.clone())), Stage::Production, d.rev)
+        {
+            return Ok(false);
+        }
+        s.rows.insert(key, r.clone());
+        if let Some(d) = &change.demote {
+            s.rows.insert((d.model_name.clone(), d.model_version.clone()), d.clone());
+        }
+        match change.pointer {
+            Pointer::Keep => {}
+            Pointer::Promote { .. } => {
+                s.production.insert(r.model_name.clone(), r.model_version.clone());
+            }
+            Pointer::Clear => {
+                s.production.remove(&r.model_name);
+            }
+        }
+        Ok(true)
     }
     async fn production(&self, model: &str) -> Result<Option<ModelRecord>> {
-        let version = self.production.lock().unwrap().get(model).cloned();
-        match version {
-            Some(v) => self.get(model, &v).await,
-            None => Ok(None),
-        }
+        let s = self.state.lock().unwrap();
+        Ok(s.production.get(model).and_then(|v| s.rows.get(&(model.to_string(), v.clone()))).cloned())
+    }
+    async fn versions(&self, model: &str) -> Result<Vec<ModelRecord>> {
+        Ok(self.state.lock().unwrap().rows.values().filter(|r| r.model_name == model).cloned().collect())
     }
     async fn list(&self) -> Result<Vec<ModelRecord>> {
-        Ok(self.rows.lock().unwrap().values().cloned().collect())
+        Ok(self.state.lock().unwrap().rows.values().cloned().collect())
+    }
+}
+
+/// In-memory decisions table (one decision per person, action and round).
+#[derive(Default)]
+pub struct MemoryDecisions {
+    rows: Mutex<BTreeMap<(String, String), Decision>>,
+}
+
+#[async_trait]
+impl Decisions for MemoryDecisions {
+    async fn record(&self, d: &Decision) -> Result<bool> {
+        let mut rows = self.rows.lock().unwrap();
+        let key = (d.approver_id.clone(), d.key());
+        if rows.contains_key(&key) {
+            return Ok(false);
+        }
+        rows.insert(key, d.clone());
+        Ok(true)
+    }
+    async fn for_version(&self, model: &str, version: &str) -> Result<Vec<Decision>> {
+        let rows = self.rows.lock().unwrap();
+        Ok(rows.values().filter(|d| d.model_name == model && d.model_version == version).cloned().collect())
     }
 }
 
@@ -359,6 +443,7 @@ pub struct FakePorts {
     pub store: Arc<MemoryStore>,
     pub bus: Arc<MemoryBus>,
     pub registry: Arc<MemoryRegistry>,
+    pub decisions: Arc<MemoryDecisions>,
     pub idempotency: Arc<MemoryIdempotency>,
     pub keys: Arc<FakeKeys>,
     pub audit: Arc<MemoryAudit>,
@@ -370,6 +455,7 @@ impl FakePorts {
             store: Arc::default(),
             bus: Arc::default(),
             registry: Arc::default(),
+            decisions: Arc::default(),
             idempotency: Arc::default(),
             keys: Arc::default(),
             audit: Arc::default(),
@@ -380,6 +466,7 @@ impl FakePorts {
             store: self.store.clone(),
             bus: self.bus.clone(),
             registry: self.registry.clone(),
+            decisions: self.decisions.clone(),
             idempotency: self.idempotency.clone(),
             keys: self.keys.clone(),
             audit: self.audit.clone(),

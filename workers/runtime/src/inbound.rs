@@ -13,6 +13,8 @@ pub struct Inbound {
     /// SQS message id (what `batchItemFailures` reports).
     pub message_id: String,
     pub body: InboundBody,
+    /// The EventBridge `source` of the message.
+    pub source: String,
 }
 
 /// The decoded body of a message.
@@ -100,7 +102,20 @@ impl Inbound {
             }
             InboundBody::Pipeline(env)
         };
-        Ok(Self { message_id: message_id.into(), body })
+        Ok(Self { message_id: message_id.into(), body, source: event.source })
+    }
+
+    /// The EventBridge `source` (`<prefix>.<worker>`, `<prefix>.operator` or `aws.s3`).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The pipeline event's schema name (`None` for an S3 notification).
+    pub fn schema(&self) -> Option<&str> {
+        match &self.body {
+            InboundBody::Pipeline(env) => Some(&env.schema),
+            InboundBody::ObjectCreated(_) => None,
+        }
     }
 
     /// A stable identity of the *input*, for de-duplication and for deriving the ids of
@@ -122,10 +137,23 @@ impl Inbound {
         }
     }
 
-    /// The pipeline event inside, decoded as `E`; any other content is a permanent failure.
+    /// The pipeline event inside, decoded as `E`; any other content is a permanent failure,
+    /// and so is an event whose `source` is not the one emitter the topology declares for
+    /// `E` (a worker role that publishes another zone's event type is refused here as well
+    /// as by its `events:detail-type` policy).
     pub fn event<E: PipelineEvent>(&self) -> Result<E, WorkError> {
         match &self.body {
-            InboundBody::Pipeline(env) => Ok(env.open::<E>()?),
+            InboundBody::Pipeline(env) => {
+                let emitters = crate::topology::Topology::shared().emitters(E::NAME);
+                let from = self.source.rsplit_once('.').map_or("", |(_, w)| w);
+                if !emitters.contains(&from) {
+                    return Err(WorkError::permanent(
+                        "forged_source",
+                        format!("{} from source {}; its emitters are {emitters:?}", E::NAME, self.source),
+                    ));
+                }
+                Ok(env.open::<E>()?)
+            }
             InboundBody::ObjectCreated(_) => {
                 Err(WorkError::permanent("unexpected_schema", format!("expected {}, got an S3 notification", E::NAME)))
             }

@@ -21,6 +21,7 @@ pub mod fakes;
 pub mod inbound;
 pub mod lambda;
 pub mod ports;
+pub mod registry;
 pub mod sample;
 pub mod spill;
 pub mod telemetry;

@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 use mlsec_events::{Envelope, ObjectRef, audit::AuditEntry};
-use serde::{Deserialize, Serialize};
 
 use crate::WorkError;
 
@@ -32,7 +31,12 @@ pub struct ObjectHead {
     /// `aws:kms` when SSE-KMS.
     pub sse: Option<String>,
     pub kms_key_id: Option<String>,
+    /// User metadata `mlsec-dropped-by`: the STS ARN `mlsec drop` recorded for the uploader.
+    pub dropped_by: Option<String>,
 }
+
+/// User-metadata key (`x-amz-meta-…`) under which `mlsec drop` records the uploader's STS ARN.
+pub const DROPPED_BY_METADATA: &str = "mlsec-dropped-by";
 
 /// A stream of body chunks; memory stays bounded by the chunk size.
 pub type ByteChunks = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
@@ -93,76 +97,10 @@ pub trait EventPublisher: Send + Sync {
     async fn publish(&self, events: &[Envelope]) -> Result<()>;
 }
 
-/// Lifecycle stage of a registered model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    Candidate,
-    Production,
-    Rejected,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Candidate => "candidate",
-            Stage::Production => "production",
-            Stage::Rejected => "rejected",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "candidate" => Some(Stage::Candidate),
-            "production" => Some(Stage::Production),
-            "rejected" => Some(Stage::Rejected),
-            _ => None,
-        }
-    }
-}
-
-/// One row of the model registry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelRecord {
-    pub model_name: String,
-    pub model_version: String,
-    pub stage: Stage,
-    pub dataset: String,
-    pub dataset_digest: String,
-    pub algorithm: String,
-    /// Hyper-parameters as JSON text.
-    pub params: String,
-    pub auc: f64,
-    pub accuracy: f64,
-    /// Rows of the training and holdout splits.
-    #[serde(default)]
-    pub train_rows: i64,
-    #[serde(default)]
-    pub test_rows: i64,
-    pub artifact: ObjectRef,
-    pub created_at_ms: i64,
-    #[serde(default)]
-    pub manifest: Option<ObjectRef>,
-    #[serde(default)]
-    pub signature: Option<ObjectRef>,
-    #[serde(default)]
-    pub signing_key_id: Option<String>,
-    /// Why the model is in its stage (gate results).
-    #[serde(default)]
-    pub stage_reason: Option<String>,
-}
-
-/// The model registry (DynamoDB).
-#[async_trait]
-pub trait ModelRegistry: Send + Sync {
-    /// Registers a candidate; returns false if that version already exists (redelivery).
-    async fn put_candidate(&self, record: &ModelRecord) -> Result<bool>;
-    async fn get(&self, model: &str, version: &str) -> Result<Option<ModelRecord>>;
-    /// Moves a version to `stage`; for production, atomically repoints the model's
-    /// production pointer to it.
-    async fn set_stage(&self, record: &ModelRecord) -> Result<()>;
-    async fn production(&self, model: &str) -> Result<Option<ModelRecord>>;
-    async fn list(&self) -> Result<Vec<ModelRecord>>;
-}
+pub use crate::registry::{
+    Approval, Decision, Decisions, Evaluation, ModelRecord, ModelRegistry, Pointer, ReviewAction, Stage, StageChange,
+    Transition,
+};
 
 /// Remembers which inputs a worker has fully handled, so duplicates are skipped.
 #[async_trait]
@@ -214,6 +152,8 @@ pub struct Ports {
     pub store: Arc<dyn ObjectStore>,
     pub bus: Arc<dyn EventPublisher>,
     pub registry: Arc<dyn ModelRegistry>,
+    /// People's decisions on model versions (read by govern; written by operators).
+    pub decisions: Arc<dyn Decisions>,
     pub idempotency: Arc<dyn Idempotency>,
     pub keys: Arc<dyn KeyService>,
     pub audit: Arc<dyn AuditLog>,

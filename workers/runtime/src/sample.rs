@@ -95,11 +95,14 @@ fn ascii_lower(s: &str) -> String {
         .collect()
 }
 
+/// Age bands of the training sample (a protected attribute, never a feature).
+pub const AGE_BANDS: &[&str] = &["18-29", "30-44", "45-59", "60+"];
+
 /// The CSV header of a sample file.
 pub fn header(kind: SampleKind) -> &'static str {
     match kind {
         SampleKind::Training => {
-            "transaction_id,customer_name,customer_cpf,customer_email,amount,merchant_category,country,channel,tx_time,is_fraud"
+            "transaction_id,customer_name,customer_cpf,customer_email,amount,merchant_category,country,channel,tx_time,age_band,is_fraud"
         }
         SampleKind::Scoring => {
             "transaction_id,customer_name,customer_cpf,customer_email,amount,merchant_category,country,channel,tx_time"
@@ -142,7 +145,8 @@ pub fn write_csv(out: &mut impl Write, kind: SampleKind, rows: usize, seed: u64)
             rng.pick(MCC)
         )?;
         match kind {
-            SampleKind::Training => writeln!(out, ",{fraud}")?,
+            // Independent of fraud: a model that treats age bands alike passes the fairness gate.
+            SampleKind::Training => writeln!(out, ",{},{fraud}", rng.pick(AGE_BANDS))?,
             SampleKind::Scoring => writeln!(out)?,
         }
     }
@@ -177,7 +181,7 @@ mod tests {
         let text = String::from_utf8(a).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 201);
-        assert!(lines.iter().all(|l| l.split(',').count() == 10));
+        assert!(lines.iter().all(|l| l.split(',').count() == 11));
         let frauds = lines.iter().filter(|l| l.ends_with(",true")).count();
         assert!((1..40).contains(&frauds), "fraud count {frauds}");
     }

@@ -110,3 +110,24 @@ mod tests {
         }
     }
 }
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of a millisecond timestamp (UTC).
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    let of_day = ms.rem_euclid(86_400_000);
+    let (h, m, s, milli) = (of_day / 3_600_000, of_day / 60_000 % 60, of_day / 1000 % 60, of_day % 1000);
+    format!("{}T{h:02}:{m:02}:{s:02}.{milli:03}Z", crate::utc_date(ms))
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn formatted_times_parse_back() {
+        for ms in [0, 1_793_491_200_123, 951_782_400_000 - 1] {
+            let s = format_rfc3339_ms(ms);
+            assert_eq!(parse_rfc3339_ms(s.as_bytes()), Some(ms), "{s}");
+        }
+        assert_eq!(format_rfc3339_ms(1_793_491_200_123), "2026-11-01T00:00:00.123Z");
+    }
+}

@@ -38,6 +38,8 @@ pub struct Topology {
     pub buckets: BTreeMap<String, BucketDecl>,
     pub tables: BTreeMap<String, TableDecl>,
     pub workers: BTreeMap<String, WorkerDecl>,
+    /// Events people publish through the CLI (source `<prefix>.operator`).
+    pub operator_emits: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,7 +108,9 @@ pub struct LambdaDecl {
 pub struct Trigger {
     pub bus: String,
     pub s3_bucket: Option<String>,
-    pub detail_type: String,
+    /// Event types delivered to the worker (the S3 `Object Created`, or pipeline events);
+    /// each only from its one declared emitter.
+    pub detail_types: Vec<String>,
     pub role: Option<String>,
 }
 
@@ -186,18 +190,27 @@ impl Topology {
                 }
             }
             for k in &w.keys {
-                // `signing:sign` / `signing:verify` narrow an asymmetric key to one use.
+                // Full use, `:read` (decrypt only), or for a signing key exactly one of
+                // `:sign` / `:verify`: Terraform builds the key policies from these.
                 let (key, access) = k.split_once(':').unwrap_or((k, ""));
-                if !t.keys.contains_key(key) {
+                let Some(decl) = t.keys.get(key) else {
                     return Err(TopologyError::Invalid(format!("worker {name} uses undeclared key {key}")));
-                }
-                if !["", "sign", "verify"].contains(&access) {
-                    return Err(TopologyError::Invalid(format!("worker {name}: unknown key access {access}")));
+                };
+                let fits = match decl.usage.as_str() {
+                    "SIGN_VERIFY" => ["sign", "verify"].contains(&access),
+                    _ => ["", "read"].contains(&access),
+                };
+                if !fits {
+                    return Err(TopologyError::Invalid(format!(
+                        "worker {name}: key access {k} does not fit a {} key",
+                        decl.usage
+                    )));
                 }
             }
             for tb in &w.tables {
-                if !t.tables.contains_key(tb) {
-                    return Err(TopologyError::Invalid(format!("worker {name} uses undeclared table {tb}")));
+                let (table, access) = tb.split_once(':').unwrap_or((tb, ""));
+                if !t.tables.contains_key(table) || !["", "read"].contains(&access) {
+                    return Err(TopologyError::Invalid(format!("worker {name}: unknown table or access {tb}")));
                 }
             }
             if let Some(b) = &w.trigger.s3_bucket
@@ -206,6 +219,14 @@ impl Topology {
                 return Err(TopologyError::Invalid(format!(
                     "worker {name} is triggered by bucket {b}, which sends no events"
                 )));
+            }
+            if w.trigger.detail_types.is_empty() {
+                return Err(TopologyError::Invalid(format!("worker {name} is triggered by no event type")));
+            }
+            if w.trigger.s3_bucket.is_none()
+                && let Some(d) = w.trigger.detail_types.iter().find(|d| t.emitters(d).is_empty())
+            {
+                return Err(TopologyError::Invalid(format!("worker {name} listens for {d}, which nobody emits")));
             }
             if w.trigger.bus != "default" && w.trigger.bus != t.pipeline_bus {
                 return Err(TopologyError::Invalid(format!("worker {name} listens on unknown bus {}", w.trigger.bus)));
@@ -224,20 +245,42 @@ impl Topology {
         Self::parse(TOPOLOGY_JSON).expect("terraform/topology.json is valid (checked by tests)")
     }
 
-    /// The EventBridge pattern of a worker's rule.
+    /// The built-in declaration, parsed once.
+    pub fn shared() -> &'static Self {
+        static T: std::sync::OnceLock<Topology> = std::sync::OnceLock::new();
+        T.get_or_init(Self::builtin)
+    }
+
+    /// Who may emit events of `detail_type`: worker names and/or `operator` (empty: nobody).
+    pub fn emitters(&self, detail_type: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.emits.iter().any(|e| e == detail_type))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if self.operator_emits.iter().any(|e| e == detail_type) {
+            out.push(OPERATOR);
+        }
+        out
+    }
+
+    /// The EventBridge pattern of a worker's rule: exact sources (each event type's one
+    /// emitter) and exact detail types.
     pub fn event_pattern(&self, names: &Names, worker: &WorkerDecl) -> serde_json::Value {
         let t = &worker.trigger;
         match &t.s3_bucket {
             Some(b) => serde_json::json!({
                 "source": ["aws.s3"],
-                "detail-type": [t.detail_type],
+                "detail-type": t.detail_types,
                 "detail": { "bucket": { "name": [names.bucket(b)] } }
             }),
             None => {
-                let mut p = serde_json::json!({
-                    "source": [{ "prefix": format!("{}.", names.prefix) }],
-                    "detail-type": [t.detail_type],
-                });
+                let mut sources: Vec<String> =
+                    t.detail_types.iter().flat_map(|d| self.emitters(d)).map(|w| names.event_source(w)).collect();
+                sources.sort();
+                sources.dedup();
+                let mut p = serde_json::json!({ "source": sources, "detail-type": t.detail_types });
                 if let Some(role) = &t.role {
                     p["detail"] = serde_json::json!({ "role": [role] });
                 }
@@ -246,6 +289,9 @@ impl Topology {
         }
     }
 }
+
+/// The event source (`<prefix>.operator`) and audit writer of people using the CLI.
+pub const OPERATOR: &str = "operator";
 
 #[cfg(test)]
 mod tests {
@@ -272,13 +318,34 @@ mod tests {
     }
 
     #[test]
-    fn key_access_suffixes_are_checked() {
-        let ok = TOPOLOGY_JSON.replace("\"signing:verify\"", "\"signing\"");
-        assert!(Topology::parse(&ok).is_ok());
+    fn key_and_table_access_suffixes_are_checked() {
+        // A signing key is used for exactly one of sign or verify, never both.
+        let both = TOPOLOGY_JSON.replace("\"signing:verify\"", "\"signing\"");
+        assert!(Topology::parse(&both).unwrap_err().to_string().contains("does not fit a SIGN_VERIFY key"));
         let bad = TOPOLOGY_JSON.replace("\"signing:verify\"", "\"signing:everything\"");
-        assert!(Topology::parse(&bad).unwrap_err().to_string().contains("unknown key access"));
+        assert!(Topology::parse(&bad).unwrap_err().to_string().contains("does not fit"));
+        let bad = TOPOLOGY_JSON.replace("\"curated:read\"", "\"curated:sign\"");
+        assert!(Topology::parse(&bad).unwrap_err().to_string().contains("does not fit a ENCRYPT_DECRYPT key"));
         let bad = TOPOLOGY_JSON.replace("\"signing:verify\"", "\"nosuchkey:verify\"");
         assert!(Topology::parse(&bad).unwrap_err().to_string().contains("undeclared key nosuchkey"));
+        let bad = TOPOLOGY_JSON.replace("\"registry:read\"", "\"registry:own\"");
+        assert!(Topology::parse(&bad).unwrap_err().to_string().contains("registry:own"));
+    }
+
+    #[test]
+    fn rules_accept_each_event_type_only_from_its_emitters() {
+        let t = Topology::builtin();
+        let n = Names::new("x");
+        let p = t.event_pattern(&n, &t.workers["govern"]);
+        assert_eq!(p["source"], serde_json::json!(["x.operator", "x.train"]));
+        assert_eq!(p["detail-type"], serde_json::json!(["ModelTrained", "ModelReviewed"]));
+        let p = t.event_pattern(&n, &t.workers["curate"]);
+        assert_eq!(p["source"], serde_json::json!(["x.ingest"]));
+        assert_eq!(t.emitters("ModelRejected"), ["govern", "train"]);
+        assert!(t.emitters("NoSuchEvent").is_empty());
+        let mut bad: serde_json::Value = serde_json::from_str(TOPOLOGY_JSON).unwrap();
+        bad["workers"]["score"]["trigger"]["detail_types"] = serde_json::json!(["Nobody"]);
+        assert!(Topology::parse(&bad.to_string()).unwrap_err().to_string().contains("nobody emits"));
     }
 
     #[test]

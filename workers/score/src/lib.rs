@@ -1,10 +1,14 @@
 //! Z6 (batch): scoring.
 //!
 //! Consumes `DatasetCurated` for scoring datasets. Looks up the production version of
-//! the model the contract names, verifies the manifest's KMS signature and the
-//! artifact's digest (refusing on any mismatch: nothing is scored), scores every row,
-//! writes the scored Parquet (pseudonymous ids, score, flag, model version) and emits
-//! `RecordsScored`. With no production model yet the failure is transient: the message is
+//! the model the contract names and verifies, before scoring anything: that the row is
+//! at stage `production` (a revoked version has no `@production` pointer); the manifest
+//! envelope at exactly the version and digest the registry pins, its KMS signature under
+//! the deployment's governance key, that it names this model, version and stage and binds
+//! the approvals the spec requires (distinct people matching its `approvers`); and the
+//! artifact at the version the manifest pins, by digest. Any mismatch refuses with
+//! `model_integrity`. Then it scores every row, writes the scored Parquet (id and subject
+//! columns once each, score, flag, model version) and emits `RecordsScored`. With no production model yet the failure is transient: the message is
 //! retried, then parked in the DLQ for replay once a model is promoted.
 
 use std::sync::Arc;
@@ -27,7 +31,8 @@ use mlsec_runtime::{
     Handler, Inbound, WorkError,
     contract::Contracts,
     now_ms,
-    ports::{BucketRef, Ports, get_verified},
+    ports::{BucketRef, Ports, Stage, get_verified},
+    registry::glob_match,
 };
 use parquet::arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder};
 use tracing::info;
@@ -66,20 +71,25 @@ pub enum ScoreError {
 pub fn score(
     curated: Bytes,
     artifact: &Artifact,
-    id_column: &str,
-    subject_column: &str,
+    id_columns: &[&str],
     version: &str,
 ) -> Result<(Vec<u8>, u64, u64), ScoreError> {
     let data = |e: &dyn std::fmt::Display| ScoreError::Data(e.to_string());
     let output = |e: &dyn std::fmt::Display| ScoreError::Output(e.to_string());
     let reader = ParquetRecordBatchReaderBuilder::try_new(curated).and_then(|b| b.build()).map_err(|e| data(&e))?;
-    let schema = Arc::new(Schema::new(vec![
-        Field::new(id_column, DataType::Utf8, false),
-        Field::new(subject_column, DataType::Utf8, true),
+    let mut fields = Vec::new();
+    for (i, c) in id_columns.iter().enumerate() {
+        if ["score", "flagged", "model"].contains(c) || id_columns[..i].contains(c) {
+            return Err(ScoreError::Output(format!("output column {c} would appear twice")));
+        }
+        fields.push(Field::new(*c, DataType::Utf8, i > 0));
+    }
+    fields.extend([
         Field::new("score", DataType::Float64, true),
         Field::new("flagged", DataType::Boolean, true),
         Field::new("model", DataType::Utf8, false),
-    ]));
+    ]);
+    let schema = Arc::new(Schema::new(fields));
     let props = writer_properties(
         &[("mlsec.model".to_string(), format!("{}@{version}", artifact.model_name))],
         CURATED_ROW_GROUP_ROWS,
@@ -102,13 +112,12 @@ pub fn score(
         rows += batch.num_rows() as u64;
         let col =
             |name: &str| batch.column_by_name(name).cloned().ok_or_else(|| ScoreError::MissingColumn(name.into()));
-        let columns: Vec<ArrayRef> = vec![
-            col(id_column)?,
-            col(subject_column)?,
-            Arc::new(Float64Array::from(scores)),
+        let mut columns: Vec<ArrayRef> = id_columns.iter().map(|c| col(c)).collect::<Result<_, _>>()?;
+        columns.extend([
+            Arc::new(Float64Array::from(scores)) as ArrayRef,
             Arc::new(flags),
             Arc::new(StringArray::from(vec![model_label.as_str(); batch.num_rows()])),
-        ];
+        ]);
         let out = RecordBatch::try_new(schema.clone(), columns).map_err(|e| data(&e))?;
         writer.write(&out).map_err(|e| output(&e))?;
     }
@@ -141,22 +150,34 @@ impl Handler for ScoreWorker {
         let record = self.ports.registry.production(model_name).await?.ok_or_else(|| {
             WorkError::transient("registry:production", format!("no production version of {model_name} yet"))
         })?;
-        let (Some(manifest), Some(signature)) = (&record.manifest, &record.signature) else {
-            return Err(WorkError::permanent("model_integrity", "production model without manifest or signature"));
-        };
-        if record.signing_key_id.as_deref() != Some(self.signing_key_id.as_str()) {
-            return Err(WorkError::permanent("model_integrity", "model was not signed with the governance key"));
+        let integrity = |what: String| WorkError::permanent("model_integrity", what);
+        if record.stage != Stage::Production {
+            return Err(integrity(format!("@production points at {} in stage {}", record.subject(), record.stage)));
         }
-        let (m, artifact_bytes) = load_verified(
-            self.ports.store.as_ref(),
-            self.ports.keys.as_ref(),
-            manifest,
-            signature,
-            &self.signing_key_id,
-        )
-        .await?;
-        if m.model_version != record.model_version || m.artifact.sha256 != record.artifact.sha256 {
-            return Err(WorkError::permanent("model_integrity", "manifest does not describe the registered version"));
+        let Some(manifest) = &record.manifest else {
+            return Err(integrity("production model without a signed manifest".into()));
+        };
+        let (m, artifact_bytes) =
+            load_verified(self.ports.store.as_ref(), self.ports.keys.as_ref(), manifest, &self.signing_key_id).await?;
+        if m.model_name != record.model_name
+            || m.model_version != record.model_version
+            || m.stage != Stage::Production.as_str()
+            || m.artifact != record.artifact
+        {
+            return Err(integrity("the signed manifest does not describe the registered production version".into()));
+        }
+        let people: std::collections::BTreeSet<&str> = m
+            .approvals
+            .iter()
+            .filter(|a| spec.approval.approvers.iter().any(|p| glob_match(p, &a.approver_arn)))
+            .map(|a| a.approver_id.as_str())
+            .collect();
+        if people.len() < spec.approval.required_approvals {
+            return Err(integrity(format!(
+                "the manifest binds {} approver(s) the spec accepts, {} required",
+                people.len(),
+                spec.approval.required_approvals
+            )));
         }
         let artifact: Artifact = serde_json::from_slice(&artifact_bytes)
             .map_err(|e| WorkError::permanent("model_integrity", format!("artifact does not parse: {e}")))?;
@@ -168,9 +189,8 @@ impl Handler for ScoreWorker {
         }
         let c = &ev.curated;
         let data = get_verified(self.ports.store.as_ref(), c, &ev.dataset_digest).await?;
-        let (parquet, rows, flagged) =
-            score(data, &artifact, &spec.id_column, &spec.subject_column, &record.model_version)
-                .map_err(|e| WorkError::permanent("scoring_failed", e))?;
+        let (parquet, rows, flagged) = score(data, &artifact, &spec.output_columns(), &record.model_version)
+            .map_err(|e| WorkError::permanent("scoring_failed", e))?;
         let key = keys::parquet(&ev.dataset, model_name, &record.model_version, &ev.dataset_digest);
         let scored = self.ports.store.put(&self.scored, &key, Bytes::from(parquet), PARQUET_CONTENT_TYPE).await?;
         let event = RecordsScored {

@@ -16,7 +16,7 @@ pub mod quality;
 pub mod types;
 
 pub use loader::Contracts;
-pub use model_spec::{FeatureSpec, Gates, ModelSpec};
+pub use model_spec::{ApprovalPolicy, FairnessGate, FeatureSpec, Gates, ModelSpec};
 pub use types::*;
 
 #[cfg(test)]

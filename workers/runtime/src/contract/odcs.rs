@@ -42,6 +42,8 @@ struct OdcsProperty {
     #[serde(default)]
     required: bool,
     #[serde(default)]
+    primary_key: bool,
+    #[serde(default)]
     logical_type_options: Option<LogicalTypeOptions>,
     #[serde(default)]
     custom_properties: Vec<CustomProperty>,
@@ -191,6 +193,11 @@ impl DatasetContract {
             let ty = ColumnType::parse(&p.physical_type)
                 .ok_or_else(|| invalid(format!("column {}: unsupported physicalType {}", p.name, p.physical_type)))?;
             let pii = custom(&p.custom_properties, "pii").and_then(|v| v.as_bool()).unwrap_or(false);
+            let protected = match custom(&p.custom_properties, "protected") {
+                None => false,
+                Some(serde_yaml::Value::Bool(b)) => *b,
+                Some(_) => return Err(invalid(format!("column {}: protected must be true or false", p.name))),
+            };
             let pseudonymisation = match custom_str(&p.custom_properties, "pseudonymisation").as_deref() {
                 None if pii => return Err(invalid(format!("PII column {} has no pseudonymisation", p.name))),
                 None => Pseudonymisation::None,
@@ -256,11 +263,34 @@ impl DatasetContract {
                 ty,
                 required: p.required,
                 pii,
+                protected,
+                primary_key: p.primary_key,
                 pseudonymisation,
                 minimum,
                 maximum,
                 max_length: options.and_then(|o| o.max_length),
             });
+        }
+        let holdout_fraction = match (role, custom_str(props, "holdoutFraction")) {
+            (DatasetRole::Scoring, Some(_)) => {
+                return Err(invalid("customProperties.holdoutFraction applies to training datasets".into()));
+            }
+            (DatasetRole::Scoring, None) => 0.0,
+            (DatasetRole::Training, None) => DEFAULT_HOLDOUT_FRACTION,
+            (DatasetRole::Training, Some(v)) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|f| (0.05..=0.5).contains(f))
+                .ok_or_else(|| invalid("customProperties.holdoutFraction must be within 0.05..=0.5".into()))?,
+        };
+        if role == DatasetRole::Training && !columns.iter().any(|c| c.primary_key && c.required) {
+            return Err(invalid(
+                "a training dataset needs a required primaryKey column: its keyed hash routes rows to the holdout"
+                    .into(),
+            ));
+        }
+        if let Some(c) = columns.iter().find(|c| c.protected && c.pseudonymisation == Pseudonymisation::Drop) {
+            return Err(invalid(format!("column {}: a protected attribute must reach the holdout (not drop)", c.name)));
         }
         let per_column: Vec<&[OdcsQuality]> = schema.properties.iter().map(|p| p.quality.as_slice()).collect();
         let quality = parse_quality(&columns, &per_column, &schema.quality).map_err(invalid)?;
@@ -273,6 +303,7 @@ impl DatasetContract {
             landing_prefix,
             ingest,
             scoring_model,
+            holdout_fraction,
             columns,
             quality,
         })

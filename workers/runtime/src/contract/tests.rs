@@ -111,3 +111,75 @@ fn a_pii_column_without_treatment_is_refused() {
     let bad = text.replacen("          - property: pseudonymisation\n            value: drop\n", "", 1);
     assert!(DatasetContract::parse(&path, &bad).unwrap_err().to_string().contains("no pseudonymisation"));
 }
+
+/// A copy of the repository's contracts with `fraud_lr.yaml` edited by `edit`, loaded.
+fn load_with_spec(name: &str, edit: impl Fn(String) -> String) -> Result<Contracts, ContractError> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
+    let dir = std::env::temp_dir().join(format!("mlsec-spec-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("models")).unwrap();
+    for f in ["transactions_training.yaml", "transactions_scoring.yaml"] {
+        std::fs::copy(repo.join(f), dir.join(f)).unwrap();
+    }
+    let spec = std::fs::read_to_string(repo.join("models/fraud_lr.yaml")).unwrap();
+    std::fs::write(dir.join("models/fraud_lr.yaml"), edit(spec)).unwrap();
+    let out = Contracts::load_dir(&dir);
+    std::fs::remove_dir_all(&dir).ok();
+    out
+}
+
+#[test]
+fn the_training_contract_marks_its_protected_attribute_and_holdout_share() {
+    let c = repo_contracts();
+    let t = c.dataset("transactions_training").unwrap();
+    let protected: Vec<&str> = t.columns.iter().filter(|c| c.protected).map(|c| c.name.as_str()).collect();
+    assert_eq!(protected, ["age_band"]);
+    assert_eq!((t.holdout_fraction, t.primary_key().unwrap().name.as_str()), (0.2, "transaction_id"));
+    assert_eq!(c.dataset("transactions_scoring").unwrap().holdout_fraction, 0.0);
+    let spec = c.model("fraud_lr").unwrap();
+    assert_eq!(spec.l2_alpha().unwrap(), 1.0, "C = 1 as scikit-learn's default");
+    assert!(spec.approval.required_approvals >= 1 && !spec.approval.approvers.is_empty());
+}
+
+#[test]
+fn a_model_spec_that_does_not_fit_its_training_contract_is_refused_at_load_naming_the_field() {
+    // (case, text in fraud_lr.yaml, replaced by, expected in the message)
+    let cases = [
+        (
+            "string-target",
+            "target: is_fraud",
+            "target: merchant_category",
+            "target merchant_category is a string column: set positiveLabel",
+        ),
+        ("leak", "target: is_fraud", "target: channel\npositiveLabel: atm", "target channel is also a feature"),
+        (
+            "missing-feature",
+            "column: amount",
+            "column: amount_brl",
+            "feature amount_brl is not a column of transactions_training",
+        ),
+        ("transform", "transform: night", "transform: log1p", "feature tx_time"),
+        ("id", "idColumn: transaction_id", "idColumn: tx", "idColumn tx is not a column"),
+        (
+            "dropped-subject",
+            "subjectColumn: customer_cpf",
+            "subjectColumn: customer_name",
+            "subjectColumn customer_name is dropped",
+        ),
+        ("class-weight", "  C: 1.0", "  classWeight: balanced", "params.classWeight"),
+        ("no-approvers", "requiredApprovals: 1", "requiredApprovals: 7", "approval.requiredApprovals"),
+    ];
+    for (name, from, to, expected) in cases {
+        match load_with_spec(name, |s| s.replace(from, to)) {
+            Err(ContractError::Invalid { path, message }) => {
+                assert!(path.ends_with("models/fraud_lr.yaml"), "{name}: {}", path.display());
+                assert!(message.contains(expected), "{name}: {message}");
+            }
+            other => panic!("{name}: expected a refusal, got {other:?}"),
+        }
+    }
+    // A string target with its positive label loads.
+    let ok = load_with_spec("positive-label", |s| {
+        s.replace("target: is_fraud", "target: merchant_category\npositiveLabel: \"5411\"")
+    });
+    assert_eq!(ok.unwrap().model("fraud_lr").unwrap().positive_label.as_deref(), Some("5411"));
+}

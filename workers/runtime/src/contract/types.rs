@@ -202,6 +202,11 @@ pub struct Column {
     pub ty: ColumnType,
     pub required: bool,
     pub pii: bool,
+    /// A protected attribute (`customProperties.protected: true`): the fairness gate
+    /// compares the model's decisions across its groups.
+    pub protected: bool,
+    /// ODCS `primaryKey`: identifies a row (the holdout is routed by its keyed hash).
+    pub primary_key: bool,
     pub pseudonymisation: Pseudonymisation,
     /// Inclusive bounds of a numeric column (ODCS `logicalTypeOptions.minimum/maximum`).
     pub minimum: Option<f64>,
@@ -284,13 +289,24 @@ pub struct DatasetContract {
     pub ingest: IngestPolicy,
     /// Model that scores this dataset (scoring role only).
     pub scoring_model: Option<String>,
+    /// Share of a training dataset's rows curate routes to the holdout that only govern
+    /// reads (`customProperties.holdoutFraction`, default 0.2); 0 for scoring datasets.
+    pub holdout_fraction: f64,
     pub columns: Vec<Column>,
     /// Data-quality rules, in contract order: one `required` rule per required column,
     /// then the property-level rules, then the schema-level ones.
     pub quality: Vec<QualityRule>,
 }
 
+/// Holdout share of a training dataset whose contract does not set one.
+pub const DEFAULT_HOLDOUT_FRACTION: f64 = 0.2;
+
 impl DatasetContract {
+    /// The column whose keyed hash routes a row to the holdout (training datasets).
+    pub fn primary_key(&self) -> Option<&Column> {
+        self.columns.iter().find(|c| c.primary_key)
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
