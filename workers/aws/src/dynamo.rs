@@ -43,6 +43,19 @@ fn build<T, E: std::fmt::Display>(r: std::result::Result<T, E>) -> Result<T> {
     r.map_err(|e| WorkError::fatal(format!("registry request: {e}")))
 }
 
+/// A `PutItem` only if no item has that key yet (`key_attr` is the table's partition key);
+/// false when one exists (a redelivery, or the same decision twice).
+async fn put_new(
+    put: aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,
+    key_attr: &str,
+) -> Result<bool> {
+    match put.condition_expression(format!("attribute_not_exists({key_attr})")).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if code(&e) == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(e) => Err(classify("dynamodb:PutItem", e)),
+    }
+}
+
 pub struct DynamoRegistry {
     client: Client,
     table: String,
@@ -93,19 +106,8 @@ impl DynamoRegistry {
 #[async_trait]
 impl ModelRegistry for DynamoRegistry {
     async fn create(&self, record: &ModelRecord) -> Result<bool> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::item(record)?))
-            .condition_expression("attribute_not_exists(model_version)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if code(&e) == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(classify("dynamodb:PutItem", e)),
-        }
+        let put = self.client.put_item().table_name(&self.table).set_item(Some(Self::item(record)?));
+        put_new(put, "model_version").await
     }
 
     async fn get(&self, model: &str, version: &str) -> Result<Option<ModelRecord>> {
@@ -226,22 +228,15 @@ impl DynamoDecisions {
 impl Decisions for DynamoDecisions {
     async fn record(&self, d: &Decision) -> Result<bool> {
         let json = serde_json::to_string(d).map_err(|e| WorkError::fatal(format!("decision: {e}")))?;
-        let result = self
+        let put = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("approver_id", s(&d.approver_id))
             .item("decision", s(d.key()))
             .item("subject", s(format!("{}@{}", d.model_name, d.model_version)))
-            .item("body", s(json))
-            .condition_expression("attribute_not_exists(approver_id)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if code(&e) == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(classify("dynamodb:PutItem", e)),
-        }
+            .item("body", s(json));
+        put_new(put, "approver_id").await
     }
 
     async fn for_version(&self, model: &str, version: &str) -> Result<Vec<Decision>> {
@@ -264,9 +259,10 @@ impl Decisions for DynamoDecisions {
                 .ok_or_else(|| WorkError::fatal("decision item without body"))?;
             let d: Decision =
                 serde_json::from_str(body).map_err(|e| WorkError::fatal(format!("decision does not parse: {e}")))?;
-            // The partition is what IAM vouches for: a body naming someone else is not theirs.
+            // The partition is what IAM vouches for, the subject what the scan selected: a
+            // body naming someone else, or another version, does not count.
             let partition = item.get("approver_id").and_then(|v| v.as_s().ok());
-            if partition == Some(&d.approver_id) {
+            if partition == Some(&d.approver_id) && d.model_name == model && d.model_version == version {
                 out.push(d);
             }
         }

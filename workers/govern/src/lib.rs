@@ -180,15 +180,7 @@ impl GovernWorker {
         .attribute("failed", failed.join(","))
         .attribute("stage", to.as_str());
         self.ports.audit.append(audit).await?;
-        let next = record.moved(to, now_ms(), WORKER, reason);
-        let change =
-            StageChange { record: next.clone(), expected: Stage::Candidate, pointer: Pointer::Keep, demote: None };
-        if !self.ports.registry.transition(&change).await? {
-            return Err(WorkError::transient(
-                "registry:transition",
-                format!("{} moved concurrently", record.subject()),
-            ));
-        }
+        let next = self.leave_candidate(&record, to, reason).await?;
         self.announce_evaluation(&next, ev, &event_id).await
     }
 
@@ -319,7 +311,14 @@ impl GovernWorker {
         .attribute("detail", &reason)
         .attribute("stage", Stage::Rejected.as_str());
         self.ports.audit.append(audit).await?;
-        let next = record.moved(Stage::Rejected, now_ms(), WORKER, format!("{code}: {reason}"));
+        let next = self.leave_candidate(&record, Stage::Rejected, format!("{code}: {reason}")).await?;
+        self.announce_evaluation(&next, ev, event_id).await
+    }
+
+    /// Moves a candidate to `to`, only if it is still the candidate this run read; a
+    /// concurrent move is transient (the retry finds it evaluated and re-announces).
+    async fn leave_candidate(&self, record: &ModelRecord, to: Stage, reason: String) -> Result<ModelRecord, WorkError> {
+        let next = record.moved(to, now_ms(), WORKER, reason);
         let change =
             StageChange { record: next.clone(), expected: Stage::Candidate, pointer: Pointer::Keep, demote: None };
         if !self.ports.registry.transition(&change).await? {
@@ -328,7 +327,7 @@ impl GovernWorker {
                 format!("{} moved concurrently", record.subject()),
             ));
         }
-        self.announce_evaluation(&next, ev, event_id).await
+        Ok(next)
     }
 
     /// Emits the outcome of an evaluation (again, for a redelivery: same event id).
