@@ -96,6 +96,14 @@ impl Stack {
         (Deployment::new(&sdk, self.dep.names.clone(), (*self.dep.topology).clone()), arn)
     }
 
+    /// The deployment as a data engineer: a session of the provisioned producer role, so
+    /// that IAM knows who dropped the data (an unknown dropper blocks every approval).
+    pub async fn producer(&self) -> Deployment {
+        let account = mlsec_aws::identity::whoami(&self.dep.sts).await.expect("sts").account;
+        let role = format!("arn:aws:iam::{account}:role/{}", self.dep.names.role("producer"));
+        self.dep.assume_role(&role, "data-engineer").await.expect("assuming the producer role")
+    }
+
     /// Waits for the model trained on a drop to be staged, approves it as a risk officer
     /// (an IAM user the spec's approvers match, not the dropper) and waits for the
     /// promotion. Returns every event seen on the way.

@@ -182,11 +182,17 @@ pub async fn run(dep: &Deployment, contracts: Arc<Contracts>, opts: &DemoOptions
         };
         write(&training, SampleKind::Training, opts.training_rows, 42)?;
         write(&scoring, SampleKind::Scoring, opts.scoring_rows, 43)?;
-        println!("dropping {} training rows and a ZIP renamed .csv ...", opts.training_rows);
-        drop_file(dep, &training, "bank-core", "transactions_training").await?;
+        // Two people, each a session of a people role the provisioner created: a data
+        // engineer drops the data, a risk officer approves the model.
+        let me = mlsec_aws::identity::whoami(&dep.sts).await?;
+        let role = |name: &str| format!("arn:aws:iam::{}:role/{}", me.account, dep.names.role(name));
+        let producer = dep.assume_role(&role("producer"), "data-engineer").await?;
+        let dropper = mlsec_aws::identity::whoami(&producer.sts).await?;
+        println!("dropping {} training rows and a ZIP renamed .csv as {} ...", opts.training_rows, dropper.arn);
+        drop_file(&producer, &training, "bank-core", "transactions_training").await?;
         let mut zip = b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec();
         zip.extend_from_slice(b"not really a spreadsheet");
-        drop_bytes(dep, "bank-core/transactions_training/invoice.csv", ByteStream::from(zip)).await?;
+        drop_bytes(&producer, "bank-core/transactions_training/invoice.csv", ByteStream::from(zip)).await?;
         let mut events = sub.wait_for(&["ObjectQuarantined", "ModelTrained"], opts.timeout).await?;
         events.extend(sub.wait_for(&["ModelStaged"], opts.timeout).await?);
         let staged =
@@ -198,9 +204,7 @@ pub async fn run(dep: &Deployment, contracts: Arc<Contracts>, opts: &DemoOptions
             staged["auc"].as_f64().unwrap_or(0.0),
             staged["brier"].as_f64().unwrap_or(0.0)
         );
-        let me = mlsec_aws::identity::whoami(&dep.sts).await?;
-        let role = format!("arn:aws:iam::{}:role/{}-model-risk", me.account, dep.names.prefix);
-        let reviewer = dep.assume_role(&role, "risk-officer").await?;
+        let reviewer = dep.assume_role(&role("model-risk"), "risk-officer").await?;
         let decided = crate::models::decide(
             &reviewer,
             &contracts,
@@ -211,13 +215,13 @@ pub async fn run(dep: &Deployment, contracts: Arc<Contracts>, opts: &DemoOptions
             opts.timeout,
         )
         .await?;
-        println!("approved by {} (the training data was dropped by {}) -> {}", decided.by, me.arn, decided.stage);
+        println!("approved by {} (the training data was dropped by {}) -> {}", decided.by, dropper.arn, decided.stage);
         events.extend(sub.wait_for(&["ModelPromoted"], opts.timeout).await?);
         println!("model promoted; dropping {} scoring rows ...", opts.scoring_rows);
-        drop_file(dep, &scoring, "bank-core", "transactions_scoring").await?;
+        drop_file(&producer, &scoring, "bank-core", "transactions_scoring").await?;
         events.extend(sub.wait_for(&["RecordsScored"], opts.timeout).await?);
         let mut s = summarise(&events, started);
-        (s.dropped_by, s.approved_by) = (me.arn, decided.by);
+        (s.dropped_by, s.approved_by) = (dropper.arn, decided.by);
         Ok::<_, WorkError>(s)
     };
     let summary = result.await;

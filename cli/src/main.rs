@@ -19,6 +19,11 @@ use mlsec_runtime::{
 #[derive(Parser)]
 #[command(name = "mlsec", version, about = "Security-first ML data pipeline: operators' CLI")]
 struct Cli {
+    /// Act as a session of one of the deployment's people roles, `ROLE/SESSION` (for
+    /// example `producer/ana` or `model-risk/ana`): STS `AssumeRole` of `<prefix>-ROLE`. On
+    /// AWS the role's trust policy requires SESSION to be your own user name.
+    #[arg(long = "as", global = true, value_name = "ROLE/SESSION")]
+    as_person: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -366,7 +371,16 @@ fn check_worker(dep: &Deployment, w: &str) -> Result<()> {
 async fn main() -> Result<()> {
     telemetry::init();
     let cli = Cli::parse();
-    let dep = Deployment::from_env().await;
+    let mut dep = Deployment::from_env().await;
+    if let Some(person) = &cli.as_person {
+        let Some((role, session)) = person.split_once('/') else { bail!("--as takes ROLE/SESSION, not {person}") };
+        if !dep.topology.people.contains_key(role) {
+            bail!("--as: no people role {role}; known: {:?}", dep.topology.people.keys().collect::<Vec<_>>());
+        }
+        let account = mlsec_aws::identity::whoami(&dep.sts).await?.account;
+        let arn = format!("arn:aws:iam::{account}:role/{}", dep.names.role(role));
+        dep = dep.assume_role(&arn, session).await?;
+    }
     match cli.command {
         Command::Provision => {
             let p = provision::provision(&dep).await?;

@@ -20,7 +20,7 @@ use mlsec_runtime::{
     WorkError,
     contract::Contracts,
     now_ms,
-    ports::{Decision, ModelRecord, ReviewAction, Stage},
+    ports::{Decision, ModelRecord, Principal, ReviewAction, Stage},
 };
 use serde::Serialize;
 
@@ -169,7 +169,10 @@ pub async fn decide(
         at_ms: now_ms(),
         gate_report_sha256: record.evaluation.as_ref().map(|e| e.report.sha256.clone()),
     };
-    if let Some(why) = refusal(spec, &record, &decision) {
+    // What govern will check, from the same sources: STS for the caller, IAM for the dropper.
+    let mut who = mlsec_govern::review::resolve(ports.principals.as_ref(), &record, &[]).await?;
+    who.insert(me.user_id.clone(), Principal { user_id: me.user_id.clone(), arn: me.arn.clone() });
+    if let Some(why) = refusal(spec, &record, &decision, &who) {
         return Err(refuse(why));
     }
     if !ports.decisions.record(&decision).await? {
@@ -199,7 +202,8 @@ pub async fn decide(
     };
     ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
     let all = ports.decisions.for_version(model, version).await?;
-    let (valid, _) = valid_decisions(spec, &record, action, &all);
+    let who = mlsec_govern::review::resolve(ports.principals.as_ref(), &record, &all).await?;
+    let (valid, _) = valid_decisions(spec, &record, action, &all, &who);
     let required = if action.needs_quorum() { spec.approval.required_approvals } else { 1 };
     let mut stage = record.stage;
     if valid.len() >= required {

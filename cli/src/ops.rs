@@ -29,20 +29,32 @@ pub async fn drop_file(dep: &Deployment, file: &Path, source: &str, dataset: &st
     Ok(key)
 }
 
-/// Uploads `body` to the landing bucket under `key`, recording the uploader's STS ARN as
-/// user metadata: the principal that may not approve a model trained on this data.
+/// Uploads `body` to the landing bucket under `key`, tagged with the uploader's STS user
+/// id: the person who may not approve a model trained on this data. The landing bucket
+/// policy refuses a put whose tag is not the caller's own `aws:userid`.
 pub async fn drop_bytes(dep: &Deployment, key: &str, body: ByteStream) -> Result<(), WorkError> {
     let me = mlsec_aws::identity::whoami(&dep.sts).await?;
     dep.s3
         .put_object()
         .bucket(dep.names.bucket("landing"))
         .key(key)
-        .metadata(mlsec_runtime::ports::DROPPED_BY_METADATA, me.arn)
+        .tagging(format!("{}={}", mlsec_runtime::ports::DROPPED_BY_TAG, query_escape(&me.user_id)))
         .body(body)
         .send()
         .await
         .map_err(|e| classify("s3:PutObject", e))?;
     Ok(())
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (S3's tagging header
+/// is a URL query string).
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A consumer's queue, subscribed to some event types of the pipeline bus.

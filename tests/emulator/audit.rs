@@ -223,6 +223,9 @@ impl ObjectStore for LosesFirstRecordPut {
     async fn head(&self, b: &str, k: &str, v: Option<&str>) -> PortResult<ObjectHead> {
         self.s3.head(b, k, v).await
     }
+    async fn tags(&self, b: &str, k: &str, v: Option<&str>) -> PortResult<Vec<(String, String)>> {
+        self.s3.tags(b, k, v).await
+    }
     async fn get_optional(&self, b: &str, k: &str, v: Option<&str>) -> PortResult<Option<bytes::Bytes>> {
         self.s3.get_optional(b, k, v).await
     }

@@ -137,7 +137,9 @@ async fn seeded_pii_appears_nowhere_after_the_gateway() {
     let sub = Subscription::create(dep, "canary", &all).await.unwrap();
     let running = stack.start(&WORKERS).await;
     let training = with_canaries(csv_bytes(SampleKind::Training, 2000, 11));
-    drop_bytes(dep, "bank-core/transactions_training/canary.csv", ByteStream::from(training)).await.unwrap();
+    drop_bytes(&stack.producer().await, "bank-core/transactions_training/canary.csv", ByteStream::from(training))
+        .await
+        .unwrap();
     let mut events = stack.approve_next(&sub, TIMEOUT).await;
     let scoring = with_canaries(csv_bytes(SampleKind::Scoring, 300, 12));
     drop_bytes(dep, "bank-core/transactions_scoring/canary.csv", ByteStream::from(scoring)).await.unwrap();

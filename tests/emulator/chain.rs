@@ -27,8 +27,18 @@ async fn training_then_scoring_reaches_a_subscriber_and_every_object_uses_its_zo
     let running = stack.start(&WORKERS).await;
 
     let training = csv_bytes(SampleKind::Training, 3000, 1);
-    drop_bytes(dep, "bank-core/transactions_training/train.csv", ByteStream::from(training)).await.unwrap();
-    stack.approve_next(&sub, TIMEOUT).await;
+    let producer = stack.producer().await;
+    drop_bytes(&producer, "bank-core/transactions_training/train.csv", ByteStream::from(training)).await.unwrap();
+    let promoted = stack.approve_next(&sub, TIMEOUT).await;
+    // The dropper the registry holds is the producer session's user id, from the landing
+    // object's tag through raw, curated and holdout metadata.
+    let promoted = promoted.iter().find(|e| e.schema == "ModelPromoted").unwrap();
+    let (model, version) =
+        (promoted.event["model_name"].as_str().unwrap(), promoted.event["model_version"].as_str().unwrap());
+    let record = dep.ports("operator").registry.get(model, version).await.unwrap().unwrap();
+    let dropper = mlsec_aws::identity::whoami(&producer.sts).await.unwrap();
+    assert!(dropper.user_id.starts_with("AROA") && dropper.user_id.ends_with(":data-engineer"), "{dropper:?}");
+    assert_eq!(record.dropped_by.as_deref(), Some(dropper.user_id.as_str()));
     let scoring = csv_bytes(SampleKind::Scoring, 777, 2);
     drop_bytes(dep, "bank-core/transactions_scoring/today.csv", ByteStream::from(scoring)).await.unwrap();
     let events = sub.wait_for(&["RecordsScored"], TIMEOUT).await.unwrap();

@@ -24,7 +24,9 @@ async fn an_artifact_altered_after_promotion_is_never_scored() {
             .unwrap();
     let running = stack.start(&WORKERS).await;
     let training = csv_bytes(SampleKind::Training, 2000, 5);
-    drop_bytes(dep, "bank-core/transactions_training/t.csv", ByteStream::from(training)).await.unwrap();
+    drop_bytes(&stack.producer().await, "bank-core/transactions_training/t.csv", ByteStream::from(training))
+        .await
+        .unwrap();
     let promoted = stack.approve_next(&sub, TIMEOUT).await;
     let promoted = promoted.iter().find(|e| e.schema == "ModelPromoted").unwrap();
     let (model, version) =

@@ -150,6 +150,7 @@ ALLOWED_RESOURCE_SOURCES = {
     "AuditKeys": ['var.key_arns[\\"audit\\"]'],
     "SignAuditCheckpoints": ['var.key_arns[\\"audit_signing\\"]'],
     "PublishOnPipelineBus": ["var.bus_arn"],
+    "ResolvePeople": ["local.iam_principals"],
     "OwnLogs": ["aws_cloudwatch_log_group.worker.arn"],
 }
 
@@ -583,3 +584,78 @@ def test_the_event_check_fails_if_ingest_may_publish_model_trained(monkeypatch):
     monkeypatch.setitem(TOPOLOGY, "workers", widened["workers"])
     with pytest.raises(AssertionError):
         test_each_event_type_is_published_and_accepted_only_from_its_emitter()
+
+
+# ---- People: who dropped, who approved (ADR 0012) ----
+
+
+def bucket_policy_statements():
+    doc = load(ROOT / "modules" / "buckets" / "main.tf")
+    body = blocks(doc, "data", "aws_iam_policy_document")["zone"]
+    out = {}
+    for dyn in body.get("dynamic", []):
+        for _, d in dyn.items():
+            content = d["content"]
+            for st in content if isinstance(content, list) else [content]:
+                out[strip(st.get("sid"))] = (strip(d.get("for_each")), st)
+    for st in body.get("statement", []):
+        out[strip(st.get("sid"))] = (None, st)
+    return out
+
+
+def test_a_drop_names_its_dropper_as_aws_says_and_the_tag_never_changes():
+    drop_buckets = [b for b, d in TOPOLOGY["buckets"].items() if d.get("dropper_tag")]
+    assert drop_buckets == ["landing"], drop_buckets
+    statements = bucket_policy_statements()
+    for_each, tagged = statements["DenyDropsNotTaggedWithTheDroppersOwnUserId"]
+    assert "each.value.dropper_tag" in for_each and strip(tagged["effect"]) == "Deny"
+    assert set(val(tagged["actions"])) == {"s3:PutObject", "s3:PutObjectTagging"}
+    cond = val(tagged["condition"])
+    assert strip(cond["test"]) == "StringNotEquals", cond
+    assert strip(cond["variable"]) == "s3:RequestObjectTag/mlsec-dropped-by", cond
+    assert val(cond["values"]) in ("$${aws:userid}", ["$${aws:userid}"]), cond
+    _, retag = statements["DenyRetaggingDrops"]
+    assert strip(retag["effect"]) == "Deny" and "condition" not in retag
+    assert set(val(retag["actions"])) >= {"s3:PutObjectVersionTagging", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"}
+    # The code reads the same tag the policy pins.
+    ports = (ROOT.parent / "workers" / "runtime" / "src" / "ports.rs").read_text()
+    assert 'pub const DROPPED_BY_TAG: &str = "mlsec-dropped-by";' in ports
+    # Ingest may read tags of what it reads; no worker may write them.
+    worker = (ROOT / "modules" / "worker" / "main.tf").read_text()
+    assert "s3:GetObjectVersionTagging" in worker and "s3:PutObjectTagging" not in worker
+
+
+def test_the_dropper_check_fails_if_landing_loses_the_tag_rule(monkeypatch):
+    widened = json.loads(json.dumps(TOPOLOGY))
+    widened["buckets"]["landing"].pop("dropper_tag")
+    monkeypatch.setitem(TOPOLOGY, "buckets", widened["buckets"])
+    with pytest.raises(AssertionError):
+        test_a_drop_names_its_dropper_as_aws_says_and_the_tag_never_changes()
+
+
+def test_people_roles_pin_the_session_name_to_the_person_and_get_only_their_policies():
+    dev = load(ROOT / "envs" / "dev" / "main.tf")
+    docs = blocks(dev, "data", "aws_iam_policy_document")
+    trust = val(docs["people_trust"]["statement"])
+    assert set(val(trust["actions"])) == {"sts:AssumeRole", "sts:SetSourceIdentity"}
+    cond = val(trust["condition"])
+    assert (strip(cond["test"]), strip(cond["variable"])) == ("StringEquals", "sts:RoleSessionName"), cond
+    assert val(cond["values"]) in ("$${aws:username}", ["$${aws:username}"]), cond
+    roles = blocks(dev, "resource", "aws_iam_role")["people"]
+    assert strip(roles["for_each"]) == "${local.topology.people}"
+    assert "people_trust" in strip(roles["assume_role_policy"])
+    assert set(TOPOLOGY["people"]) == {"producer", "model-risk"}
+    attached = val(blocks(dev, "resource", "aws_iam_role_policy_attachment")["people"]["for_each"])
+    pairs = {(strip(v["role"]), strip(v["policy"])) for v in attached.values()}
+    assert pairs == {
+        ("producer", "${aws_iam_policy.producer.arn}"),
+        ("model-risk", "${aws_iam_policy.operator_models.arn}"),
+        ("model-risk", "${aws_iam_policy.operator_audit.arn}"),
+    }, pairs
+    producer = json.dumps(docs["producer"])
+    assert "dynamodb" not in producer and "events:" not in producer and "kms:Decrypt" not in producer
+    # Govern (and the CLI's early check) resolve user ids through IAM, read-only.
+    assert TOPOLOGY["workers"]["govern"].get("resolves_people") is True
+    assert [w for w, d in TOPOLOGY["workers"].items() if d.get("resolves_people")] == ["govern"]
+    resolve = statement(load(ROOT / "modules" / "worker" / "main.tf"), "ResolvePeople")
+    assert set(val(resolve["actions"])) == {"iam:ListRoles", "iam:ListUsers"}

@@ -50,7 +50,7 @@ async fn curated(f: &FakePorts, c: &Contracts, kind: SampleKind, rows: usize, se
     let contract = c.dataset(dataset).unwrap();
     let raw = mlsec_ingest::validate::to_parquet(contract, &csv_bytes(kind, rows, seed)).unwrap();
     let (mut out, mut hold) = (Vec::new(), Vec::new());
-    let lineage = [(DROPPED_BY_KEY.to_string(), DROPPER.to_string())];
+    let lineage = [(DROPPED_BY_KEY.to_string(), user_id(DROPPER))];
     let split = (kind == SampleKind::Training).then(|| mlsec_curate::transform::HoldoutSplit {
         key: vec![9; 32],
         column: "transaction_id".into(),
@@ -92,9 +92,13 @@ async fn curated(f: &FakePorts, c: &Contracts, kind: SampleKind, rows: usize, se
     }
 }
 
-/// The STS `UserId` a principal's decisions are partitioned by (distinct per person).
+/// The STS `UserId` AWS vouches for a principal (`aws:userid`): `AIDA…` for a user,
+/// `AROA…:<session>` for a role session (the role's unique id and the session name).
 fn user_id(arn: &str) -> String {
-    format!("AIDA{}", &sha256_hex(arn.as_bytes())[..12])
+    match arn.split_once(":assumed-role/").and_then(|(_, r)| r.split_once('/')) {
+        Some((role, session)) => format!("AROA{}:{session}", &sha256_hex(role.as_bytes())[..12]),
+        None => format!("AIDA{}", &sha256_hex(arn.as_bytes())[..12]),
+    }
 }
 
 struct Chain {
@@ -103,8 +107,13 @@ struct Chain {
 }
 
 impl Chain {
+    /// The fakes, with IAM knowing the test's people.
     fn new(contracts: Contracts) -> Self {
-        Self { f: FakePorts::new(), contracts: Arc::new(contracts) }
+        let f = FakePorts::new();
+        for arn in [DROPPER, RISK_A, RISK_B, INTERN] {
+            f.principals.add(&user_id(arn), arn);
+        }
+        Self { f, contracts: Arc::new(contracts) }
     }
     fn governor(&self) -> GovernWorker {
         let config = GovernConfig {
@@ -199,7 +208,7 @@ async fn a_model_reaches_production_only_after_the_gates_and_a_persons_approval(
     let record = chain.f.registry.get("fraud_lr", &trained.model_version).await.unwrap().unwrap();
     let e = record.evaluation.as_ref().unwrap();
     assert!(e.passed && e.holdout_rows > 400, "{e:?}");
-    assert_eq!(record.dropped_by.as_deref(), Some(DROPPER), "the dropper comes from the holdout's metadata");
+    assert_eq!(record.dropped_by, Some(user_id(DROPPER)), "the dropper comes from the holdout's metadata");
     // Staging does not score: nothing is in production yet.
     assert_eq!(chain.score(SIGNING, "s0").await.unwrap_err().class(), ErrorClass::Transient);
 
@@ -331,7 +340,11 @@ async fn self_approval_is_refused_and_two_people_must_approve() {
         at_ms: 1,
         gate_report_sha256: record.evaluation.as_ref().map(|e| e.report.sha256.clone()),
     };
-    assert!(mlsec_govern::review::refusal(spec, &record, &by_dropper).unwrap().contains("dropped the training data"));
+    let who = mlsec_govern::review::resolve(chain.f.principals.as_ref(), &record, std::slice::from_ref(&by_dropper))
+        .await
+        .unwrap();
+    let why = mlsec_govern::review::refusal(spec, &record, &by_dropper, &who).unwrap();
+    assert!(why.contains("dropped the training data"), "{why}");
     chain.decide(DROPPER, &v, ReviewAction::Approve).await.unwrap();
     chain.decide(INTERN, &v, ReviewAction::Approve).await.unwrap();
     assert_eq!(chain.stage(&v).await, Stage::Staging, "neither the dropper nor a non-approver counts");
@@ -347,6 +360,84 @@ async fn self_approval_is_refused_and_two_people_must_approve() {
     approvers.sort();
     assert_eq!(approvers, [RISK_A, RISK_B]);
     chain.score(SIGNING, "s1").await.unwrap();
+}
+
+/// Records a decision written by `writer` (whose partition IAM forces) that claims to be
+/// `claimed`, and lets govern handle the announcement.
+async fn decide_as(chain: &Chain, writer: &str, claimed: &str, v: &str) -> String {
+    let record = chain.f.registry.get("fraud_lr", v).await.unwrap().unwrap();
+    let d = Decision {
+        approver_id: user_id(writer),
+        approver_arn: claimed.into(),
+        model_name: "fraud_lr".into(),
+        model_version: v.into(),
+        action: ReviewAction::Approve,
+        round: record.round(),
+        reason: "reviewed".into(),
+        at_ms: 7,
+        gate_report_sha256: record.evaluation.as_ref().map(|e| e.report.sha256.clone()),
+    };
+    chain.f.decisions.record(&d).await.unwrap();
+    chain.governor().handle(&message(&reviewed(v, ReviewAction::Approve, record.round()))).await.unwrap()
+}
+
+#[tokio::test]
+async fn identity_comes_from_the_vouched_user_id_not_from_the_decisions_body() {
+    let chain = Chain::new(contracts());
+    let trained = chain.train(42).await;
+    chain.evaluate(&trained).await.unwrap();
+    let v = trained.model_version.clone();
+    // A non-approver writes in their own partition (the table policy forces it) and
+    // claims to be the risk officer.
+    let r = decide_as(&chain, INTERN, RISK_A, &v).await;
+    assert!(r.contains("claims to be") && r.contains("0/1"), "{r}");
+    assert_eq!(chain.stage(&v).await, Stage::Staging);
+    // A user id IAM does not know counts for nothing, whatever it claims.
+    let r = decide_as(&chain, "arn:aws:iam::000000000000:user/ghost", RISK_A, &v).await;
+    assert!(r.contains("IAM knows no principal"), "{r}");
+    assert_eq!(chain.stage(&v).await, Stage::Staging);
+    // The real officer, in their own partition, counts.
+    decide_as(&chain, RISK_A, RISK_A, &v).await;
+    assert_eq!(chain.stage(&v).await, Stage::Production);
+}
+
+#[tokio::test]
+async fn one_person_is_one_vote_across_sessions_and_roles_and_the_dropper_never_counts() {
+    let mut c = contracts();
+    c.models[0].approval.required_approvals = 2;
+    c.models[0].approval.approvers.push("arn:aws:sts::000000000000:assumed-role/mlsec-model-risk-2/*".into());
+    let chain = Chain::new(c);
+    // Bruno through a second approver role, and the dropper through an approver role.
+    let bruno_again = "arn:aws:sts::000000000000:assumed-role/mlsec-model-risk-2/bruno";
+    let dropper_as_officer = "arn:aws:sts::000000000000:assumed-role/mlsec-model-risk/data-engineer";
+    for arn in [bruno_again, dropper_as_officer] {
+        chain.f.principals.add(&user_id(arn), arn);
+    }
+    let trained = chain.train(42).await;
+    chain.evaluate(&trained).await.unwrap();
+    let v = trained.model_version.clone();
+    let r = decide_as(&chain, dropper_as_officer, dropper_as_officer, &v).await;
+    assert!(r.contains("dropped the training data"), "{r}");
+    decide_as(&chain, RISK_B, RISK_B, &v).await;
+    let r = decide_as(&chain, bruno_again, bruno_again, &v).await;
+    assert!(r.contains("1/2"), "two sessions of one person are one vote: {r}");
+    assert_eq!(chain.stage(&v).await, Stage::Staging);
+    decide_as(&chain, RISK_A, RISK_A, &v).await;
+    assert_eq!(chain.stage(&v).await, Stage::Production);
+}
+
+#[tokio::test]
+async fn a_dropper_iam_does_not_know_blocks_every_approval() {
+    let chain = Chain::new(contracts());
+    let trained = chain.train(42).await;
+    chain.evaluate(&trained).await.unwrap();
+    let v = trained.model_version.clone();
+    let mut record = chain.f.registry.get("fraud_lr", &v).await.unwrap().unwrap();
+    record.dropped_by = Some("AKIAIOSFODNN7EXAMPLE".into());
+    chain.f.registry.tamper(&record, false);
+    let r = decide_as(&chain, RISK_A, RISK_A, &v).await;
+    assert!(r.contains("dropper is unknown to IAM"), "{r}");
+    assert_eq!(chain.stage(&v).await, Stage::Staging);
 }
 
 #[tokio::test]

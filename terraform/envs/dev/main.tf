@@ -27,10 +27,11 @@ locals {
   }
   # Every worker and operator appends to the audit chain (records encrypted with the audit
   # key, checkpoints signed with the audit signing key); auditors only read and verify.
-  writers = concat(values(module.roles.role_arns), var.operator_role_arns)
+  people  = { for p, r in aws_iam_role.people : p => r.arn }
+  writers = concat(values(module.roles.role_arns), var.operator_role_arns, [local.people["model-risk"]])
   key_users = merge(local.worker_key_users, {
-    landing       = concat(local.worker_key_users["landing"], var.producer_role_arns)
-    pipeline      = concat(local.worker_key_users["pipeline"], var.operator_role_arns)
+    landing       = concat(local.worker_key_users["landing"], var.producer_role_arns, [local.people["producer"]])
+    pipeline      = concat(local.worker_key_users["pipeline"], var.operator_role_arns, [local.people["model-risk"]])
     audit         = local.writers
     audit_signing = local.writers
   })
@@ -129,6 +130,18 @@ resource "aws_iam_policy" "operator_audit" {
 # roles (the spec's `approvers` patterns then name which sessions count).
 data "aws_iam_policy_document" "operator_models" {
   statement {
+    sid       = "PipelineKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    resources = [module.kms.key_arns["pipeline"]]
+  }
+  # The CLI refuses early what govern would (self-approval): it resolves the dropper's
+  # user id as govern does.
+  statement {
+    sid       = "ResolvePeople"
+    actions   = ["iam:ListRoles", "iam:ListUsers"]
+    resources = ["arn:aws:iam::${local.suffix}:role/*", "arn:aws:iam::${local.suffix}:user/*"]
+  }
+  statement {
     sid       = "RecordOwnDecisions"
     actions   = ["dynamodb:PutItem"]
     resources = [module.tables.table_arns["decisions"]]
@@ -163,6 +176,65 @@ data "aws_iam_policy_document" "operator_models" {
 resource "aws_iam_policy" "operator_models" {
   name   = "${var.name_prefix}-operator-models"
   policy = data.aws_iam_policy_document.operator_models.json
+}
+
+# People roles (topology `people`). A session's name must be the caller's own user name
+# (`sts:RoleSessionName` = `$${aws:username}`), so a session stands for one person: two
+# sessions of one person are one vote, and a dropper is recognised whichever role they
+# approve through (ADR 0012). With IAM Identity Center, which sets the session name
+# itself, give the spec's approvers patterns its roles instead.
+data "aws_iam_policy_document" "people_trust" {
+  statement {
+    sid     = "SessionNameIsThePerson"
+    actions = ["sts:AssumeRole", "sts:SetSourceIdentity"]
+    principals {
+      type        = "AWS"
+      identifiers = length(var.people_principals) > 0 ? var.people_principals : ["arn:aws:iam::${local.suffix}:root"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "sts:RoleSessionName"
+      values   = ["$${aws:username}"]
+    }
+  }
+}
+
+resource "aws_iam_role" "people" {
+  for_each             = local.topology.people
+  name                 = "${var.name_prefix}-${each.key}"
+  description          = each.value
+  assume_role_policy   = data.aws_iam_policy_document.people_trust.json
+  max_session_duration = 3600
+}
+
+# Producers put into their landing prefixes, each object tagged with their own user id
+# (the landing bucket policy denies any other tag).
+data "aws_iam_policy_document" "producer" {
+  statement {
+    sid       = "DropIntoLanding"
+    actions   = ["s3:PutObject", "s3:PutObjectTagging"]
+    resources = ["${module.buckets.bucket_arns["landing"]}/*"]
+  }
+  statement {
+    sid       = "LandingKey"
+    actions   = ["kms:GenerateDataKey", "kms:Encrypt", "kms:DescribeKey"]
+    resources = [module.kms.key_arns["landing"]]
+  }
+}
+
+resource "aws_iam_policy" "producer" {
+  name   = "${var.name_prefix}-producer"
+  policy = data.aws_iam_policy_document.producer.json
+}
+
+resource "aws_iam_role_policy_attachment" "people" {
+  for_each = {
+    "producer/drop"          = { role = "producer", policy = aws_iam_policy.producer.arn }
+    "model-risk/decide"      = { role = "model-risk", policy = aws_iam_policy.operator_models.arn }
+    "model-risk/audit-trail" = { role = "model-risk", policy = aws_iam_policy.operator_audit.arn }
+  }
+  role       = aws_iam_role.people[each.value.role].name
+  policy_arn = each.value.policy
 }
 
 # Auditors read the whole chain and verify it; they write nothing.

@@ -73,3 +73,9 @@ variable "audit_retention_days" {
   type        = number
   default     = 30
 }
+
+variable "people_principals" {
+  description = "Principals (IAM users, or the account root) that may assume the people roles (producer, model-risk); each session must be named after the caller's own user name. Empty: the account's root, so IAM policies in the account decide."
+  type        = list(string)
+  default     = []
+}

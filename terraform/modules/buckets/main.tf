@@ -140,6 +140,42 @@ data "aws_iam_policy_document" "zone" {
     }
   }
 
+  # Drop buckets: the `mlsec-dropped-by` tag is AWS's word, not the uploader's. A put (or
+  # a tagging) must name the caller's own user id, and tags never change afterwards, so
+  # govern can keep the dropper from approving a model trained on their data.
+  dynamic "statement" {
+    for_each = each.value.dropper_tag ? [1] : []
+    content {
+      sid       = "DenyDropsNotTaggedWithTheDroppersOwnUserId"
+      effect    = "Deny"
+      actions   = ["s3:PutObject", "s3:PutObjectTagging"]
+      resources = ["${aws_s3_bucket.zone[each.key].arn}/*"]
+      principals {
+        type        = "*"
+        identifiers = ["*"]
+      }
+      condition {
+        test     = "StringNotEquals"
+        variable = "s3:RequestObjectTag/mlsec-dropped-by"
+        values   = ["$${aws:userid}"]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.value.dropper_tag ? [1] : []
+    content {
+      sid       = "DenyRetaggingDrops"
+      effect    = "Deny"
+      actions   = ["s3:PutObjectVersionTagging", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"]
+      resources = ["${aws_s3_bucket.zone[each.key].arn}/*"]
+      principals {
+        type        = "*"
+        identifiers = ["*"]
+      }
+    }
+  }
+
   statement {
     sid       = "DenyPutsWithoutTheZoneKey"
     effect    = "Deny"

@@ -9,11 +9,12 @@ variable "name_suffix" {
 }
 
 variable "buckets" {
-  description = "Buckets from the topology declaration: the zone key each one is encrypted with, and whether S3 sends its events to EventBridge."
+  description = "Buckets from the topology declaration: the zone key each one is encrypted with, whether S3 sends its events to EventBridge, whether it is WORM, and whether every put must carry the dropper tag."
   type = map(object({
     key         = string
     eventbridge = bool
     object_lock = optional(bool, false)
+    dropper_tag = optional(bool, false)
   }))
 }
 

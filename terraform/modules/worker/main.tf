@@ -3,9 +3,12 @@
 
 data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
 
 locals {
   full_name = "${var.name_prefix}-${var.name}"
+  # The account's roles and users (govern resolves vouched user ids among them).
+  iam_principals = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:role/*", "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:user/*"]
   # Lambda timeout: a sixth of the visibility timeout, as AWS recommends for SQS sources.
   timeout_seconds = min(900, max(3, floor(var.worker.queue.visibility_timeout_seconds / 6)))
   key_names       = [for k in var.worker.keys : split(":", k)[0]]
@@ -101,7 +104,7 @@ data "aws_iam_policy_document" "worker" {
 
   statement {
     sid       = "ReadInputBuckets"
-    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+    actions   = ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"]
     resources = [for b in var.worker.reads : "${var.bucket_arns[b]}/*"]
   }
 
@@ -170,6 +173,17 @@ data "aws_iam_policy_document" "worker" {
       sid       = "SigningKey"
       actions   = local.key_access["signing"] == "sign" ? ["kms:Sign", "kms:DescribeKey"] : ["kms:Verify", "kms:GetPublicKey", "kms:DescribeKey"]
       resources = [for k in local.key_names : var.key_arns[k] if k == "signing"]
+    }
+  }
+
+  # Separation of duties compares people: the user ids AWS vouched for (decision
+  # partitions, landing dropper tags) resolve to role and user ARNs through IAM.
+  dynamic "statement" {
+    for_each = var.worker.resolves_people ? [1] : []
+    content {
+      sid       = "ResolvePeople"
+      actions   = ["iam:ListRoles", "iam:ListUsers"]
+      resources = local.iam_principals
     }
   }
 

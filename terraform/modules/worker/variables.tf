@@ -24,6 +24,7 @@ variable "worker" {
     keys   = list(string)
     tables = list(string)
     emits  = list(string)
+    resolves_people = optional(bool, false)
     queue = object({
       visibility_timeout_seconds = number
       max_receive_count          = number

@@ -32,6 +32,8 @@ pub struct Deployment {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub kms: aws_sdk_kms::Client,
     pub sts: aws_sdk_sts::Client,
+    pub iam: aws_sdk_iam::Client,
+    principals: Arc<crate::identity::IamPrincipals>,
     key_arns: Arc<Mutex<HashMap<String, String>>>,
 }
 
@@ -68,6 +70,8 @@ impl Deployment {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             kms: aws_sdk_kms::Client::new(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
+            iam: aws_sdk_iam::Client::new(sdk),
+            principals: Arc::new(crate::identity::IamPrincipals::new(aws_sdk_iam::Client::new(sdk))),
             key_arns: Arc::default(),
         }
     }
@@ -142,6 +146,7 @@ impl Deployment {
             )),
             registry: Arc::new(DynamoRegistry::new(self.dynamodb.clone(), self.names.table("registry"))),
             decisions: Arc::new(DynamoDecisions::new(self.dynamodb.clone(), self.names.table("decisions"))),
+            principals: self.principals.clone(),
             idempotency: Arc::new(DynamoIdempotency::new(self.dynamodb.clone(), self.names.table("idempotency"))),
             keys: Arc::new(KmsKeys::new(self.kms.clone())),
             audit: self.audit_log(worker, Actor::worker(self.names.role(worker))),

@@ -34,6 +34,8 @@ pub struct Provisioned {
     pub bus: String,
     pub queues: Vec<String>,
     pub rules: Vec<String>,
+    /// The people roles (`<prefix>-<name>`).
+    pub roles: Vec<String>,
 }
 
 /// Provisions the whole topology.
@@ -76,6 +78,11 @@ pub async fn provision(dep: &Deployment) -> Result<Provisioned, WorkError> {
         out.queues.push(dep.names.queue(worker));
         out.rules.push(dep.names.rule(worker));
     }
+    let account = crate::identity::whoami(&dep.sts).await?.account;
+    for (person, description) in &dep.topology.people {
+        ensure_person_role(dep, &dep.names.role(person), &account, description).await?;
+        out.roles.push(dep.names.role(person));
+    }
     info!(prefix = %dep.names.prefix, "provisioned");
     Ok(out)
 }
@@ -111,6 +118,39 @@ async fn ensure_key(dep: &Deployment, name: &str, spec: &str, usage: &str, descr
         dep.kms.enable_key_rotation().key_id(&key_id).send().await.map_err(|e| classify("kms:EnableKeyRotation", e))?;
     }
     Ok(())
+}
+
+/// The trust policy of a people role: the account's principals may assume it only with
+/// their own user name as the session name, so a session names one person (as
+/// `terraform/envs/dev` builds it; moto does not evaluate it).
+pub fn person_trust_policy(account: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "SessionNameIsThePerson",
+            "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
+            "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+            "Condition": {"StringEquals": {"sts:RoleSessionName": "${aws:username}"}}
+        }]
+    })
+    .to_string()
+}
+
+async fn ensure_person_role(dep: &Deployment, role: &str, account: &str, description: &str) -> Result<(), WorkError> {
+    let create = dep
+        .iam
+        .create_role()
+        .role_name(role)
+        .description(description)
+        .assume_role_policy_document(person_trust_policy(account))
+        .send()
+        .await;
+    match create {
+        Ok(_) => Ok(()),
+        Err(e) if code(&e) == Some("EntityAlreadyExists") => Ok(()),
+        Err(e) => Err(classify("iam:CreateRole", e)),
+    }
 }
 
 /// Creates a bucket (Object Lock can only be enabled at creation; locally no default

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use mlsec_events::{ObjectRef, sha256_hex};
 use mlsec_runtime::{
     WorkError,
-    ports::{BucketRef, ByteChunks, DROPPED_BY_METADATA, ObjectHead, ObjectStore, Result},
+    ports::{BucketRef, ByteChunks, ObjectHead, ObjectStore, Result},
 };
 
 use crate::errors::{classify, is_missing};
@@ -112,8 +112,20 @@ impl ObjectStore for S3Store {
             etag: out.e_tag().map(|e| e.trim_matches('"').to_string()),
             sse: out.server_side_encryption().map(|s| s.as_str().to_string()),
             kms_key_id: out.ssekms_key_id().map(str::to_string),
-            dropped_by: out.metadata().and_then(|m| m.get(DROPPED_BY_METADATA)).cloned(),
         })
+    }
+
+    async fn tags(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Vec<(String, String)>> {
+        let out = self
+            .client
+            .get_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| classify("s3:GetObjectTagging", e))?;
+        Ok(out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
     }
 
     async fn get_optional(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Option<Bytes>> {

@@ -2,7 +2,7 @@
 //! decisions table (the event only says "look"), keeps the valid ones and, when the spec's
 //! quorum is reached, makes the one conditional transition the action calls for.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use mlsec_events::{
@@ -18,23 +18,54 @@ use mlsec_runtime::{
     WorkError,
     contract::ModelSpec,
     now_ms,
-    ports::{Approval, Decision, ModelRecord, Pointer, ReviewAction, Stage, StageChange},
+    ports::{
+        Approval, Decision, ModelRecord, Pointer, Principal, Principals, Result, ReviewAction, Stage, StageChange,
+    },
     registry::glob_match,
 };
 use tracing::{info, warn};
 
 use crate::{GovernWorker, WORKER};
 
-/// Why a decision does not count.
-pub fn refusal(spec: &ModelSpec, record: &ModelRecord, d: &Decision) -> Option<String> {
-    if !spec.approval.approvers.iter().any(|p| glob_match(p, &d.approver_arn)) {
-        return Some(format!("{} is not among the spec's approvers", d.approver_arn));
+/// The principals IAM resolves the decisions' vouched user ids (and the training data's
+/// dropper) to, by user id. Anyone IAM does not know is absent, and counts for nothing.
+pub type Resolved = BTreeMap<String, Principal>;
+
+/// Resolves every user id a review needs: each decision's partition and the dropper.
+pub async fn resolve(principals: &dyn Principals, record: &ModelRecord, all: &[Decision]) -> Result<Resolved> {
+    let ids: BTreeSet<&str> = all.iter().map(|d| d.approver_id.as_str()).chain(record.dropped_by.as_deref()).collect();
+    let mut out = Resolved::new();
+    for id in ids {
+        if let Some(p) = principals.resolve(id).await? {
+            out.insert(id.to_string(), p);
+        }
+    }
+    Ok(out)
+}
+
+/// Why a decision does not count. Identity is what AWS vouched for: the decision's
+/// partition (`aws:userid`, pinned by the table policy) resolved through IAM; the ARN in
+/// the decision's body is the writer's claim and must agree.
+pub fn refusal(spec: &ModelSpec, record: &ModelRecord, d: &Decision, who: &Resolved) -> Option<String> {
+    let Some(me) = who.get(&d.approver_id) else {
+        return Some(format!("IAM knows no principal {}", d.approver_id));
+    };
+    if me.arn != d.approver_arn {
+        return Some(format!("the decision claims to be {} but {} is {}", d.approver_arn, d.approver_id, me.arn));
+    }
+    if !spec.approval.approvers.iter().any(|p| glob_match(p, &me.arn)) {
+        return Some(format!("{} is not among the spec's approvers", me.arn));
     }
     if d.action.needs_quorum() {
-        match record.dropped_by.as_deref() {
-            None => return Some("the training data's dropper is unknown, so separation of duties cannot hold".into()),
-            Some(dropper) if dropper == d.approver_arn => {
-                return Some(format!("{} dropped the training data and may not approve the model", d.approver_arn));
+        let dropper = record.dropped_by.as_deref().and_then(|id| who.get(id));
+        match dropper {
+            None => {
+                return Some(
+                    "the training data's dropper is unknown to IAM, so separation of duties cannot hold".into(),
+                );
+            }
+            Some(dropper) if dropper.person() == me.person() => {
+                return Some(format!("{} dropped the training data and may not approve the model", me.person()));
             }
             Some(_) => {}
         }
@@ -46,19 +77,20 @@ pub fn refusal(spec: &ModelSpec, record: &ModelRecord, d: &Decision) -> Option<S
     None
 }
 
-/// The decisions that count for `action` in the record's current round, one per person.
+/// The decisions that count for `action` in the record's current round, one per person
+/// (two sessions of one person are one vote).
 pub fn valid_decisions(
     spec: &ModelSpec,
     record: &ModelRecord,
     action: ReviewAction,
     all: &[Decision],
+    who: &Resolved,
 ) -> (Vec<Decision>, Vec<String>) {
     let (mut ok, mut refused, mut people) = (Vec::new(), Vec::new(), BTreeSet::new());
     for d in all.iter().filter(|d| d.action == action && d.round == record.round()) {
-        match refusal(spec, record, d) {
-            Some(why) => refused.push(format!("{}: {why}", d.approver_arn)),
-            // One vote per person, however many decisions they recorded.
-            None if people.insert(d.approver_id.clone()) => ok.push(d.clone()),
+        match refusal(spec, record, d, who) {
+            Some(why) => refused.push(format!("{}: {why}", d.approver_id)),
+            None if people.insert(who[&d.approver_id].person()) => ok.push(d.clone()),
             None => {}
         }
     }
@@ -85,7 +117,8 @@ impl GovernWorker {
             ));
         }
         let all = self.ports.decisions.for_version(&record.model_name, &record.model_version).await?;
-        let (valid, refused) = valid_decisions(spec, &record, action, &all);
+        let who = resolve(self.ports.principals.as_ref(), &record, &all).await?;
+        let (valid, refused) = valid_decisions(spec, &record, action, &all, &who);
         for r in &refused {
             warn!(worker = WORKER, model = %record.subject(), refused = %r, "decision does not count");
         }

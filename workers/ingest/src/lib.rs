@@ -39,7 +39,7 @@ use mlsec_runtime::{
     Handler, Inbound, WorkError,
     contract::{Contracts, DatasetContract},
     now_ms,
-    ports::{BucketRef, Ports},
+    ports::{BucketRef, DROPPED_BY_TAG, Ports},
     spill::SpillFile,
     utc_date,
 };
@@ -117,7 +117,16 @@ impl IngestWorker {
         let head = store.head(bucket, key, version).await?;
         // Pin the exact version that is hashed, validated and copied.
         let version = version.map(str::to_string).or(head.version_id);
-        let dropped_by = head.dropped_by;
+        // The uploader's `aws:userid`, as the landing bucket policy forced the tag to be.
+        let dropped_by = match contract {
+            Some(_) => store
+                .tags(bucket, key, version.as_deref())
+                .await?
+                .into_iter()
+                .find(|(k, _)| k == DROPPED_BY_TAG)
+                .map(|(_, v)| v),
+            None => None,
+        };
         let mut rejection = match contract {
             None => Some(Rejection::new(ReasonCode::UnknownSource, "the landing prefix matches no data contract")),
             Some(c) if head.size < 0 || head.size as u64 > c.ingest.max_object_bytes => Some(

@@ -16,8 +16,8 @@ use parquet::{
 /// Content type of every Parquet object the pipeline writes.
 pub const PARQUET_CONTENT_TYPE: &str = "application/vnd.apache.parquet";
 
-/// Parquet key-value metadata: the STS ARN of the principal whose landing object the
-/// file descends from (raw, curated and holdout files carry it; govern reads it from the
+/// Parquet key-value metadata: the `aws:userid` of the principal whose landing object the
+/// file descends from (the landing object's policy-enforced tag) (raw, curated and holdout files carry it; govern reads it from the
 /// holdout to keep that principal from approving the model trained on it).
 pub const DROPPED_BY_KEY: &str = "mlsec.dropped_by";
 /// Parquet key-value metadata of a holdout file: the primary-key column and share that routed it.

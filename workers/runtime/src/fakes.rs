@@ -17,8 +17,9 @@ use crate::{
     Handler, Inbound, WorkError,
     error::OBJECT_MISSING,
     ports::{
-        BucketRef, ByteChunks, Decision, Decisions, EventPublisher, Idempotency, KeyService, ModelRecord,
-        ModelRegistry, ObjectHead, ObjectStore, Pointer, Ports, Result, Stage, StageChange,
+        BucketRef, ByteChunks, DROPPED_BY_TAG, Decision, Decisions, EventPublisher, Idempotency, KeyService,
+        ModelRecord, ModelRegistry, ObjectHead, ObjectStore, Pointer, Ports, Principal, Principals, Result, Stage,
+        StageChange,
     },
 };
 
@@ -48,7 +49,7 @@ pub struct StoredObject {
     pub version_id: String,
     pub kms_key_arn: String,
     pub content_type: String,
-    pub dropped_by: Option<String>,
+    pub tags: Vec<(String, String)>,
 }
 
 /// In-memory versioned object store.
@@ -64,11 +65,12 @@ impl MemoryStore {
     pub fn seed(&self, bucket: &str, key: &str, body: impl Into<Bytes>) -> String {
         self.insert(bucket, key, body.into(), "seed-key", "application/octet-stream")
     }
-    /// Seeds a landing object as `mlsec drop` uploads it, with the uploader's ARN.
-    pub fn seed_dropped_by(&self, bucket: &str, key: &str, body: impl Into<Bytes>, dropper: &str) -> String {
+    /// Seeds a landing object as `mlsec drop` uploads it, tagged with the uploader's
+    /// `aws:userid` (the tag the landing bucket policy enforces).
+    pub fn seed_dropped_by(&self, bucket: &str, key: &str, body: impl Into<Bytes>, dropper_id: &str) -> String {
         let v = self.seed(bucket, key, body);
         if let Some(o) = self.objects.lock().unwrap().get_mut(&(bucket.into(), key.into())).and_then(|v| v.last_mut()) {
-            o.dropped_by = Some(dropper.to_string());
+            o.tags.push((DROPPED_BY_TAG.to_string(), dropper_id.to_string()));
         }
         v
     }
@@ -81,7 +83,7 @@ impl MemoryStore {
             version_id: version_id.clone(),
             kms_key_arn: kms.into(),
             content_type: ct.into(),
-            dropped_by: None,
+            tags: Vec::new(),
         });
         version_id
     }
@@ -129,8 +131,11 @@ impl ObjectStore for MemoryStore {
             etag: Some(encode(&Sha256::digest(&o.body)[..16])),
             sse: Some("aws:kms".into()),
             kms_key_id: Some(o.kms_key_arn),
-            dropped_by: o.dropped_by,
         })
+    }
+    async fn tags(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Vec<(String, String)>> {
+        self.enter("tags", bucket, key)?;
+        Ok(self.find(bucket, key, version)?.tags)
     }
     async fn get_optional(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Option<Bytes>> {
         self.enter("get", bucket, key)?;
@@ -317,6 +322,34 @@ impl Decisions for MemoryDecisions {
     }
 }
 
+/// In-memory IAM: the principals a test registered, by user id.
+#[derive(Default)]
+pub struct MemoryPrincipals {
+    known: Mutex<BTreeMap<String, String>>,
+    faults: Faults,
+}
+
+impl MemoryPrincipals {
+    /// Registers a principal (as IAM would know it) and returns it.
+    pub fn add(&self, user_id: &str, arn: &str) -> Principal {
+        self.known.lock().unwrap().insert(user_id.to_string(), arn.to_string());
+        Principal { user_id: user_id.to_string(), arn: arn.to_string() }
+    }
+    /// The next `n` lookups fail transiently.
+    pub fn fail_next(&self, n: usize) {
+        self.faults.arm("resolve", n);
+    }
+}
+
+#[async_trait]
+impl Principals for MemoryPrincipals {
+    async fn resolve(&self, user_id: &str) -> Result<Option<Principal>> {
+        self.faults.check("resolve")?;
+        let arn = self.known.lock().unwrap().get(user_id).cloned();
+        Ok(arn.map(|arn| Principal { user_id: user_id.to_string(), arn }))
+    }
+}
+
 #[derive(Default)]
 pub struct MemoryIdempotency {
     done: Mutex<HashSet<String>>,
@@ -444,6 +477,7 @@ pub struct FakePorts {
     pub bus: Arc<MemoryBus>,
     pub registry: Arc<MemoryRegistry>,
     pub decisions: Arc<MemoryDecisions>,
+    pub principals: Arc<MemoryPrincipals>,
     pub idempotency: Arc<MemoryIdempotency>,
     pub keys: Arc<FakeKeys>,
     pub audit: Arc<MemoryAudit>,
@@ -456,6 +490,7 @@ impl FakePorts {
             bus: Arc::default(),
             registry: Arc::default(),
             decisions: Arc::default(),
+            principals: Arc::default(),
             idempotency: Arc::default(),
             keys: Arc::default(),
             audit: Arc::default(),
@@ -467,6 +502,7 @@ impl FakePorts {
             bus: self.bus.clone(),
             registry: self.registry.clone(),
             decisions: self.decisions.clone(),
+            principals: self.principals.clone(),
             idempotency: self.idempotency.clone(),
             keys: self.keys.clone(),
             audit: self.audit.clone(),

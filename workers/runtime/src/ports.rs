@@ -31,12 +31,12 @@ pub struct ObjectHead {
     /// `aws:kms` when SSE-KMS.
     pub sse: Option<String>,
     pub kms_key_id: Option<String>,
-    /// User metadata `mlsec-dropped-by`: the STS ARN `mlsec drop` recorded for the uploader.
-    pub dropped_by: Option<String>,
 }
 
-/// User-metadata key (`x-amz-meta-…`) under which `mlsec drop` records the uploader's STS ARN.
-pub const DROPPED_BY_METADATA: &str = "mlsec-dropped-by";
+/// Object tag under which `mlsec drop` records the uploader's `aws:userid`. The landing
+/// bucket policy denies any put whose tag is not the caller's own user id, and any later
+/// change of tags, so the tag is AWS's word, not the uploader's.
+pub const DROPPED_BY_TAG: &str = "mlsec-dropped-by";
 
 /// A stream of body chunks; memory stays bounded by the chunk size.
 pub type ByteChunks = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
@@ -55,6 +55,8 @@ pub trait ObjectStore: Send + Sync {
             WorkError::permanent(crate::error::OBJECT_MISSING, format!("s3://{bucket}/{key} (version {version:?})"))
         })
     }
+    /// The object's tags (of that version).
+    async fn tags(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Vec<(String, String)>>;
     /// Keys under `prefix`, in key order (the latest version of each).
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>>;
     /// Streams an object in chunks (landing objects of any size).
@@ -98,8 +100,8 @@ pub trait EventPublisher: Send + Sync {
 }
 
 pub use crate::registry::{
-    Approval, Decision, Decisions, Evaluation, ModelRecord, ModelRegistry, Pointer, ReviewAction, Stage, StageChange,
-    Transition,
+    Approval, Decision, Decisions, Evaluation, ModelRecord, ModelRegistry, Pointer, Principal, Principals,
+    ReviewAction, Stage, StageChange, Transition,
 };
 
 /// Remembers which inputs a worker has fully handled, so duplicates are skipped.
@@ -154,6 +156,8 @@ pub struct Ports {
     pub registry: Arc<dyn ModelRegistry>,
     /// People's decisions on model versions (read by govern; written by operators).
     pub decisions: Arc<dyn Decisions>,
+    /// Vouched user ids → IAM principals (separation of duties).
+    pub principals: Arc<dyn Principals>,
     pub idempotency: Arc<dyn Idempotency>,
     pub keys: Arc<dyn KeyService>,
     pub audit: Arc<dyn AuditLog>,

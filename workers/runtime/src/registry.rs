@@ -127,7 +127,8 @@ pub struct ModelRecord {
     pub train_rows: i64,
     pub test_rows: i64,
     pub artifact: ObjectRef,
-    /// The principal whose landing object became the training data (never an approver).
+    /// The `aws:userid` whose landing object became the training data (the landing tag
+    /// AWS vouches for): that person may never approve this version.
     pub dropped_by: Option<String>,
     pub evaluation: Option<Evaluation>,
     /// The approvals of the promotion (or rollback) that put the version in production.
@@ -308,6 +309,44 @@ pub trait Decisions: Send + Sync {
     async fn for_version(&self, model: &str, version: &str) -> Result<Vec<Decision>>;
 }
 
+/// A principal as IAM knows it: the ARN that IAM resolves a vouched `aws:userid` to. The
+/// user id is what AWS itself put in the request (the decisions table's partition, the
+/// landing object's dropper tag, both enforced by policy); the ARN comes from IAM, never
+/// from a body the person wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub user_id: String,
+    pub arn: String,
+}
+
+impl Principal {
+    /// The person behind the principal, as `account/name`: an IAM user's name, or a role
+    /// session's name. A session name stands for a person only where the role's trust
+    /// policy pins it (`sts:RoleSessionName` = `${aws:username}`, or IAM Identity Center,
+    /// which sets it); the people roles Terraform and the provisioner create do (ADR 0012).
+    /// Two sessions of one person therefore count once, and one person is one person
+    /// whichever role they drop or approve through.
+    pub fn person(&self) -> String {
+        let mut parts = self.arn.splitn(6, ':');
+        let account = parts.nth(4).unwrap_or_default();
+        let resource = parts.next().unwrap_or_default();
+        let name = match resource.split_once('/') {
+            Some(("assumed-role", rest)) => rest.rsplit('/').next().unwrap_or(rest),
+            Some(("user", rest)) => rest.rsplit('/').next().unwrap_or(rest),
+            _ => resource,
+        };
+        format!("{account}/{name}")
+    }
+}
+
+/// Resolves vouched user ids (`AIDA…`, `AROA…:session`) to principals (IAM).
+#[async_trait]
+pub trait Principals: Send + Sync {
+    /// `None` when IAM knows no such principal (a deleted user or role, or credentials
+    /// that are not an IAM identity): separation of duties then fails closed.
+    async fn resolve(&self, user_id: &str) -> Result<Option<Principal>>;
+}
+
 /// `*` matches any run of characters (ARN patterns in a spec's `approvers`).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
@@ -331,6 +370,19 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_person_is_a_user_name_or_a_session_name_in_an_account() {
+        let p = |arn: &str| Principal { user_id: "x".into(), arn: arn.into() }.person();
+        assert_eq!(p("arn:aws:iam::123:user/ops/ana"), "123/ana");
+        assert_eq!(p("arn:aws:sts::123:assumed-role/model-risk/ana"), "123/ana");
+        assert_eq!(p("arn:aws:sts::123:assumed-role/producer/ana"), "123/ana");
+        assert_ne!(
+            p("arn:aws:sts::123:assumed-role/model-risk/ana"),
+            p("arn:aws:sts::456:assumed-role/model-risk/ana")
+        );
+        assert_eq!(p("arn:aws:iam::123:root"), "123/root");
+    }
 
     #[test]
     fn globs_match_arn_patterns() {

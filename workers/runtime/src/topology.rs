@@ -40,6 +40,10 @@ pub struct Topology {
     pub workers: BTreeMap<String, WorkerDecl>,
     /// Events people publish through the CLI (source `<prefix>.operator`).
     pub operator_emits: Vec<String>,
+    /// The roles people take (`<prefix>-<name>`), with what each is for. Their trust
+    /// policies pin the session name to the person (ADR 0012), so a session stands for one
+    /// person and separation of duties can compare people.
+    pub people: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +63,10 @@ pub struct BucketDecl {
     /// within the retention (Terraform sets the mode and retention).
     #[serde(default)]
     pub object_lock: bool,
+    /// Every put must carry the `mlsec-dropped-by` tag set to the caller's own
+    /// `aws:userid`, and no tag may change afterwards (the bucket policy enforces it).
+    #[serde(default)]
+    pub dropper_tag: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +92,10 @@ pub struct WorkerDecl {
     pub keys: Vec<String>,
     pub tables: Vec<String>,
     pub emits: Vec<String>,
+    /// Resolves vouched user ids to principals (IAM `ListRoles`/`ListUsers`): govern, for
+    /// separation of duties.
+    #[serde(default)]
+    pub resolves_people: bool,
     pub queue: QueueDecl,
     /// Lambda sizing where the deployment default does not fit (Terraform only).
     #[serde(default)]
