@@ -627,6 +627,7 @@ fn a_keyed_hash_share_of_training_rows_goes_to_the_holdout_with_the_dropper() {
         let raw = raw_dropped_by(&c, &csv, dropper);
         let r =
             transform::curate_split(raw, contract, &[1; 32], &[], 0, &mut out, std::io::sink(), Some(split)).unwrap();
+        assert_eq!(r.sha256, mlsec_events::sha256_hex(&out), "the digest is of the bytes written");
         (r.rows_out, r.rows_holdout, Bytes::from(out), Bytes::from(hold))
     };
     let (rows, held, out, hold) = run(&[3; 32]);
@@ -643,4 +644,6 @@ fn a_keyed_hash_share_of_training_rows_goes_to_the_holdout_with_the_dropper() {
     assert_eq!(kv(&out, "mlsec.dropped_by").as_deref(), Some(dropper));
     assert_eq!(kv(&hold, "mlsec.dropped_by").as_deref(), Some(dropper));
     assert_eq!(kv(&hold, "mlsec.holdout").as_deref(), Some("transaction_id:0.2"));
+    // The holdout names the curated file it was split from.
+    assert_eq!(kv(&hold, "mlsec.curated_sha256"), Some(mlsec_events::sha256_hex(&out)));
 }

@@ -274,6 +274,20 @@ async fn a_holdout_claim_outside_the_holdout_bucket_rejects_the_candidate() {
 }
 
 #[tokio::test]
+async fn a_holdout_split_from_other_data_rejects_the_candidate() {
+    let chain = Chain::new(contracts());
+    // Another training dataset's genuine holdout, in the right bucket and prefix.
+    let other = curated(&chain.f, &chain.contracts, SampleKind::Training, 3000, 77, "other").await;
+    let mut trained = chain.train(42).await;
+    assert_ne!(other.dataset_digest, trained.dataset_digest);
+    trained.holdout = other.holdout.clone();
+    chain.evaluate(&trained).await.unwrap();
+    let rejected: ModelRejected = chain.f.bus.events().last().unwrap().open().unwrap();
+    assert_eq!((rejected.stage.as_str(), rejected.reason_code.as_str()), ("evaluation", "holdout_mismatch"));
+    assert_eq!(chain.stage(&trained.model_version).await, Stage::Rejected);
+}
+
+#[tokio::test]
 async fn a_forged_registry_row_never_scores() {
     let chain = Chain::new(contracts());
     let trained = chain.train(42).await;

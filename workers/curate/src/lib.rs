@@ -212,6 +212,13 @@ impl Handler for CurateWorker {
             .store
             .put_file(&self.config.curated, &keys::parquet(dataset, version, sha), &out_spill.path, PARQUET)
             .await?;
+        if stored.sha256 != curated.sha256 {
+            // The spilled file is not what was written (the holdout names the written bytes).
+            return Err(WorkError::transient(
+                "curated_spill_changed",
+                format!("stored {} but wrote {}", stored.sha256, curated.sha256),
+            ));
+        }
         let event = DatasetCurated {
             event_id,
             correlation_id: raw.correlation_id.clone(),

@@ -14,14 +14,16 @@ use arrow::{
     datatypes::{Field, Schema},
 };
 use hmac::{Hmac, KeyInit, Mac};
-use mlsec_lake::columnar::{BATCH_ROWS, CURATED_ROW_GROUP_ROWS, DROPPED_BY_KEY, HOLDOUT_KEY, writer_properties};
+use mlsec_lake::columnar::{
+    BATCH_ROWS, CURATED_ROW_GROUP_ROWS, CURATED_SHA256_KEY, DROPPED_BY_KEY, HOLDOUT_KEY, writer_properties,
+};
 use mlsec_runtime::{
     contract::{DatasetContract, Generalisation, Pseudonymisation},
     time::days_from_civil,
 };
 use parquet::{
     arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder},
-    file::reader::ChunkReader,
+    file::{metadata::KeyValue, reader::ChunkReader},
 };
 use sha2::Sha256;
 
@@ -39,7 +41,26 @@ pub struct Curated {
     pub rows_out: u64,
     /// Of those, rows routed to the holdout.
     pub rows_holdout: u64,
+    /// SHA-256 of the curated file's bytes (what its claim check will carry).
+    pub sha256: String,
     pub report: DqReport,
+}
+
+/// Hashes what passes through to `inner`.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Where a training dataset's holdout goes: rows whose keyed hash of the primary key falls
@@ -148,7 +169,13 @@ pub fn curate_split<R: ChunkReader + 'static, W: Write + Send, X: Write + Send, 
     let input_schema = reader.schema();
     let drift = dq::schema_drift(contract, &input_schema);
     if !drift.is_empty() {
-        return Ok(Curated { rows_in: 0, rows_out: 0, rows_holdout: 0, report: DqReport::drifted(&drift) });
+        return Ok(Curated {
+            rows_in: 0,
+            rows_out: 0,
+            rows_holdout: 0,
+            sha256: String::new(),
+            report: DqReport::drifted(&drift),
+        });
     }
     let mut engine = Engine::new(contract, &input_schema, now_ms)?;
     let kept: Vec<_> = contract.columns.iter().filter(|c| c.pseudonymisation != Pseudonymisation::Drop).collect();
@@ -165,6 +192,7 @@ pub fn curate_split<R: ChunkReader + 'static, W: Write + Send, X: Write + Send, 
             .collect::<Vec<_>>(),
     ));
     let props = writer_properties(&lineage, CURATED_ROW_GROUP_ROWS);
+    let out = Hashing { inner: out, hasher: Sha256::default() };
     let mut writer = ArrowWriter::try_new(out, out_schema.clone(), Some(props.clone())).map_err(output)?;
     let mut reject_writer = ArrowWriter::try_new(rejects, dq::rejects_schema(), Some(props)).map_err(output)?;
     let mut split = match holdout {
@@ -211,12 +239,15 @@ pub fn curate_split<R: ChunkReader + 'static, W: Write + Send, X: Write + Send, 
             }
         }
     }
-    writer.close().map_err(output)?;
+    let mut out = writer.into_inner().map_err(output)?;
+    out.flush().map_err(output)?;
+    let sha256 = hex::encode(sha2::Digest::finalize(out.hasher));
     reject_writer.close().map_err(output)?;
-    if let Some((.., w)) = split {
+    if let Some((.., mut w)) = split {
+        w.append_key_value_metadata(KeyValue::new(CURATED_SHA256_KEY.to_string(), sha256.clone()));
         w.close().map_err(output)?;
     }
-    Ok(Curated { rows_in, rows_out, rows_holdout, report: engine.finish()? })
+    Ok(Curated { rows_in, rows_out, rows_holdout, sha256, report: engine.finish()? })
 }
 
 fn strings(col: &ArrayRef) -> Result<&StringArray, CurateError> {

@@ -21,7 +21,7 @@ use arrow::{
 };
 use bytes::Bytes;
 use mlsec_lake::{
-    columnar::DROPPED_BY_KEY,
+    columnar::{CURATED_SHA256_KEY, DROPPED_BY_KEY},
     model::{Artifact, ModelError, auc, brier, featurize, labels},
 };
 use mlsec_runtime::{
@@ -38,6 +38,8 @@ pub struct Holdout {
     /// `mlsec.contract` of the file (`<id>@<version>`).
     pub contract: Option<String>,
     pub dropped_by: Option<String>,
+    /// `mlsec.curated_sha256`: the curated (training) file written in the same pass.
+    pub curated_sha256: Option<String>,
 }
 
 pub fn read_holdout(bytes: Bytes) -> Result<Holdout, String> {
@@ -50,11 +52,11 @@ pub fn read_holdout(bytes: Bytes) -> Result<Holdout, String> {
             .and_then(|kv| kv.iter().find(|e| e.key == key))
             .and_then(|e| e.value.clone())
     };
-    let (contract, dropped_by) = (kv("mlsec.contract"), kv(DROPPED_BY_KEY));
+    let (contract, dropped_by, curated_sha256) = (kv("mlsec.contract"), kv(DROPPED_BY_KEY), kv(CURATED_SHA256_KEY));
     let batches =
         builder.build().map_err(|e| e.to_string())?.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
-    Ok(Holdout { batches, rows, contract, dropped_by })
+    Ok(Holdout { batches, rows, contract, dropped_by, curated_sha256 })
 }
 
 /// One model's probabilities on the holdout rows it can score, with their labels and the

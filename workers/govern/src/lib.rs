@@ -243,6 +243,20 @@ impl GovernWorker {
             .await
             .map_err(|e| ("holdout_unreadable".to_string(), e.to_string()))?;
         let holdout = evaluate::read_holdout(bytes).map_err(|e| ("holdout_unreadable".to_string(), e))?;
+        // The holdout of the very dataset the candidate says it was trained on, not another
+        // (easier) one from the same bucket.
+        if holdout.curated_sha256.as_deref() != Some(ev.dataset_digest.as_str()) {
+            return Err((
+                "holdout_mismatch".into(),
+                format!(
+                    "s3://{}/{} was split from {}, not the training data {}",
+                    h.bucket,
+                    h.key,
+                    holdout.curated_sha256.as_deref().unwrap_or("an unknown dataset"),
+                    ev.dataset_digest
+                ),
+            ));
+        }
         Ok((h.clone(), holdout))
     }
 

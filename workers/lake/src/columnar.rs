@@ -20,6 +20,10 @@ pub const PARQUET_CONTENT_TYPE: &str = "application/vnd.apache.parquet";
 /// file descends from (the landing object's policy-enforced tag) (raw, curated and holdout files carry it; govern reads it from the
 /// holdout to keep that principal from approving the model trained on it).
 pub const DROPPED_BY_KEY: &str = "mlsec.dropped_by";
+/// Parquet key-value metadata of a holdout file: the SHA-256 of the curated file written in
+/// the same pass, so govern evaluates a candidate on the holdout of the very dataset it
+/// was trained on (the holdout bucket is written by curate alone).
+pub const CURATED_SHA256_KEY: &str = "mlsec.curated_sha256";
 /// Parquet key-value metadata of a holdout file: the primary-key column and share that routed it.
 pub const HOLDOUT_KEY: &str = "mlsec.holdout";
 
