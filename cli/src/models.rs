@@ -5,7 +5,9 @@
 //! announced with `ModelReviewed`; govern re-reads the decisions, re-checks them and makes
 //! the transition. The CLI refuses early what govern would refuse (self-approval, an
 //! approver the spec does not name, a stage the action does not apply to), so people see
-//! why at once; govern's check is the one that holds.
+//! why at once; govern's check is the one that holds. Re-running a decision whose first run
+//! failed part-way (after recording it) finishes it: the stored decision is audited and
+//! announced again, and both deduplicate.
 
 use std::time::{Duration, Instant};
 
@@ -175,9 +177,20 @@ pub async fn decide(
     if let Some(why) = refusal(spec, &record, &decision, &who) {
         return Err(refuse(why));
     }
-    if !ports.decisions.record(&decision).await? {
-        return Err(refuse(format!("{} already recorded a {} decision for this round", me.arn, action.as_str())));
-    }
+    // Recorded before (a run that failed before its audit record or announcement): go on
+    // with the stored decision; the audit chain and govern deduplicate, so re-running the
+    // command finishes what the first run began.
+    let decision = if ports.decisions.record(&decision).await? {
+        decision
+    } else {
+        ports
+            .decisions
+            .for_version(model, version)
+            .await?
+            .into_iter()
+            .find(|d| d.approver_id == decision.approver_id && d.key() == decision.key())
+            .ok_or_else(|| WorkError::transient("decisions:read", "the recorded decision is not readable yet"))?
+    };
     let audit_action = match action {
         ReviewAction::Approve => AuditAction::ModelApproved,
         ReviewAction::Reject => AuditAction::ModelRejected,
@@ -186,7 +199,7 @@ pub async fn decide(
     };
     let decision_id = derive_event_id(&format!("{}|{}", decision.approver_id, decision.key()), "operator");
     let entry = AuditEntry::new(audit_action, Subject::new("model", record.subject()), &decision_id)
-        .reason(reason)
+        .reason(&decision.reason)
         .attribute("decision", action.as_str())
         .attribute("round", decision.round)
         .attribute("gate_report_sha256", decision.gate_report_sha256.clone().unwrap_or_default());

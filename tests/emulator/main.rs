@@ -9,4 +9,5 @@ mod interop;
 mod lambda;
 mod provisioning;
 mod quarantine;
+mod review;
 mod tamper;

@@ -161,10 +161,16 @@ impl Chain {
     }
     /// Trained, evaluated and approved by one risk officer.
     async fn promoted(&self, seed: u64) -> ModelTrained {
+        self.promoted_by(seed, &[RISK_A]).await
+    }
+    /// Trained, evaluated and approved by `people`.
+    async fn promoted_by(&self, seed: u64, people: &[&str]) -> ModelTrained {
         let trained = self.train(seed).await;
         self.evaluate(&trained).await.unwrap();
         assert_eq!(self.stage(&trained.model_version).await, Stage::Staging);
-        self.decide(RISK_A, &trained.model_version, ReviewAction::Approve).await.unwrap();
+        for p in people {
+            self.decide(p, &trained.model_version, ReviewAction::Approve).await.unwrap();
+        }
         assert_eq!(self.stage(&trained.model_version).await, Stage::Production);
         trained
     }
@@ -175,6 +181,12 @@ impl Chain {
     }
     fn count(&self, schema: &str) -> usize {
         self.f.bus.events().iter().filter(|e| e.schema == schema).count()
+    }
+    /// Distinct event ids of `schema` (consumers deduplicate by id).
+    fn distinct(&self, schema: &str) -> usize {
+        let ids: std::collections::BTreeSet<String> =
+            self.f.bus.events().into_iter().filter(|e| e.schema == schema).map(|e| e.event_id).collect();
+        ids.len()
     }
 }
 
@@ -505,7 +517,11 @@ async fn two_governors_at_once_leave_one_promotion_that_verifies() {
     let (a, b) = tokio::join!(g1.handle(&msg), g2.handle(&msg));
     assert!(a.is_ok() || b.is_ok(), "{a:?} {b:?}");
     assert_eq!(chain.stage(&v).await, Stage::Production);
-    assert_eq!(chain.count("ModelPromoted"), 1, "one transition, one announcement");
+    // One transition, one announcement id (the loser re-announces the winner's move: at
+    // least once, deduplicated by event id) and one audit record.
+    assert_eq!(chain.distinct("ModelPromoted"), 1, "one transition, one announcement id");
+    let promoted = chain.f.audit.entries().iter().filter(|e| e.action.as_str() == "model_promoted").count();
+    assert_eq!(promoted, 1);
     // Two manifest envelopes may exist; the registry pins one, and it verifies.
     chain.score(SIGNING, "s1").await.unwrap();
 }
@@ -547,6 +563,55 @@ async fn an_event_from_another_emitter_is_refused() {
     let forged = message_from("mlsec.train", &reviewed(&trained.model_version, ReviewAction::Approve, 2));
     assert_eq!(permanent_reason(chain.governor().handle(&forged).await), "forged_source");
     assert!(chain.f.registry.get("fraud_lr", &trained.model_version).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_promotion_whose_record_or_announcement_was_lost_is_finished_by_the_retry_once() {
+    let mut c = contracts();
+    c.models[0].approval.required_approvals = 2;
+    let chain = Chain::new(c);
+    let old = chain.promoted_by(42, &[RISK_A, RISK_B]).await;
+    let trained = chain.train(43).await;
+    chain.evaluate(&trained).await.unwrap();
+    let v = trained.model_version.clone();
+    decide_as(&chain, RISK_A, RISK_A, &v).await;
+    // The second approval completes the quorum; the transition commits, then the bus fails.
+    chain.f.bus.fail_next(1);
+    let record = chain.f.registry.get("fraud_lr", &v).await.unwrap().unwrap();
+    let d = Decision {
+        approver_id: user_id(RISK_B),
+        approver_arn: RISK_B.into(),
+        model_name: "fraud_lr".into(),
+        model_version: v.clone(),
+        action: ReviewAction::Approve,
+        round: record.round(),
+        reason: "reviewed".into(),
+        at_ms: 9,
+        gate_report_sha256: record.evaluation.as_ref().map(|e| e.report.sha256.clone()),
+    };
+    chain.f.decisions.record(&d).await.unwrap();
+    let msg = message(&reviewed(&v, ReviewAction::Approve, record.round()));
+    assert!(chain.governor().handle(&msg).await.is_err(), "the lost announcement fails the message");
+    assert_eq!(chain.stage(&v).await, Stage::Production);
+    let before = chain.count("ModelPromoted");
+    // The retry finds the move made and finishes it; the first approver's announcement,
+    // redelivered later, changes nothing new.
+    chain.governor().handle(&msg).await.unwrap();
+    chain.governor().handle(&message(&reviewed(&v, ReviewAction::Approve, record.round()))).await.unwrap();
+    let promoted: Vec<ModelPromoted> =
+        chain.f.bus.events().iter().filter(|e| e.schema == "ModelPromoted").map(|e| e.open().unwrap()).collect();
+    assert_eq!(chain.count("ModelPromoted"), before + 2, "announced by the retry and by the redelivery");
+    let last = promoted.last().unwrap();
+    assert_eq!(
+        (last.model_version.as_str(), last.previous_version.as_deref()),
+        (v.as_str(), Some(old.model_version.as_str()))
+    );
+    let mut approvers = last.approvers.clone().unwrap();
+    approvers.sort();
+    assert_eq!(approvers, [RISK_A, RISK_B]);
+    assert_eq!(chain.distinct("ModelPromoted"), 2, "one id per promotion, however often it is announced");
+    let audited = chain.f.audit.entries().iter().filter(|e| e.action.as_str() == "model_promoted").count();
+    assert_eq!(audited, 2, "one audit record per promotion");
 }
 
 #[tokio::test]

@@ -221,6 +221,7 @@ impl GovernWorker {
                     ev.dataset,
                     &ev.dataset_digest[..12.min(ev.dataset_digest.len())]
                 ),
+                people: Vec::new(),
             }],
             created_at_ms: now,
             stage_reason: Some("registered".into()),

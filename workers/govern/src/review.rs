@@ -106,6 +106,15 @@ impl GovernWorker {
         let record = self.ports.registry.get(&ev.model_name, &ev.model_version).await?.ok_or_else(|| {
             WorkError::permanent("unregistered_model", format!("{}@{}", ev.model_name, ev.model_version))
         })?;
+        // One move, one id, whichever decision's announcement triggered it (with two
+        // approvers, each announces): the move's effects deduplicate by it.
+        let event_id = derive_event_id(&format!("{}#{}#{}", record.subject(), action.as_str(), ev.round), WORKER);
+        if moved_by(&record, action, ev.round as u32) {
+            // This review already moved the version (an earlier delivery, or a concurrent
+            // governor): its record and announcement may not have followed. Both are
+            // idempotent, so finish them.
+            return self.finish(&record, action, ev, &event_id).await;
+        }
         if !action.applies_to(record.stage) || ev.round as u32 != record.round() {
             // Stale or replayed: the version moved on since the person decided.
             return Ok(format!(
@@ -133,27 +142,38 @@ impl GovernWorker {
             ));
         }
         let approvals: Vec<Approval> = valid.iter().map(Decision::approval).collect();
-        let event_id = derive_event_id(&ev.event_id, WORKER);
-        match action {
-            ReviewAction::Approve | ReviewAction::Rollback => {
-                self.promote(record, action, approvals, ev, &event_id).await
-            }
-            ReviewAction::Reject | ReviewAction::Revoke => {
-                self.withdraw(record, action, &approvals[0], ev, &event_id).await
+        let next = match action {
+            ReviewAction::Approve | ReviewAction::Rollback => self.promote(&record, action, approvals).await?,
+            ReviewAction::Reject | ReviewAction::Revoke => self.withdraw(&record, action, &approvals[0]).await?,
+        };
+        match next {
+            Some(next) => self.finish(&next, action, ev, &event_id).await,
+            None => {
+                // Lost the race: fine if the winner made this very move (then finish its
+                // record and announcement), otherwise try again on a fresh read.
+                let now = self.ports.registry.get(&record.model_name, &record.model_version).await?;
+                match now {
+                    Some(now) if moved_by(&now, action, ev.round as u32) => {
+                        self.finish(&now, action, ev, &event_id).await
+                    }
+                    _ => Err(WorkError::transient(
+                        "registry:transition",
+                        format!("{} or its production pointer moved concurrently", record.subject()),
+                    )),
+                }
             }
         }
     }
 
     /// staging → production (approve) or superseded → production (rollback), superseding
-    /// the current production version in the same transaction.
+    /// the current production version in the same transaction. `None` if the conditional
+    /// transaction lost to a concurrent change.
     async fn promote(
         &self,
-        record: ModelRecord,
+        record: &ModelRecord,
         action: ReviewAction,
         approvals: Vec<Approval>,
-        ev: &ModelReviewed,
-        event_id: &str,
-    ) -> Result<String, WorkError> {
+    ) -> Result<Option<ModelRecord>, WorkError> {
         let e = record.evaluation.as_ref().ok_or_else(|| WorkError::permanent("not_evaluated", record.subject()))?;
         if action == ReviewAction::Rollback && record.approvals.is_empty() {
             return Err(WorkError::permanent("never_approved", format!("{} was never approved", record.subject())));
@@ -196,102 +216,136 @@ impl GovernWorker {
             if action == ReviewAction::Approve { "approved" } else { "rolled back" },
             approvers.join(", ")
         );
-        let mut next = record.moved(Stage::Production, now, WORKER, reason.clone());
+        let mut next = record.moved(Stage::Production, now, WORKER, reason);
+        next.transitions.last_mut().expect("just moved").people = approvers;
         next.approvals = approvals;
-        next.manifest = Some(manifest_ref.clone());
+        next.manifest = Some(manifest_ref);
         next.signing_key_id = Some(self.config.signing_key_id.clone());
-        let demote =
-            previous.as_ref().map(|p| p.moved(Stage::Superseded, now, WORKER, format!("superseded by {version}")));
+        let demote = previous.as_ref().map(|p| p.moved(Stage::Superseded, now, WORKER, superseded_by(version)));
         let change = StageChange {
             record: next.clone(),
             expected: record.stage,
             pointer: Pointer::Promote { previous: previous.as_ref().map(|p| p.model_version.clone()) },
             demote,
         };
-        let audit_action =
-            if action == ReviewAction::Approve { AuditAction::ModelPromoted } else { AuditAction::ModelRolledBack };
-        let audit = AuditEntry::new(audit_action, Subject::new("model", record.subject()), event_id)
-            .reason(reason)
-            .input(record.artifact.clone())
-            .input(e.report.clone())
-            .output(manifest_ref.clone())
-            .attribute("approvers", approvers.join(","))
-            .attribute("round", record.round())
-            .attribute("previous", previous.as_ref().map_or("none".to_string(), |p| p.model_version.clone()));
-        self.ports.audit.append(audit).await?;
-        if !self.ports.registry.transition(&change).await? {
-            let now = self.ports.registry.get(name, version).await?;
-            if now.as_ref().is_some_and(|r| r.stage == Stage::Production) {
-                return Ok(format!("{} already promoted", record.subject()));
-            }
-            return Err(WorkError::transient(
-                "registry:transition",
-                format!("{} or production moved concurrently", record.subject()),
-            ));
-        }
-        let event = ModelPromoted {
-            event_id: event_id.to_string(),
-            correlation_id: ev.correlation_id.clone(),
-            model_name: name.clone(),
-            model_version: version.clone(),
-            stage: Stage::Production.as_str().into(),
-            artifact_sha256: record.artifact.sha256.clone(),
-            manifest: manifest_ref,
-            signing_key_id: self.config.signing_key_id.clone(),
-            auc: e.auc,
-            occurred_at_ms: now,
-            previous_version: previous.map(|p| p.model_version),
-            approvers: Some(approvers),
-        };
-        self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
-        info!(worker = WORKER, event_id = %event.event_id, model = %record.subject(), "promoted to production");
-        Ok(format!("promoted {}", record.subject()))
+        Ok(self.ports.registry.transition(&change).await?.then_some(next))
     }
 
     /// staging → rejected (reject) or any → revoked (revoke; clears `@production` if it
-    /// pointed here, so scoring stops from the next message on).
+    /// pointed here, so scoring stops from the next message on). `None` if the conditional
+    /// transaction lost to a concurrent change.
     async fn withdraw(
         &self,
-        record: ModelRecord,
+        record: &ModelRecord,
         action: ReviewAction,
         by: &Approval,
+    ) -> Result<Option<ModelRecord>, WorkError> {
+        let to = action.target();
+        let reason = format!("{} by {}: {}", to, by.approver_arn, by.reason);
+        let mut next = record.moved(to, now_ms(), WORKER, reason);
+        next.transitions.last_mut().expect("just moved").people = vec![by.approver_arn.clone()];
+        let pointer = if record.stage == Stage::Production { Pointer::Clear } else { Pointer::Keep };
+        let change = StageChange { record: next.clone(), expected: record.stage, pointer, demote: None };
+        Ok(self.ports.registry.transition(&change).await?.then_some(next))
+    }
+
+    /// What follows a reviewed transition, once it is durable: the audit record and the
+    /// announcement, both rebuilt from the registry record alone (so a redelivery, or the
+    /// governor that lost the race, produces the same ones; the audit chain and consumers
+    /// deduplicate by event id).
+    async fn finish(
+        &self,
+        after: &ModelRecord,
+        action: ReviewAction,
         ev: &ModelReviewed,
         event_id: &str,
     ) -> Result<String, WorkError> {
-        let (to, audit_action, code) = match action {
-            ReviewAction::Reject => (Stage::Rejected, AuditAction::ModelRejected, "rejected_by_reviewer"),
-            _ => (Stage::Revoked, AuditAction::ModelRevoked, "revoked"),
+        let t = after.transitions.last().expect("a reviewed transition");
+        let (from, people) = (t.from.unwrap_or(Stage::Candidate), t.people.join(","));
+        let subject = Subject::new("model", after.subject());
+        let envelope = match action {
+            ReviewAction::Approve | ReviewAction::Rollback => {
+                let e =
+                    after.evaluation.as_ref().ok_or_else(|| WorkError::permanent("not_evaluated", after.subject()))?;
+                let manifest = after.manifest.clone().ok_or_else(|| WorkError::fatal("promoted without a manifest"))?;
+                let previous = self.superseded_at(after, t.at_ms).await?;
+                let audit_action = if action == ReviewAction::Approve {
+                    AuditAction::ModelPromoted
+                } else {
+                    AuditAction::ModelRolledBack
+                };
+                let audit = AuditEntry::new(audit_action, subject, event_id)
+                    .reason(t.reason.clone())
+                    .input(after.artifact.clone())
+                    .input(e.report.clone())
+                    .output(manifest.clone())
+                    .attribute("approvers", &people)
+                    .attribute("round", ev.round)
+                    .attribute("previous", previous.clone().unwrap_or_else(|| "none".into()));
+                self.ports.audit.append(audit).await?;
+                Envelope::wrap(&ModelPromoted {
+                    event_id: event_id.to_string(),
+                    correlation_id: after.subject(),
+                    model_name: after.model_name.clone(),
+                    model_version: after.model_version.clone(),
+                    stage: Stage::Production.as_str().into(),
+                    artifact_sha256: after.artifact.sha256.clone(),
+                    manifest,
+                    signing_key_id: after.signing_key_id.clone().unwrap_or_else(|| self.config.signing_key_id.clone()),
+                    auc: e.auc,
+                    occurred_at_ms: t.at_ms,
+                    previous_version: previous,
+                    approvers: Some(t.people.clone()),
+                })?
+            }
+            ReviewAction::Reject | ReviewAction::Revoke => {
+                let (audit_action, code) = match action {
+                    ReviewAction::Reject => (AuditAction::ModelRejected, "rejected_by_reviewer"),
+                    _ => (AuditAction::ModelRevoked, "revoked"),
+                };
+                let audit = AuditEntry::new(audit_action, subject, event_id)
+                    .reason(t.reason.clone())
+                    .input(after.artifact.clone())
+                    .attribute("by", &people)
+                    .attribute("from_stage", from.as_str());
+                self.ports.audit.append(audit).await?;
+                Envelope::wrap(&ModelRejected {
+                    event_id: event_id.to_string(),
+                    correlation_id: after.subject(),
+                    model_name: after.model_name.clone(),
+                    model_version: Some(after.model_version.clone()),
+                    dataset: after.dataset.clone(),
+                    stage: "review".into(),
+                    reason_code: code.into(),
+                    reason: t.reason.clone(),
+                    gate_report: after.evaluation.as_ref().map(|e| e.report.clone()),
+                    occurred_at_ms: t.at_ms,
+                })?
+            }
         };
-        let reason = format!("{} by {}: {}", to, by.approver_arn, by.reason);
-        let next = record.moved(to, now_ms(), WORKER, reason.clone());
-        let pointer = if record.stage == Stage::Production { Pointer::Clear } else { Pointer::Keep };
-        let change = StageChange { record: next.clone(), expected: record.stage, pointer, demote: None };
-        let audit = AuditEntry::new(audit_action, Subject::new("model", record.subject()), event_id)
-            .reason(reason.clone())
-            .input(record.artifact.clone())
-            .attribute("by", &by.approver_arn)
-            .attribute("from_stage", record.stage.as_str());
-        self.ports.audit.append(audit).await?;
-        if !self.ports.registry.transition(&change).await? {
-            return Err(WorkError::transient(
-                "registry:transition",
-                format!("{} moved concurrently", record.subject()),
-            ));
-        }
-        let event = ModelRejected {
-            event_id: event_id.to_string(),
-            correlation_id: ev.correlation_id.clone(),
-            model_name: record.model_name.clone(),
-            model_version: Some(record.model_version.clone()),
-            dataset: record.dataset.clone(),
-            stage: "review".into(),
-            reason_code: code.into(),
-            reason,
-            gate_report: record.evaluation.as_ref().map(|e| e.report.clone()),
-            occurred_at_ms: now_ms(),
-        };
-        self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
-        info!(worker = WORKER, model = %record.subject(), stage = %to, "withdrawn");
-        Ok(format!("{} {to}", record.subject()))
+        self.ports.bus.publish(&[envelope]).await?;
+        info!(worker = WORKER, event_id = %event_id, model = %after.subject(), stage = %after.stage, "reviewed transition announced");
+        Ok(format!("{} {}", after.subject(), after.stage))
     }
+
+    /// The version this promotion superseded: the one demoted in the same transaction.
+    async fn superseded_at(&self, promoted: &ModelRecord, at_ms: i64) -> Result<Option<String>, WorkError> {
+        let reason = superseded_by(&promoted.model_version);
+        let versions = self.ports.registry.versions(&promoted.model_name).await?;
+        Ok(versions
+            .into_iter()
+            .find(|r| r.transitions.iter().any(|t| t.at_ms == at_ms && t.to == Stage::Superseded && t.reason == reason))
+            .map(|r| r.model_version))
+    }
+}
+
+fn superseded_by(version: &str) -> String {
+    format!("superseded by {version}")
+}
+
+/// Whether the version's last move is `action`'s, made by govern on the review of `round`.
+fn moved_by(record: &ModelRecord, action: ReviewAction, round: u32) -> bool {
+    record.round() == round + 1
+        && record.stage == action.target()
+        && record.transitions.last().is_some_and(|t| t.actor == WORKER && t.to == action.target())
 }

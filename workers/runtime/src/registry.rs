@@ -74,6 +74,9 @@ pub struct Transition {
     /// The worker role or person (STS ARN) whose decision it was.
     pub actor: String,
     pub reason: String,
+    /// The people (IAM-resolved ARNs) whose decisions made a reviewed transition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub people: Vec<String>,
 }
 
 /// A person's decision, bound into the manifest when it promotes.
@@ -162,6 +165,7 @@ impl ModelRecord {
             at_ms,
             actor: actor.to_string(),
             reason: reason.clone(),
+            people: Vec::new(),
         });
         next.stage = to;
         next.rev = self.rev + 1;
@@ -265,6 +269,15 @@ impl ReviewAction {
     /// Whether the spec's `requiredApprovals` distinct people must agree.
     pub fn needs_quorum(self) -> bool {
         matches!(self, ReviewAction::Approve | ReviewAction::Rollback)
+    }
+
+    /// The stage the action moves a version to.
+    pub fn target(self) -> Stage {
+        match self {
+            ReviewAction::Approve | ReviewAction::Rollback => Stage::Production,
+            ReviewAction::Reject => Stage::Rejected,
+            ReviewAction::Revoke => Stage::Revoked,
+        }
     }
 }
 
@@ -397,7 +410,14 @@ mod tests {
 
     #[test]
     fn production_at_a_time_follows_the_transitions() {
-        let t = |from: Option<Stage>, to, at_ms| Transition { from, to, at_ms, actor: "a".into(), reason: "r".into() };
+        let t = |from: Option<Stage>, to, at_ms| Transition {
+            from,
+            to,
+            at_ms,
+            actor: "a".into(),
+            reason: "r".into(),
+            people: vec![],
+        };
         let mut r: ModelRecord = serde_json::from_value(serde_json::json!({
             "model_name": "m", "model_version": "v", "stage": "superseded", "rev": 4, "dataset": "d",
             "dataset_digest": "x", "contract_version": "1", "algorithm": "lr", "params": "{}", "trainer_auc": 0.9,
