@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lints every data contract with datacontract-cli (ODCS v3), pinned, in its own
+# Lints every data contract (the deployment's and the examples') with datacontract-cli (ODCS v3), pinned, in its own
 # project-local virtualenv (.venv-contracts, separate from moto's). Also checks that
 # the linter rejects a broken contract, so a silently passing linter is noticed.
 set -euo pipefail
@@ -11,7 +11,7 @@ if ! "$VENV/bin/datacontract" --version 2>/dev/null | grep -q "$VERSION"; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "datacontract-cli==$VERSION"
 fi
 status=0
-for contract in contracts/*.yaml; do
+for contract in contracts/*.yaml docs/examples/*/contracts/*.yaml; do
   if "$VENV/bin/datacontract" lint "$contract" >/dev/null 2>&1; then
     echo "ok      $contract"
   else

@@ -620,7 +620,7 @@ fn a_keyed_hash_share_of_training_rows_goes_to_the_holdout_with_the_dropper() {
         let (mut out, mut hold) = (Vec::new(), Vec::new());
         let split = transform::HoldoutSplit {
             key: key.to_vec(),
-            column: "transaction_id".into(),
+            column: Some("transaction_id".into()),
             fraction: 0.2,
             out: &mut hold,
         };

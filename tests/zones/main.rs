@@ -4,6 +4,7 @@
 
 mod curate;
 mod model_chain;
+mod public_data;
 mod train;
 
 use std::path::Path;

@@ -53,7 +53,7 @@ async fn curated(f: &FakePorts, c: &Contracts, kind: SampleKind, rows: usize, se
     let lineage = [(DROPPED_BY_KEY.to_string(), user_id(DROPPER))];
     let split = (kind == SampleKind::Training).then(|| mlsec_curate::transform::HoldoutSplit {
         key: vec![9; 32],
-        column: "transaction_id".into(),
+        column: Some("transaction_id".into()),
         fraction: contract.holdout_fraction,
         out: &mut hold,
     });

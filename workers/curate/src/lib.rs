@@ -105,12 +105,12 @@ impl Handler for CurateWorker {
         let input = download_verified(self.ports.store.as_ref(), p, &p.sha256, WORKER, &raw.event_id).await?;
         let key_label = format!("{SUBKEY_LABEL}/{}", contract.domain);
         let subkey = self.subkey(key_label.clone()).await?;
-        let holdout_split = match (contract.role, contract.primary_key()) {
-            (DatasetRole::Training, Some(pk)) => {
+        let holdout_split = match contract.role {
+            DatasetRole::Training => {
                 let key = self.subkey(format!("{HOLDOUT_LABEL}/{}", contract.dataset)).await?;
-                Some((key, pk.name.clone(), contract.holdout_fraction))
+                Some((key, contract.primary_key().map(|pk| pk.name.clone()), contract.holdout_fraction))
             }
-            _ => None,
+            DatasetRole::Scoring => None,
         };
         let lineage = vec![
             ("mlsec.contract".to_string(), format!("{}@{}", contract.id, contract.version)),

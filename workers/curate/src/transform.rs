@@ -65,10 +65,13 @@ impl<W: Write> Write for Hashing<W> {
 
 /// Where a training dataset's holdout goes: rows whose keyed hash of the primary key falls
 /// below `fraction` (so a row lands on the same side on every run, and no one without the
-/// key can choose which rows are held out).
+/// key can choose which rows are held out). A dataset without a primary key (many public
+/// ones have none) is routed by the keyed hash of the whole row as ingested, so identical
+/// rows always land on the same side.
 pub struct HoldoutSplit<H> {
     pub key: Vec<u8>,
-    pub column: String,
+    /// The primary-key column, or `None` to route by the whole row.
+    pub column: Option<String>,
     pub fraction: f64,
     pub out: H,
 }
@@ -77,6 +80,11 @@ pub struct HoldoutSplit<H> {
 pub fn in_holdout(mac: &HmacSha256, value: &str, fraction: f64) -> bool {
     let mut m = mac.clone();
     m.update(value.as_bytes());
+    below(m, fraction)
+}
+
+/// Whether the MAC's first 8 bytes, as a share of 2^64, fall below `fraction`.
+fn below(m: HmacSha256, fraction: f64) -> bool {
     let digest = m.finalize().into_bytes();
     let top = u64::from_be_bytes(digest[..8].try_into().expect("32-byte digest"));
     (top as f64) < fraction * 18_446_744_073_709_551_616.0
@@ -199,8 +207,8 @@ pub fn curate_split<R: ChunkReader + 'static, W: Write + Send, X: Write + Send, 
         None => None,
         Some(h) => {
             let mac = HmacSha256::new_from_slice(&h.key).map_err(input)?;
-            let meta =
-                [lineage.clone(), vec![(HOLDOUT_KEY.to_string(), format!("{}:{}", h.column, h.fraction))]].concat();
+            let by = h.column.as_deref().unwrap_or(ROW_ROUTING);
+            let meta = [lineage.clone(), vec![(HOLDOUT_KEY.to_string(), format!("{by}:{}", h.fraction))]].concat();
             let props = writer_properties(&meta, CURATED_ROW_GROUP_ROWS);
             let w = ArrowWriter::try_new(h.out, out_schema.clone(), Some(props)).map_err(output)?;
             Some((mac, h.column, h.fraction, w))
@@ -226,11 +234,16 @@ pub fn curate_split<R: ChunkReader + 'static, W: Write + Send, X: Write + Send, 
         match &mut split {
             None => writer.write(&out).map_err(output)?,
             Some((mac, column, fraction, holdout_writer)) => {
-                let key = batch.column_by_name(column).ok_or_else(|| input(format!("no primary key {column}")))?;
-                let key = arrow::compute::cast(key, &arrow::datatypes::DataType::Utf8).map_err(input)?;
-                let key = strings(&key)?;
-                let held: BooleanArray =
-                    key.iter().map(|v| Some(v.is_some_and(|v| in_holdout(mac, v, *fraction)))).collect();
+                let held = match column {
+                    Some(column) => {
+                        let key =
+                            batch.column_by_name(column).ok_or_else(|| input(format!("no primary key {column}")))?;
+                        let key = arrow::compute::cast(key, &arrow::datatypes::DataType::Utf8).map_err(input)?;
+                        let key = strings(&key)?;
+                        key.iter().map(|v| Some(v.is_some_and(|v| in_holdout(mac, v, *fraction)))).collect()
+                    }
+                    None => rows_in_holdout(mac, &batch, *fraction)?,
+                };
                 let kept = arrow::compute::not(&held).map_err(input)?;
                 let to_holdout = filter_record_batch(&out, &held).map_err(input)?;
                 rows_holdout += to_holdout.num_rows() as u64;
@@ -248,6 +261,34 @@ pub fn curate_split<R: ChunkReader + 'static, W: Write + Send, X: Write + Send, 
         w.close().map_err(output)?;
     }
     Ok(Curated { rows_in, rows_out, rows_holdout, sha256, report: engine.finish()? })
+}
+
+/// `HOLDOUT_KEY`'s routing name for a dataset without a primary key.
+pub const ROW_ROUTING: &str = "row";
+
+/// Holdout membership of each row of `batch` (the rows as ingested, before any
+/// pseudonymisation) by the keyed hash of all its values: each value as text, a null as
+/// a marker no text can be, separated by a byte no text holds.
+fn rows_in_holdout(mac: &HmacSha256, batch: &RecordBatch, fraction: f64) -> Result<BooleanArray, CurateError> {
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).map_err(input))
+        .collect::<Result<_, _>>()?;
+    let columns: Vec<&StringArray> = columns.iter().map(strings).collect::<Result<_, _>>()?;
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            let mut m = mac.clone();
+            for c in &columns {
+                match c.is_null(i) {
+                    true => m.update(&[0xff]),
+                    false => m.update(c.value(i).as_bytes()),
+                }
+                m.update(&[0x1f]);
+            }
+            Some(below(m, fraction))
+        })
+        .collect())
 }
 
 fn strings(col: &ArrayRef) -> Result<&StringArray, CurateError> {

@@ -110,8 +110,11 @@ pub fn score(
         let flags: BooleanArray = scores.iter().map(|s| s.map(|s| s >= artifact.decision_threshold)).collect();
         flagged += flags.true_count() as u64;
         rows += batch.num_rows() as u64;
-        let col =
-            |name: &str| batch.column_by_name(name).cloned().ok_or_else(|| ScoreError::MissingColumn(name.into()));
+        // Ids are written as text whatever their type (an integer id reads the same).
+        let col = |name: &str| {
+            let c = batch.column_by_name(name).ok_or_else(|| ScoreError::MissingColumn(name.into()))?;
+            arrow::compute::cast(c, &DataType::Utf8).map_err(|e| data(&e))
+        };
         let mut columns: Vec<ArrayRef> = id_columns.iter().map(|c| col(c)).collect::<Result<_, _>>()?;
         columns.extend([
             Arc::new(Float64Array::from(scores)) as ArrayRef,

@@ -140,9 +140,11 @@ impl Contracts {
         }
         let scoring: Vec<&DatasetContract> =
             self.datasets.iter().filter(|d| d.scoring_model.as_deref() == Some(m.name.as_str())).collect();
-        for ds in std::iter::once(ds).chain(scoring) {
+        for (training, ds) in std::iter::once((true, ds)).chain(scoring.into_iter().map(|d| (false, d))) {
+            // The id (and subject) identify scored rows: every scoring dataset must carry
+            // them; training data need not (many public data sets have no id column).
             for (field, col) in [("idColumn", Some(&m.id_column)), ("subjectColumn", m.subject_column.as_ref())] {
-                let Some(col) = col else { continue };
+                let Some(col) = col.filter(|_| !training) else { continue };
                 match ds.column(col) {
                     None => return Err(format!("{field} {col} is not a column of {}", ds.dataset)),
                     Some(c) if c.pseudonymisation == Pseudonymisation::Drop => {

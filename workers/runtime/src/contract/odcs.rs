@@ -283,11 +283,13 @@ impl DatasetContract {
                 .filter(|f| (0.05..=0.5).contains(f))
                 .ok_or_else(|| invalid("customProperties.holdoutFraction must be within 0.05..=0.5".into()))?,
         };
-        if role == DatasetRole::Training && !columns.iter().any(|c| c.primary_key && c.required) {
-            return Err(invalid(
-                "a training dataset needs a required primaryKey column: its keyed hash routes rows to the holdout"
-                    .into(),
-            ));
+        // The holdout is routed by the keyed hash of the primary key (or of the whole row
+        // when there is none), so a key must be present on every row.
+        if let Some(c) = columns.iter().find(|c| c.primary_key && !c.required) {
+            return Err(invalid(format!("column {}: a primaryKey column must be required", c.name)));
+        }
+        if columns.iter().filter(|c| c.primary_key).count() > 1 {
+            return Err(invalid("one primaryKey column at most (the holdout is routed by it)".into()));
         }
         if let Some(c) = columns.iter().find(|c| c.protected && c.pseudonymisation == Pseudonymisation::Drop) {
             return Err(invalid(format!("column {}: a protected attribute must reach the holdout (not drop)", c.name)));
