@@ -190,6 +190,27 @@ enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Where a version came from and what it produced: landing object (and who dropped
+    /// it) → raw → curated (contract, DQ report) → holdout → model → gate report →
+    /// approvals → signed manifest → scored outputs, each stored object checked at its
+    /// pinned version. Exits 1 if any is missing or altered.
+    ///
+    /// Example: `mlsec models lineage fraud_lr@3f2a9c1b04de --output dot | dot -Tsvg > lineage.svg`
+    Lineage {
+        subject: String,
+        /// table, json or dot (Graphviz)
+        #[arg(long, default_value = "table")]
+        output: String,
+    },
+    /// Write a model card (Markdown and HTML): metrics, gates with their intervals, lineage,
+    /// approvals and history.
+    ///
+    /// Example: `mlsec models card fraud_lr@3f2a9c1b04de --out cards/`
+    Card {
+        subject: String,
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
     /// Approve a staging version for production, as the caller STS reports. The spec's
     /// `requiredApprovals` distinct people must approve; the one who dropped the training
     /// data may not.
@@ -346,6 +367,29 @@ async fn models_command(dep: &Deployment, command: ModelsCommand) -> Result<()> 
                         r.reason
                     );
                 }
+            }
+        }
+        ModelsCommand::Lineage { subject, output } => {
+            let (model, version) = models::parse_subject(&subject)?;
+            let l = mlsec_cli::lineage::lineage(dep, &Contracts::from_env()?, &model, &version).await?;
+            match output.as_str() {
+                "table" => print!("{}", l.table()),
+                "json" => println!("{}", serde_json::to_string_pretty(&l)?),
+                "dot" => print!("{}", l.dot()),
+                other => bail!("--output {other}: expected table, json or dot"),
+            }
+            if !l.intact() {
+                std::process::exit(1);
+            }
+        }
+        ModelsCommand::Card { subject, out } => {
+            let (model, version) = models::parse_subject(&subject)?;
+            let card = mlsec_cli::lineage::card(dep, &Contracts::from_env()?, &model, &version).await?;
+            std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
+            for (ext, body) in [("md", &card.markdown), ("html", &card.html)] {
+                let path = out.join(format!("{model}-{version}.{ext}"));
+                std::fs::write(&path, body).with_context(|| path.display().to_string())?;
+                println!("{}", path.display());
             }
         }
         ModelsCommand::Approve { subject, reason, wait } => {

@@ -85,6 +85,37 @@ async fn training_then_scoring_reaches_a_subscriber_and_every_object_uses_its_zo
     let approval = decoded.iter().find(|r| r.entry.action.as_str() == "model_approved").unwrap();
     assert!(approval.entry.actor.id.ends_with("-risk-officer"), "the approver as STS says: {:?}", approval.entry.actor);
 
+    // Lineage from the landing object to the scored file, every stored object verified at
+    // its pinned version; the model card says the same.
+    let lineage = mlsec_cli::lineage::lineage(dep, &stack.contracts, model, version).await.unwrap();
+    assert!(lineage.intact(), "{}", lineage.table());
+    let kinds: Vec<&str> = lineage.nodes.iter().map(|n| n.kind.as_str()).collect();
+    for kind in [
+        "landing object",
+        "raw original copy",
+        "curated dataset",
+        "data-quality report",
+        "holdout",
+        "model artifact",
+        "gate report",
+        "approval",
+        "signed manifest",
+        "scored output",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let landing = &lineage.nodes[0];
+    assert!(
+        landing.what.ends_with("bank-core/transactions_training/train.csv")
+            || landing.what.contains("train.csv?versionId="),
+        "{landing:?}"
+    );
+    assert!(landing.detail.contains(":assumed-role/") && landing.detail.ends_with("/data-engineer"), "{landing:?}");
+    assert!(lineage.dot().starts_with("digraph"));
+    let card = mlsec_cli::lineage::card(dep, &stack.contracts, model, version).await.unwrap();
+    assert!(card.markdown.contains("Holdout AUC") && card.markdown.contains("risk-officer"), "{}", card.markdown);
+    assert!(card.html.contains("<table>") && card.html.contains("risk-officer"));
+
     // A user's notebook reads the scored file as it is.
     let scored_file = std::env::temp_dir().join(format!("{}-scored.parquet", dep.names.prefix));
     let body =

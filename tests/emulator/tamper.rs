@@ -72,4 +72,9 @@ async fn an_artifact_altered_after_promotion_is_never_scored() {
     assert!(parked, "the refused scoring message is parked in the score DLQ");
     assert!(later.iter().all(|e| e.schema != "RecordsScored"), "nothing more was scored");
     assert_eq!(stack.keys("scored").await.len(), 1, "only the first scoring's output exists");
+    // Lineage says so too: the approved artifact's pinned version is gone.
+    let lineage = mlsec_cli::lineage::lineage(dep, &stack.contracts, model, version).await.unwrap();
+    assert!(!lineage.intact());
+    let artifact = lineage.nodes.iter().find(|n| n.kind == "model artifact").unwrap();
+    assert_eq!(artifact.check, "missing", "{}", lineage.table());
 }

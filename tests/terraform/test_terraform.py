@@ -659,3 +659,15 @@ def test_people_roles_pin_the_session_name_to_the_person_and_get_only_their_poli
     assert [w for w, d in TOPOLOGY["workers"].items() if d.get("resolves_people")] == ["govern"]
     resolve = statement(load(ROOT / "modules" / "worker" / "main.tf"), "ResolvePeople")
     assert set(val(resolve["actions"])) == {"iam:ListRoles", "iam:ListUsers"}
+
+
+def test_people_who_trace_lineage_see_metadata_of_the_data_zones_never_their_keys():
+    dev = load(ROOT / "envs" / "dev" / "main.tf")
+    ops = blocks(dev, "data", "aws_iam_policy_document")["operator_models"]
+    text = json.dumps(ops)
+    heads = next(st for st in ops["statement"] if strip(st.get("sid")) == "LineageHeads")
+    assert set(val(heads["actions"])) == {"s3:GetObject", "s3:GetObjectVersion"}
+    for zone in ("landing", "raw", "curated", "holdout", "scored"):
+        assert f'key_arns[\\"{zone}\\"]' not in text, f"operator_models grants the {zone} key"
+    keys = [k for k in re.findall(r'key_arns\[\\+"(\w+)\\+"\]', text)]
+    assert set(keys) == {"pipeline", "models"}, keys

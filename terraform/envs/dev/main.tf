@@ -151,6 +151,24 @@ data "aws_iam_policy_document" "operator_models" {
       values   = ["$${aws:userid}"]
     }
   }
+  # `mlsec models lineage|card`: HeadObject on the data zones (it needs no zone key, and
+  # these people have none, so bodies stay unreadable), the scored outputs listed, and
+  # the models zone read (gate reports and manifests; no personal data there).
+  statement {
+    sid       = "LineageHeads"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+    resources = [for b in ["landing", "raw", "curated", "holdout", "scored"] : "${module.buckets.bucket_arns[b]}/*"]
+  }
+  statement {
+    sid       = "LineageListScored"
+    actions   = ["s3:ListBucket"]
+    resources = [module.buckets.bucket_arns["scored"]]
+  }
+  statement {
+    sid       = "ReadModelsZone"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion", "kms:Decrypt"]
+    resources = ["${module.buckets.bucket_arns["models"]}/*", module.kms.key_arns["models"]]
+  }
   statement {
     sid       = "ReadRegistryAndDecisions"
     actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"]

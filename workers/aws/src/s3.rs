@@ -18,6 +18,17 @@ use crate::errors::{classify, is_missing};
 
 /// Object metadata key holding the hex SHA-256 the pipeline computed.
 pub const SHA256_METADATA: &str = "sha256";
+/// Object metadata key of a copy: the source it was copied from (`s3://bucket/key?versionId=…`),
+/// so lineage can follow a raw original back to its landing object without reading it.
+pub const SOURCE_METADATA: &str = "mlsec-source";
+
+/// `s3://bucket/key`, with `?versionId=…` when pinned.
+pub fn source_uri(o: &ObjectRef) -> String {
+    match &o.version_id {
+        Some(v) => format!("s3://{}/{}?versionId={v}", o.bucket, o.key),
+        None => format!("s3://{}/{}", o.bucket, o.key),
+    }
+}
 
 pub struct S3Store {
     client: Client,
@@ -183,6 +194,7 @@ impl ObjectStore for S3Store {
             .key(key)
             .metadata_directive(MetadataDirective::Replace)
             .metadata(SHA256_METADATA, &source.sha256)
+            .metadata(SOURCE_METADATA, source_uri(source))
             .server_side_encryption(ServerSideEncryption::AwsKms)
             .ssekms_key_id(&dest.kms_key_arn)
             .bucket_key_enabled(true)
