@@ -5,7 +5,8 @@ Reads what a run of the pipeline stored: the curated training rows (what train f
 curate routed away (what govern judged on) and govern's gate report. Fits scikit-learn's
 LogisticRegression (standardised features, C from the spec's params, default 1.0) on the curated rows with
 the spec's features computed as the pipeline computes them (identity or log1p numbers, night or
-hour_of_day timestamps, booleans, one-hot categories, isNot), scores the holdout and prints both AUCs.
+hour_of_day timestamps, booleans, one-hot categories, isNot) and the spec's positive class weight, scores
+the holdout and prints both AUCs.
 
     python scripts/auc-parity.py [--spec SPEC.yaml] CURATED.parquet HOLDOUT.parquet GATE-REPORT.json
 
@@ -64,13 +65,15 @@ def main():
     p.add_argument("report")
     a = p.parse_args()
     spec = yaml.safe_load(open(a.spec))
-    c = float(spec.get("params", {}).get("C", 1.0))
+    params = spec.get("params", {})
+    c = float(params.get("C", 1.0))
+    weight = (params.get("classWeight") or {}).get("positive", 1)
     x, y = features(a.curated, spec)
     hx, hy = features(a.holdout, spec)
     mean, std = x.mean(axis=0), x.std(axis=0)
     std[std < 1e-12] = 1.0
     started = time.perf_counter()
-    model = LogisticRegression(C=c, max_iter=5000).fit((x - mean) / std, y)
+    model = LogisticRegression(C=c, class_weight={0: 1, 1: weight}, max_iter=5000).fit((x - mean) / std, y)
     fit_s = time.perf_counter() - started
     sk = roc_auc_score(hy, model.predict_proba((hx - mean) / std)[:, 1])
     ours = json.load(open(a.report))["auc"]

@@ -1,6 +1,8 @@
 //! `mlsec models lineage|card`: where a model version came from and what it produced,
-//! from the records the pipeline keeps (the registry, object metadata, IAM), with each
-//! stored object checked at its pinned version against the digest recorded for it.
+//! from the records the pipeline keeps (the registry, object metadata, IAM). Each object
+//! the registry pins is checked at that version against the digest recorded for it; the
+//! training data's files are found by their content-addressed keys and the curated file's
+//! digest is compared with the registry's.
 //!
 //! Nothing here reads data: objects are looked at with `HeadObject` (which needs no zone
 //! key), and the only bodies read are the gate report and the manifest envelope (models
@@ -33,8 +35,11 @@ pub struct Node {
     pub version: Option<String>,
     pub sha256: Option<String>,
     pub detail: String,
-    /// For stored objects: `verified` (present at the pinned version with the recorded
-    /// digest), `missing`, `digest mismatch`, or `unpinned`; `-` for the rest.
+    /// For objects the registry pins (holdout, model, gate report, manifest) and the curated
+    /// dataset (compared with the record's training digest): `verified`, `missing`, `digest
+    /// mismatch`, `no recorded digest`, `not readable` or `unpinned`. Objects found by their
+    /// content-addressed keys (raw original, DQ report, scored outputs) show `-` when
+    /// present; the landing object is named, not checked.
     pub check: String,
 }
 
@@ -117,6 +122,7 @@ struct Seen {
     version: Option<String>,
     sha256: Option<String>,
     source: Option<String>,
+    denied: bool,
 }
 
 async fn head(dep: &Deployment, bucket: &str, key: &str, version: Option<&str>) -> Result<Option<Seen>, WorkError> {
@@ -126,9 +132,15 @@ async fn head(dep: &Deployment, bucket: &str, key: &str, version: Option<&str>) 
             version: o.version_id().map(str::to_string),
             sha256: o.metadata().and_then(|m| m.get(SHA256_METADATA)).cloned(),
             source: o.metadata().and_then(|m| m.get(SOURCE_METADATA)).cloned(),
+            denied: false,
         })),
         Err(e) if mlsec_aws::errors::is_missing(&e) || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
             Ok(None)
+        }
+        // Denied: say so rather than fail the whole lineage (without ListBucket, S3 answers
+        // a missing object with 403 too).
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+            Ok(Some(Seen { version: None, sha256: None, source: None, denied: true }))
         }
         Err(e) => Err(mlsec_aws::errors::classify("s3:HeadObject", e)),
     }
@@ -144,11 +156,16 @@ async fn object(
     detail: String,
 ) -> Result<Node, WorkError> {
     let check = match (&o.version_id, head(dep, &o.bucket, &o.key, o.version_id.as_deref()).await?) {
-        (_, None) => "missing".to_string(),
-        (_, Some(s)) if s.sha256.as_deref().is_some_and(|d| d != o.sha256) => "digest mismatch".to_string(),
-        (None, Some(_)) => "unpinned".to_string(),
-        (Some(_), Some(_)) => "verified".to_string(),
-    };
+        (_, None) => "missing",
+        (_, Some(s)) if s.denied => "not readable",
+        (_, Some(s)) => match s.sha256.as_deref() {
+            None => "no recorded digest",
+            Some(d) if d != o.sha256 => "digest mismatch",
+            Some(_) if o.version_id.is_none() => "unpinned",
+            Some(_) => "verified",
+        },
+    }
+    .to_string();
     Ok(Node {
         id: id.into(),
         zone: zone.into(),
@@ -179,7 +196,11 @@ async fn derived(
         version: seen.as_ref().and_then(|s| s.version.clone()),
         sha256: seen.as_ref().and_then(|s| s.sha256.clone()),
         detail: String::new(),
-        check: if seen.is_some() { "-".into() } else { "missing".into() },
+        check: match &seen {
+            None => "missing".into(),
+            Some(s) if s.denied => "not readable".into(),
+            Some(_) => "-".into(),
+        },
     };
     Ok((node, seen.and_then(|s| s.source)))
 }
@@ -241,10 +262,10 @@ pub async fn lineage(
         let (mut curated, _) =
             derived(dep, "curated", "Z3", "curated dataset", &dep.names.bucket("curated"), &curated_key).await?;
         curated.check = match &curated.sha256 {
-            _ if curated.check == "missing" => "missing".into(),
+            _ if curated.check != "-" => curated.check.clone(),
             Some(d) if *d == record.dataset_digest => "verified".into(),
             Some(_) => "digest mismatch".into(),
-            None => "unpinned".into(),
+            None => "no recorded digest".into(),
         };
         curated.detail = format!("contract {dataset}@{}", record.contract_version);
         l.add(curated, Some(("raw-original", "ingest, curate: gate, quality rules, pseudonymise")));
@@ -303,10 +324,13 @@ pub async fn lineage(
     let scored = dep.names.bucket("scored");
     for ds in contracts.datasets.iter().filter(|d| d.scoring_model.as_deref() == Some(model)) {
         let prefix = format!("{}/model={model}@{version}/", ds.dataset);
-        let listed = dep.s3.list_objects_v2().bucket(&scored).prefix(&prefix).send().await;
-        let listed = listed.map_err(|e| mlsec_aws::errors::classify("s3:ListObjectsV2", e))?;
-        for (i, o) in listed.contents().iter().enumerate() {
-            let Some(key) = o.key() else { continue };
+        let mut keys = Vec::new();
+        let mut pages = dep.s3.list_objects_v2().bucket(&scored).prefix(&prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| mlsec_aws::errors::classify("s3:ListObjectsV2", e))?;
+            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        }
+        for (i, key) in keys.iter().enumerate() {
             let (node, _) =
                 derived(dep, &format!("scored-{}-{i}", ds.dataset), "Z6", "scored output", &scored, key).await?;
             let from = if record.manifest.is_some() { "manifest" } else { "model" };

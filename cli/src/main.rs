@@ -192,8 +192,9 @@ enum ModelsCommand {
     },
     /// Where a version came from and what it produced: landing object (and who dropped
     /// it) → raw → curated (contract, DQ report) → holdout → model → gate report →
-    /// approvals → signed manifest → scored outputs, each stored object checked at its
-    /// pinned version. Exits 1 if any is missing or altered.
+    /// approvals → signed manifest → scored outputs; the objects the registry pins are
+    /// checked at their versions, the curated file against the training digest. Exits 1 if
+    /// any is missing, unreadable or altered.
     ///
     /// Example: `mlsec models lineage fraud_lr@3f2a9c1b04de --output dot | dot -Tsvg > lineage.svg`
     Lineage {

@@ -22,7 +22,7 @@ use mlsec_runtime::{
     WorkError,
     contract::Contracts,
     now_ms,
-    ports::{Decision, ModelRecord, Principal, ReviewAction, Stage},
+    ports::{Decision, ModelRecord, ReviewAction, Stage},
 };
 use serde::Serialize;
 
@@ -173,7 +173,9 @@ pub async fn decide(
     };
     // What govern will check, from the same sources: STS for the caller, IAM for the dropper.
     let mut who = mlsec_govern::review::resolve(ports.principals.as_ref(), &record, &[]).await?;
-    who.insert(me.user_id.clone(), Principal { user_id: me.user_id.clone(), arn: me.arn.clone() });
+    if let Some(p) = ports.principals.resolve(&me.user_id).await? {
+        who.insert(me.user_id.clone(), p);
+    }
     if let Some(why) = refusal(spec, &record, &decision, &who) {
         return Err(refuse(why));
     }

@@ -150,7 +150,8 @@ ALLOWED_RESOURCE_SOURCES = {
     "AuditKeys": ['var.key_arns[\\"audit\\"]'],
     "SignAuditCheckpoints": ['var.key_arns[\\"audit_signing\\"]'],
     "PublishOnPipelineBus": ["var.bus_arn"],
-    "ResolvePeople": ["local.iam_principals"],
+    # IAM's ListRoles/ListUsers take no resource: "*" is the only form (read-only).
+    "ResolvePeople": ['"*"'],
     "OwnLogs": ["aws_cloudwatch_log_group.worker.arn"],
 }
 
@@ -174,7 +175,8 @@ def policy_violations(doc):
         if re.search(r'"[a-z0-9]+:\*"|"\*"', actions_text) or re.search(r":[A-Za-z]*\*", actions_text):
             problems.append(f"{sid}: wildcard action {actions_text}")
         resources = json.dumps(val(st.get("resources")))
-        if re.search(r'"\*"', resources) or "arn:aws" in resources:
+        list_only = sid == "ResolvePeople" and set(actions if isinstance(actions, list) else [actions]) <= {"iam:ListRoles", "iam:ListUsers"}
+        if (re.search(r'"\*"', resources) and not list_only) or "arn:aws" in resources:
             problems.append(f"{sid}: literal or wildcard resource {resources}")
         allowed = ALLOWED_RESOURCE_SOURCES.get(sid)
         if allowed is None:
@@ -589,8 +591,8 @@ def test_the_event_check_fails_if_ingest_may_publish_model_trained(monkeypatch):
 # ---- People: who dropped, who approved (ADR 0012) ----
 
 
-def bucket_policy_statements():
-    doc = load(ROOT / "modules" / "buckets" / "main.tf")
+def bucket_policy_statements(path=None):
+    doc = load(path or ROOT / "modules" / "buckets" / "main.tf")
     body = blocks(doc, "data", "aws_iam_policy_document")["zone"]
     out = {}
     for dyn in body.get("dynamic", []):
@@ -603,20 +605,27 @@ def bucket_policy_statements():
     return out
 
 
-def test_a_drop_names_its_dropper_as_aws_says_and_the_tag_never_changes():
+def test_a_drop_names_its_dropper_as_aws_says_and_the_tag_never_changes(path=None):
     drop_buckets = [b for b, d in TOPOLOGY["buckets"].items() if d.get("dropper_tag")]
     assert drop_buckets == ["landing"], drop_buckets
-    statements = bucket_policy_statements()
-    for_each, tagged = statements["DenyDropsNotTaggedWithTheDroppersOwnUserId"]
+    statements = bucket_policy_statements(path)
+    for_each, tagged = statements["DenyDropsTaggedWithAnotherDropper"]
     assert "each.value.dropper_tag" in for_each and strip(tagged["effect"]) == "Deny"
     assert set(val(tagged["actions"])) == {"s3:PutObject", "s3:PutObjectTagging"}
-    cond = val(tagged["condition"])
-    assert strip(cond["test"]) == "StringNotEquals", cond
-    assert strip(cond["variable"]) == "s3:RequestObjectTag/mlsec-dropped-by", cond
-    assert val(cond["values"]) in ("$${aws:userid}", ["$${aws:userid}"]), cond
-    _, retag = statements["DenyRetaggingDrops"]
-    assert strip(retag["effect"]) == "Deny" and "condition" not in retag
-    assert set(val(retag["actions"])) >= {"s3:PutObjectVersionTagging", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"}
+    conds = {(strip(c["test"]), strip(c["variable"])): val(c["values"]) for c in tagged["condition"]}
+    assert conds[("StringNotEquals", "s3:RequestObjectTag/mlsec-dropped-by")] in ("$${aws:userid}", ["$${aws:userid}"]), conds
+    assert conds[("Null", "s3:RequestObjectTag/mlsec-dropped-by")] in ("false", ["false"]), conds
+    for_each, retag = statements["DenyRetaggingDrops"]
+    assert "each.value.dropper_tag" in for_each and strip(retag["effect"]) == "Deny"
+    assert set(val(retag["actions"])) == {"s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"}
+    cond = val(retag["condition"])
+    assert (strip(cond["test"]), strip(cond["variable"]), val(cond["values"])) in (
+        ("Null", "s3:ExistingObjectTag/mlsec-dropped-by", "false"),
+        ("Null", "s3:ExistingObjectTag/mlsec-dropped-by", ["false"]),
+    ), cond
+    # No body is readable without its zone key: other encryption is refused everywhere.
+    _, sse = statements["DenyPutsWithOtherEncryption"]
+    assert "aws:kms" in json.dumps(sse["condition"])
     # The code reads the same tag the policy pins.
     ports = (ROOT.parent / "workers" / "runtime" / "src" / "ports.rs").read_text()
     assert 'pub const DROPPED_BY_TAG: &str = "mlsec-dropped-by";' in ports
@@ -631,6 +640,20 @@ def test_the_dropper_check_fails_if_landing_loses_the_tag_rule(monkeypatch):
     monkeypatch.setitem(TOPOLOGY, "buckets", widened["buckets"])
     with pytest.raises(AssertionError):
         test_a_drop_names_its_dropper_as_aws_says_and_the_tag_never_changes()
+
+
+@pytest.mark.parametrize("old, new", [
+    ('values   = ["$${aws:userid}"]', 'values   = ["*"]'),
+    ('variable = "s3:ExistingObjectTag/mlsec-dropped-by"', 'variable = "s3:ExistingObjectTag/other"'),
+    ('"s3:PutObjectTagging", "s3:PutObjectVersionTagging"', '"s3:PutObjectVersionTagging"'),
+])
+def test_the_dropper_check_fails_if_the_bucket_policy_loosens(tmp_path, old, new):
+    text = (ROOT / "modules" / "buckets" / "main.tf").read_text()
+    assert old in text
+    loosened = tmp_path / "main.tf"
+    loosened.write_text(text.replace(old, new, 1))
+    with pytest.raises((AssertionError, KeyError)):
+        test_a_drop_names_its_dropper_as_aws_says_and_the_tag_never_changes(loosened)
 
 
 def test_people_roles_pin_the_session_name_to_the_person_and_get_only_their_policies():
@@ -667,6 +690,7 @@ def test_people_who_trace_lineage_see_metadata_of_the_data_zones_never_their_key
     text = json.dumps(ops)
     heads = next(st for st in ops["statement"] if strip(st.get("sid")) == "LineageHeads")
     assert set(val(heads["actions"])) == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert "landing" not in json.dumps(heads["resources"]), "lineage never reads the landing zone"
     for zone in ("landing", "raw", "curated", "holdout", "scored"):
         assert f'key_arns[\\"{zone}\\"]' not in text, f"operator_models grants the {zone} key"
     keys = [k for k in re.findall(r'key_arns\[\\+"(\w+)\\+"\]', text)]

@@ -113,6 +113,9 @@ impl Chain {
         for arn in [DROPPER, RISK_A, RISK_B, INTERN] {
             f.principals.add(&user_id(arn), arn);
         }
+        // The deployment's people roles pin session names to people.
+        f.principals.pin_role("mlsec-model-risk");
+        f.principals.pin_role("mlsec-model-risk-2");
         Self { f, contracts: Arc::new(contracts) }
     }
     fn governor(&self) -> GovernWorker {
@@ -453,6 +456,63 @@ async fn one_person_is_one_vote_across_sessions_and_roles_and_the_dropper_never_
 }
 
 #[tokio::test]
+async fn a_session_of_a_role_that_does_not_pin_session_names_speaks_for_no_one() {
+    let mut c = contracts();
+    c.models[0].approval.required_approvals = 2;
+    c.models[0].approval.approvers.push("arn:aws:sts::000000000000:assumed-role/ops-shared/*".into());
+    let chain = Chain::new(c);
+    // One human, two session names of a shared role whose trust policy pins nothing.
+    let (a, b) = (
+        "arn:aws:sts::000000000000:assumed-role/ops-shared/ana",
+        "arn:aws:sts::000000000000:assumed-role/ops-shared/not-ana",
+    );
+    for arn in [a, b] {
+        chain.f.principals.add(&user_id(arn), arn);
+    }
+    let trained = chain.train(42).await;
+    chain.evaluate(&trained).await.unwrap();
+    let v = trained.model_version.clone();
+    let r = decide_as(&chain, a, a, &v).await;
+    assert!(r.contains("does not pin its session names"), "{r}");
+    decide_as(&chain, b, b, &v).await;
+    decide_as(&chain, RISK_A, RISK_A, &v).await;
+    assert_eq!(chain.stage(&v).await, Stage::Staging, "the shared role's sessions are not people");
+    decide_as(&chain, RISK_B, RISK_B, &v).await;
+    assert_eq!(chain.stage(&v).await, Stage::Production);
+}
+
+#[tokio::test]
+async fn a_review_announcement_for_another_action_or_round_finishes_nothing() {
+    // A candidate govern itself rejected at the gates (candidate -> rejected, by govern).
+    let strict = Chain::new({
+        let mut c = contracts();
+        c.models[0].gates.min_auc = 0.99;
+        c
+    });
+    let rejected = strict.train(42).await;
+    strict.evaluate(&rejected).await.unwrap();
+    assert_eq!(strict.stage(&rejected.model_version).await, Stage::Rejected);
+    let (events, audited) = (strict.f.bus.events().len(), strict.f.audit.entries().len());
+    // A forged "reject, round 1" for it: govern's own gate rejection is no review of it.
+    strict.governor().handle(&message(&reviewed(&rejected.model_version, ReviewAction::Reject, 1))).await.unwrap();
+    assert_eq!((strict.f.bus.events().len(), strict.f.audit.entries().len()), (events, audited));
+    // A rollback announcement for the round an approval moved: that move was no rollback.
+    let chain = Chain::new(contracts());
+    let promoted = chain.promoted(43).await;
+    let (events, audited) = (chain.f.bus.events().len(), chain.f.audit.entries().len());
+    chain.governor().handle(&message(&reviewed(&promoted.model_version, ReviewAction::Rollback, 2))).await.unwrap();
+    assert_eq!((chain.f.bus.events().len(), chain.f.audit.entries().len()), (events, audited));
+    // The approval's own announcement again re-announces its move (same id), nothing new.
+    chain.governor().handle(&message(&reviewed(&promoted.model_version, ReviewAction::Approve, 2))).await.unwrap();
+    assert_eq!(chain.f.audit.entries().len(), audited, "the audit chain deduplicates the move");
+    assert_eq!(chain.distinct("ModelPromoted"), 1);
+    // A negative round is malformed input, not a panic.
+    let mut odd = reviewed(&promoted.model_version, ReviewAction::Approve, 0);
+    odd.round = -1;
+    assert_eq!(permanent_reason(chain.governor().handle(&message(&odd)).await), "bad_round");
+}
+
+#[tokio::test]
 async fn a_dropper_iam_does_not_know_blocks_every_approval() {
     let chain = Chain::new(contracts());
     let trained = chain.train(42).await;
@@ -593,7 +653,11 @@ async fn a_promotion_whose_record_or_announcement_was_lost_is_finished_by_the_re
     let msg = message(&reviewed(&v, ReviewAction::Approve, record.round()));
     assert!(chain.governor().handle(&msg).await.is_err(), "the lost announcement fails the message");
     assert_eq!(chain.stage(&v).await, Stage::Production);
+    // The redelivery meets a failing audit chain first: the move stays made, unannounced.
+    chain.f.audit.fail_next(1);
     let before = chain.count("ModelPromoted");
+    assert!(chain.governor().handle(&msg).await.is_err(), "a lost audit record fails the message too");
+    assert_eq!(chain.count("ModelPromoted"), before, "never announced before it is audited");
     // The retry finds the move made and finishes it; the first approver's announcement,
     // redelivered later, changes nothing new.
     chain.governor().handle(&msg).await.unwrap();

@@ -95,3 +95,28 @@ fn an_id_column_that_is_also_the_subject_is_written_once() {
     let twice = mlsec_score::score(Bytes::new(), &fitted.artifact, &["transaction_id", "transaction_id"], "v");
     assert!(twice.is_err());
 }
+
+#[test]
+fn a_positive_class_weight_counts_each_positive_row_that_many_times() {
+    let (data, c) = curated_training(4000);
+    let spec = c.model("fraud_lr").unwrap();
+    let weighted = |w: Option<u64>| {
+        let mut s = spec.clone();
+        if let Some(w) = w {
+            s.params.insert("classWeight".into(), serde_yaml::from_str(&format!("{{positive: {w}}}")).unwrap());
+        }
+        fit(data.clone(), &s).unwrap()
+    };
+    let (plain, one, five) = (weighted(None), weighted(Some(1)), weighted(Some(5)));
+    let rows: Vec<Vec<f64>> =
+        (0..40).map(|i| vec![(i % 7) as f64, (i % 2) as f64, 1.0, 0.0, 0.0, 0.0, (i % 3 == 0) as u8 as f64]).collect();
+    let (p_plain, p_one, p_five) = (
+        plain.artifact.probabilities(&rows).unwrap(),
+        one.artifact.probabilities(&rows).unwrap(),
+        five.artifact.probabilities(&rows).unwrap(),
+    );
+    assert_eq!(p_plain, p_one, "weight 1 is no weight");
+    let mean = |p: &[f64]| p.iter().sum::<f64>() / p.len() as f64;
+    assert!(mean(&p_five) > 2.0 * mean(&p_plain), "{} vs {}", mean(&p_five), mean(&p_plain));
+    assert!(p_five.iter().zip(&p_plain).all(|(w, u)| w > u), "every row's fraud probability rises");
+}

@@ -139,7 +139,7 @@ data "aws_iam_policy_document" "operator_models" {
   statement {
     sid       = "ResolvePeople"
     actions   = ["iam:ListRoles", "iam:ListUsers"]
-    resources = ["arn:aws:iam::${local.suffix}:role/*", "arn:aws:iam::${local.suffix}:user/*"]
+    resources = ["*"] # IAM's list actions take no resource; read-only, within the account
   }
   statement {
     sid       = "RecordOwnDecisions"
@@ -157,12 +157,13 @@ data "aws_iam_policy_document" "operator_models" {
   statement {
     sid       = "LineageHeads"
     actions   = ["s3:GetObject", "s3:GetObjectVersion"]
-    resources = [for b in ["landing", "raw", "curated", "holdout", "scored"] : "${module.buckets.bucket_arns[b]}/*"]
+    resources = [for b in ["raw", "curated", "holdout", "scored"] : "${module.buckets.bucket_arns[b]}/*"]
   }
+  # Without ListBucket a missing object is a 403, not a 404: lineage must see it missing.
   statement {
-    sid       = "LineageListScored"
-    actions   = ["s3:ListBucket"]
-    resources = [module.buckets.bucket_arns["scored"]]
+    sid       = "LineageList"
+    actions   = ["s3:ListBucket", "s3:ListBucketVersions"]
+    resources = [for b in ["raw", "curated", "holdout", "models", "scored"] : module.buckets.bucket_arns[b]]
   }
   statement {
     sid       = "ReadModelsZone"
@@ -351,6 +352,8 @@ module "worker" {
   lambda_zip      = "${var.lambda_zip_dir}/${each.key}-lambda/bootstrap.zip"
   architecture    = var.architecture
   alarm_topic_arn = aws_sns_topic.alarms.arn
+  # Only the people roles pin session names unless the deployer names more.
+  pinned_role_names = var.pinned_role_names
 }
 
 module "audit" {

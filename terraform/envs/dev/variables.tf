@@ -79,3 +79,9 @@ variable "people_principals" {
   type        = list(string)
   default     = []
 }
+
+variable "pinned_role_names" {
+  description = "Role names, beyond the people roles, whose trust policies pin each session's name to the person (IAM Identity Center permission-set roles do): sessions of any other role cannot approve a model (ADR 0012)."
+  type        = list(string)
+  default     = []
+}

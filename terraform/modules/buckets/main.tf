@@ -140,19 +140,26 @@ data "aws_iam_policy_document" "zone" {
     }
   }
 
-  # Drop buckets: the `mlsec-dropped-by` tag is AWS's word, not the uploader's. A put (or
-  # a tagging) must name the caller's own user id, and tags never change afterwards, so
-  # govern can keep the dropper from approving a model trained on their data.
+  # Drop buckets: the `mlsec-dropped-by` tag is AWS's word, not the uploader's. A put (or a
+  # tagging) that names a dropper must name the caller's own user id, and a dropper tag
+  # never changes once set. A put without the tag (a multipart part, a copy, a drop made
+  # without `mlsec drop`) is let through: ingest then finds no dropper and govern refuses
+  # every approval of a model trained on it (fail closed, ADR 0012).
   dynamic "statement" {
     for_each = each.value.dropper_tag ? [1] : []
     content {
-      sid       = "DenyDropsNotTaggedWithTheDroppersOwnUserId"
+      sid       = "DenyDropsTaggedWithAnotherDropper"
       effect    = "Deny"
       actions   = ["s3:PutObject", "s3:PutObjectTagging"]
       resources = ["${aws_s3_bucket.zone[each.key].arn}/*"]
       principals {
         type        = "*"
         identifiers = ["*"]
+      }
+      condition {
+        test     = "Null"
+        variable = "s3:RequestObjectTag/mlsec-dropped-by"
+        values   = ["false"]
       }
       condition {
         test     = "StringNotEquals"
@@ -167,12 +174,40 @@ data "aws_iam_policy_document" "zone" {
     content {
       sid       = "DenyRetaggingDrops"
       effect    = "Deny"
-      actions   = ["s3:PutObjectVersionTagging", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"]
+      actions   = ["s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"]
       resources = ["${aws_s3_bucket.zone[each.key].arn}/*"]
       principals {
         type        = "*"
         identifiers = ["*"]
       }
+      condition {
+        test     = "Null"
+        variable = "s3:ExistingObjectTag/mlsec-dropped-by"
+        values   = ["false"]
+      }
+    }
+  }
+
+  # Every object is SSE-KMS: a put that asks for another encryption (SSE-S3) is denied, so
+  # no body is readable without its zone key.
+  statement {
+    sid       = "DenyPutsWithOtherEncryption"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.zone[each.key].arn}/*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Null"
+      variable = "s3:x-amz-server-side-encryption"
+      values   = ["false"]
+    }
+    condition {
+      test     = "StringNotEquals"
+      variable = "s3:x-amz-server-side-encryption"
+      values   = ["aws:kms"]
     }
   }
 

@@ -3,12 +3,9 @@
 
 data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
-data "aws_partition" "current" {}
 
 locals {
   full_name = "${var.name_prefix}-${var.name}"
-  # The account's roles and users (govern resolves vouched user ids among them).
-  iam_principals = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:role/*", "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:user/*"]
   # Lambda timeout: a sixth of the visibility timeout, as AWS recommends for SQS sources.
   timeout_seconds = min(900, max(3, floor(var.worker.queue.visibility_timeout_seconds / 6)))
   key_names       = [for k in var.worker.keys : split(":", k)[0]]
@@ -183,7 +180,7 @@ data "aws_iam_policy_document" "worker" {
     content {
       sid       = "ResolvePeople"
       actions   = ["iam:ListRoles", "iam:ListUsers"]
-      resources = local.iam_principals
+      resources = ["*"] # IAM's list actions take no resource; read-only, within the account
     }
   }
 
@@ -339,6 +336,7 @@ resource "aws_lambda_function" "worker" {
       MLSEC_BUCKET_SUFFIX = var.bucket_suffix
       MLSEC_CONTRACTS_DIR = "/var/task/contracts"
       MLSEC_ACCOUNT_ID    = data.aws_caller_identity.current.account_id
+      MLSEC_PINNED_ROLES  = join(",", var.pinned_role_names)
       RUST_LOG            = "info"
     }
   }

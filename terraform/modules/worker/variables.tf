@@ -158,3 +158,9 @@ variable "code_signing_config_arn" {
   type        = string
   default     = null
 }
+
+variable "pinned_role_names" {
+  description = "Roles beyond the deployment's people roles whose trust policies pin the session name to the person (e.g. IAM Identity Center permission-set roles): their sessions count as people in separation of duties (ADR 0012)."
+  type        = list(string)
+  default     = []
+}

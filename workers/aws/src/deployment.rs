@@ -52,6 +52,18 @@ pub async fn sdk_config() -> SdkConfig {
     loader.load().await
 }
 
+/// Roles whose trust policies pin session names to people: the deployment's people roles
+/// (topology `people`, built so by Terraform and the provisioner) and any the deployer
+/// names in `MLSEC_PINNED_ROLES` (comma-separated role names, e.g. IAM Identity Center's
+/// permission-set roles, which set the session name to the user name themselves).
+pub fn pinned_roles(names: &Names, topology: &Topology) -> std::collections::BTreeSet<String> {
+    let mut roles: std::collections::BTreeSet<String> = topology.people.keys().map(|p| names.role(p)).collect();
+    if let Ok(extra) = std::env::var("MLSEC_PINNED_ROLES") {
+        roles.extend(extra.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_string));
+    }
+    roles
+}
+
 impl Deployment {
     /// From the environment: `MLSEC_PREFIX` for names, AWS settings for the clients.
     pub async fn from_env() -> Self {
@@ -61,6 +73,7 @@ impl Deployment {
     pub fn new(sdk: &SdkConfig, names: Names, topology: Topology) -> Self {
         let local = std::env::var_os("AWS_ENDPOINT_URL").is_some();
         let s3_conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(local).build();
+        let pinned = pinned_roles(&names, &topology);
         Self {
             names,
             topology: Arc::new(topology),
@@ -71,7 +84,7 @@ impl Deployment {
             kms: aws_sdk_kms::Client::new(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
             iam: aws_sdk_iam::Client::new(sdk),
-            principals: Arc::new(crate::identity::IamPrincipals::new(aws_sdk_iam::Client::new(sdk))),
+            principals: Arc::new(crate::identity::IamPrincipals::new(aws_sdk_iam::Client::new(sdk), pinned)),
             key_arns: Arc::default(),
         }
     }

@@ -46,18 +46,22 @@ pub async fn caller(sts: &aws_sdk_sts::Client) -> Result<Actor> {
 }
 
 /// IAM as the [`Principals`] port: a vouched user id's unique-id part (`AROA…:<session>`
-/// for a role session, `AIDA…` for a user) is looked up among the account's roles or users; a role session
-/// resolves to its `assumed-role/<role>/<session>` ARN, exactly what STS names it. Unique
-/// ids are never reused, so found ids are cached; an unknown id is asked again next time.
+/// for a role session, `AIDA…` for a user) is looked up among the account's roles or users;
+/// a role session resolves to its `assumed-role/<role>/<session>` ARN, exactly what STS
+/// names it. Unique ids are never reused, so found ids are cached for the life of the
+/// process (a principal deleted since still resolves there until the next cold start); an
+/// unknown id is asked again next time.
 pub struct IamPrincipals {
     iam: aws_sdk_iam::Client,
     /// Unique id → the role's ARN (roles) or the user's ARN (users).
     known: Mutex<HashMap<String, String>>,
+    /// Roles whose trust policies pin session names to people.
+    pinned_roles: std::collections::BTreeSet<String>,
 }
 
 impl IamPrincipals {
-    pub fn new(iam: aws_sdk_iam::Client) -> Self {
-        Self { iam, known: Mutex::default() }
+    pub fn new(iam: aws_sdk_iam::Client, pinned_roles: std::collections::BTreeSet<String>) -> Self {
+        Self { iam, known: Mutex::default(), pinned_roles }
     }
 
     async fn refresh_roles(&self) -> Result<()> {
@@ -118,7 +122,11 @@ impl Principals for IamPrincipals {
             (Some(user), None) if user.contains(":user/") => Some(user),
             _ => None,
         };
-        Ok(arn.map(|arn| Principal { user_id: user_id.to_string(), arn }))
+        Ok(arn.map(|arn| {
+            let mut p = Principal { user_id: user_id.to_string(), arn, pinned: false };
+            p.pinned = p.role().is_some_and(|r| self.pinned_roles.contains(r));
+            p
+        }))
     }
 }
 

@@ -148,7 +148,16 @@ async fn ensure_person_role(dep: &Deployment, role: &str, account: &str, descrip
         .await;
     match create {
         Ok(_) => Ok(()),
-        Err(e) if code(&e) == Some("EntityAlreadyExists") => Ok(()),
+        // An existing role gets the pinned trust policy too (it may predate it).
+        Err(e) if code(&e) == Some("EntityAlreadyExists") => dep
+            .iam
+            .update_assume_role_policy()
+            .role_name(role)
+            .policy_document(person_trust_policy(account))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("iam:UpdateAssumeRolePolicy", e)),
         Err(e) => Err(classify("iam:CreateRole", e)),
     }
 }

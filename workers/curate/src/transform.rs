@@ -267,8 +267,11 @@ pub fn curate_split<R: ChunkReader + 'static, W: Write + Send, X: Write + Send, 
 pub const ROW_ROUTING: &str = "row";
 
 /// Holdout membership of each row of `batch` (the rows as ingested, before any
-/// pseudonymisation) by the keyed hash of all its values: each value as text, a null as
-/// a marker no text can be, separated by a byte no text holds.
+/// pseudonymisation) by the keyed hash of all its values: each value as text prefixed by
+/// its length (so no two rows' values can run into each other), a null as a length no
+/// text has. The text is arrow's rendering of the typed value, so a change of that
+/// rendering (an arrow upgrade) can move rows between the sides: the holdout's metadata
+/// names the routing, and a contract version change is the time to expect it.
 fn rows_in_holdout(mac: &HmacSha256, batch: &RecordBatch, fraction: f64) -> Result<BooleanArray, CurateError> {
     let columns: Vec<ArrayRef> = batch
         .columns()
@@ -281,10 +284,13 @@ fn rows_in_holdout(mac: &HmacSha256, batch: &RecordBatch, fraction: f64) -> Resu
             let mut m = mac.clone();
             for c in &columns {
                 match c.is_null(i) {
-                    true => m.update(&[0xff]),
-                    false => m.update(c.value(i).as_bytes()),
+                    true => m.update(&u64::MAX.to_be_bytes()),
+                    false => {
+                        let v = c.value(i).as_bytes();
+                        m.update(&(v.len() as u64).to_be_bytes());
+                        m.update(v);
+                    }
                 }
-                m.update(&[0x1f]);
             }
             Some(below(m, fraction))
         })

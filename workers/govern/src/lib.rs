@@ -222,6 +222,7 @@ impl GovernWorker {
                     &ev.dataset_digest[..12.min(ev.dataset_digest.len())]
                 ),
                 people: Vec::new(),
+                review: None,
             }],
             created_at_ms: now,
             stage_reason: Some("registered".into()),

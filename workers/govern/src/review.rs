@@ -53,6 +53,11 @@ pub fn refusal(spec: &ModelSpec, record: &ModelRecord, d: &Decision, who: &Resol
     if me.arn != d.approver_arn {
         return Some(format!("the decision claims to be {} but {} is {}", d.approver_arn, d.approver_id, me.arn));
     }
+    if let Some(role) = me.role().filter(|_| !me.pinned) {
+        return Some(format!(
+            "role {role} does not pin its session names to people (ADR 0012), so a session of it speaks for no one"
+        ));
+    }
     if !spec.approval.approvers.iter().any(|p| glob_match(p, &me.arn)) {
         return Some(format!("{} is not among the spec's approvers", me.arn));
     }
@@ -88,10 +93,10 @@ pub fn valid_decisions(
 ) -> (Vec<Decision>, Vec<String>) {
     let (mut ok, mut refused, mut people) = (Vec::new(), Vec::new(), BTreeSet::new());
     for d in all.iter().filter(|d| d.action == action && d.round == record.round()) {
-        match refusal(spec, record, d, who) {
-            Some(why) => refused.push(format!("{}: {why}", d.approver_id)),
-            None if people.insert(who[&d.approver_id].person()) => ok.push(d.clone()),
-            None => {}
+        match (refusal(spec, record, d, who), who.get(&d.approver_id)) {
+            (None, Some(p)) if people.insert(p.person()) => ok.push(d.clone()),
+            (None, _) => {}
+            (Some(why), _) => refused.push(format!("{}: {why}", d.approver_id)),
         }
     }
     ok.sort_by(|a, b| (a.at_ms, &a.approver_id).cmp(&(b.at_ms, &b.approver_id)));
@@ -106,16 +111,18 @@ impl GovernWorker {
         let record = self.ports.registry.get(&ev.model_name, &ev.model_version).await?.ok_or_else(|| {
             WorkError::permanent("unregistered_model", format!("{}@{}", ev.model_name, ev.model_version))
         })?;
+        let round = u32::try_from(ev.round)
+            .map_err(|_| WorkError::permanent("bad_round", format!("review round {}", ev.round)))?;
         // One move, one id, whichever decision's announcement triggered it (with two
         // approvers, each announces): the move's effects deduplicate by it.
-        let event_id = derive_event_id(&format!("{}#{}#{}", record.subject(), action.as_str(), ev.round), WORKER);
-        if moved_by(&record, action, ev.round as u32) {
+        let event_id = derive_event_id(&format!("{}#{}#{round}", record.subject(), action.as_str()), WORKER);
+        if moved_by(&record, action, round) {
             // This review already moved the version (an earlier delivery, or a concurrent
             // governor): its record and announcement may not have followed. Both are
             // idempotent, so finish them.
-            return self.finish(&record, action, ev, &event_id).await;
+            return self.finish(&record, action, &event_id).await;
         }
-        if !action.applies_to(record.stage) || ev.round as u32 != record.round() {
+        if !action.applies_to(record.stage) || round != record.round() {
             // Stale or replayed: the version moved on since the person decided.
             return Ok(format!(
                 "{}: {} does not apply to a {} version in round {}",
@@ -147,15 +154,13 @@ impl GovernWorker {
             ReviewAction::Reject | ReviewAction::Revoke => self.withdraw(&record, action, &approvals[0]).await?,
         };
         match next {
-            Some(next) => self.finish(&next, action, ev, &event_id).await,
+            Some(next) => self.finish(&next, action, &event_id).await,
             None => {
                 // Lost the race: fine if the winner made this very move (then finish its
                 // record and announcement), otherwise try again on a fresh read.
                 let now = self.ports.registry.get(&record.model_name, &record.model_version).await?;
                 match now {
-                    Some(now) if moved_by(&now, action, ev.round as u32) => {
-                        self.finish(&now, action, ev, &event_id).await
-                    }
+                    Some(now) if moved_by(&now, action, round) => self.finish(&now, action, &event_id).await,
                     _ => Err(WorkError::transient(
                         "registry:transition",
                         format!("{} or its production pointer moved concurrently", record.subject()),
@@ -217,7 +222,8 @@ impl GovernWorker {
             approvers.join(", ")
         );
         let mut next = record.moved(Stage::Production, now, WORKER, reason);
-        next.transitions.last_mut().expect("just moved").people = approvers;
+        let t = next.transitions.last_mut().expect("just moved");
+        (t.people, t.review) = (approvers, Some(review_of(action, record.round())));
         next.approvals = approvals;
         next.manifest = Some(manifest_ref);
         next.signing_key_id = Some(self.config.signing_key_id.clone());
@@ -243,7 +249,8 @@ impl GovernWorker {
         let to = action.target();
         let reason = format!("{} by {}: {}", to, by.approver_arn, by.reason);
         let mut next = record.moved(to, now_ms(), WORKER, reason);
-        next.transitions.last_mut().expect("just moved").people = vec![by.approver_arn.clone()];
+        let t = next.transitions.last_mut().expect("just moved");
+        (t.people, t.review) = (vec![by.approver_arn.clone()], Some(review_of(action, record.round())));
         let pointer = if record.stage == Stage::Production { Pointer::Clear } else { Pointer::Keep };
         let change = StageChange { record: next.clone(), expected: record.stage, pointer, demote: None };
         Ok(self.ports.registry.transition(&change).await?.then_some(next))
@@ -253,14 +260,8 @@ impl GovernWorker {
     /// announcement, both rebuilt from the registry record alone (so a redelivery, or the
     /// governor that lost the race, produces the same ones; the audit chain and consumers
     /// deduplicate by event id).
-    async fn finish(
-        &self,
-        after: &ModelRecord,
-        action: ReviewAction,
-        ev: &ModelReviewed,
-        event_id: &str,
-    ) -> Result<String, WorkError> {
-        let t = after.transitions.last().expect("a reviewed transition");
+    async fn finish(&self, after: &ModelRecord, action: ReviewAction, event_id: &str) -> Result<String, WorkError> {
+        let t = after.transitions.last().ok_or_else(|| WorkError::fatal("a reviewed version without transitions"))?;
         let (from, people) = (t.from.unwrap_or(Stage::Candidate), t.people.join(","));
         let subject = Subject::new("model", after.subject());
         let envelope = match action {
@@ -280,7 +281,7 @@ impl GovernWorker {
                     .input(e.report.clone())
                     .output(manifest.clone())
                     .attribute("approvers", &people)
-                    .attribute("round", ev.round)
+                    .attribute("round", t.review.as_deref().and_then(|r| r.split_once('#')).map_or("", |(_, r)| r))
                     .attribute("previous", previous.clone().unwrap_or_else(|| "none".into()));
                 self.ports.audit.append(audit).await?;
                 Envelope::wrap(&ModelPromoted {
@@ -343,9 +344,16 @@ fn superseded_by(version: &str) -> String {
     format!("superseded by {version}")
 }
 
-/// Whether the version's last move is `action`'s, made by govern on the review of `round`.
+/// The review a transition carried out (`<action>#<round>`).
+fn review_of(action: ReviewAction, round: u32) -> String {
+    format!("{}#{round}", action.as_str())
+}
+
+/// Whether the version's last move is the one this very review (action and round) made:
+/// recorded on the transition, with the people behind it.
 fn moved_by(record: &ModelRecord, action: ReviewAction, round: u32) -> bool {
-    record.round() == round + 1
-        && record.stage == action.target()
-        && record.transitions.last().is_some_and(|t| t.actor == WORKER && t.to == action.target())
+    record.stage == action.target()
+        && record.transitions.last().is_some_and(|t| {
+            t.actor == WORKER && t.review.as_deref() == Some(review_of(action, round).as_str()) && !t.people.is_empty()
+        })
 }

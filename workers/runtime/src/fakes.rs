@@ -322,18 +322,23 @@ impl Decisions for MemoryDecisions {
     }
 }
 
-/// In-memory IAM: the principals a test registered, by user id.
+/// In-memory IAM: the principals a test registered, by user id, and the roles whose
+/// trust policies pin session names.
 #[derive(Default)]
 pub struct MemoryPrincipals {
     known: Mutex<BTreeMap<String, String>>,
+    pinned_roles: Mutex<HashSet<String>>,
     faults: Faults,
 }
 
 impl MemoryPrincipals {
-    /// Registers a principal (as IAM would know it) and returns it.
-    pub fn add(&self, user_id: &str, arn: &str) -> Principal {
+    /// Registers a principal (as IAM would know it).
+    pub fn add(&self, user_id: &str, arn: &str) {
         self.known.lock().unwrap().insert(user_id.to_string(), arn.to_string());
-        Principal { user_id: user_id.to_string(), arn: arn.to_string() }
+    }
+    /// Marks a role as one whose trust policy pins session names to people.
+    pub fn pin_role(&self, role: &str) {
+        self.pinned_roles.lock().unwrap().insert(role.to_string());
     }
     /// The next `n` lookups fail transiently.
     pub fn fail_next(&self, n: usize) {
@@ -346,7 +351,11 @@ impl Principals for MemoryPrincipals {
     async fn resolve(&self, user_id: &str) -> Result<Option<Principal>> {
         self.faults.check("resolve")?;
         let arn = self.known.lock().unwrap().get(user_id).cloned();
-        Ok(arn.map(|arn| Principal { user_id: user_id.to_string(), arn }))
+        Ok(arn.map(|arn| {
+            let mut p = Principal { user_id: user_id.to_string(), arn, pinned: false };
+            p.pinned = p.role().is_some_and(|r| self.pinned_roles.lock().unwrap().contains(r));
+            p
+        }))
     }
 }
 

@@ -77,6 +77,9 @@ pub struct Transition {
     /// The people (IAM-resolved ARNs) whose decisions made a reviewed transition.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub people: Vec<String>,
+    /// The review it carried out (`<action>#<round>`), for a reviewed transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
 }
 
 /// A person's decision, bound into the manifest when it promotes.
@@ -166,6 +169,7 @@ impl ModelRecord {
             actor: actor.to_string(),
             reason: reason.clone(),
             people: Vec::new(),
+            review: None,
         });
         next.stage = to;
         next.rev = self.rev + 1;
@@ -330,23 +334,34 @@ pub trait Decisions: Send + Sync {
 pub struct Principal {
     pub user_id: String,
     pub arn: String,
+    /// For a role session: whether the role's trust policy pins the session name to the
+    /// person (the deployment's people roles, and roles the deployer names), so that the
+    /// session name can stand for a person.
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 impl Principal {
-    /// The person behind the principal, as `account/name`: an IAM user's name, or a role
-    /// session's name. A session name stands for a person only where the role's trust
-    /// policy pins it (`sts:RoleSessionName` = `${aws:username}`, or IAM Identity Center,
-    /// which sets it); the people roles Terraform and the provisioner create do (ADR 0012).
-    /// Two sessions of one person therefore count once, and one person is one person
-    /// whichever role they drop or approve through.
+    /// The role of a role session (`arn:…:assumed-role/<role>/<session>`).
+    pub fn role(&self) -> Option<&str> {
+        let resource = self.arn.splitn(6, ':').nth(5)?;
+        resource.strip_prefix("assumed-role/").and_then(|r| r.split('/').next())
+    }
+
+    /// The person behind the principal, as `account/name`: an IAM user's name, or the
+    /// session name of a role whose trust policy pins it (ADR 0012). Two sessions of one
+    /// person are then one person, whichever pinned role they come through. A session of
+    /// a role that does not pin session names is no one in particular: every session of it
+    /// is the one person `account/role:<role>`.
     pub fn person(&self) -> String {
         let mut parts = self.arn.splitn(6, ':');
         let account = parts.nth(4).unwrap_or_default();
         let resource = parts.next().unwrap_or_default();
         let name = match resource.split_once('/') {
-            Some(("assumed-role", rest)) => rest.rsplit('/').next().unwrap_or(rest),
-            Some(("user", rest)) => rest.rsplit('/').next().unwrap_or(rest),
-            _ => resource,
+            Some(("assumed-role", rest)) if self.pinned => rest.rsplit('/').next().unwrap_or(rest).to_string(),
+            Some(("assumed-role", rest)) => format!("role:{}", rest.split('/').next().unwrap_or(rest)),
+            Some(("user", rest)) => rest.rsplit('/').next().unwrap_or(rest).to_string(),
+            _ => resource.to_string(),
         };
         format!("{account}/{name}")
     }
@@ -385,8 +400,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_person_is_a_user_name_or_a_session_name_in_an_account() {
-        let p = |arn: &str| Principal { user_id: "x".into(), arn: arn.into() }.person();
+    fn a_person_is_a_user_name_or_a_pinned_session_name_in_an_account() {
+        let p = |arn: &str| Principal { user_id: "x".into(), arn: arn.into(), pinned: true }.person();
         assert_eq!(p("arn:aws:iam::123:user/ops/ana"), "123/ana");
         assert_eq!(p("arn:aws:sts::123:assumed-role/model-risk/ana"), "123/ana");
         assert_eq!(p("arn:aws:sts::123:assumed-role/producer/ana"), "123/ana");
@@ -395,6 +410,12 @@ mod tests {
             p("arn:aws:sts::456:assumed-role/model-risk/ana")
         );
         assert_eq!(p("arn:aws:iam::123:root"), "123/root");
+        // A role that does not pin session names: all its sessions are one, and no one's.
+        let unpinned = |arn: &str| Principal { user_id: "x".into(), arn: arn.into(), pinned: false };
+        assert_eq!(unpinned("arn:aws:sts::123:assumed-role/etl/ana").person(), "123/role:etl");
+        assert_eq!(unpinned("arn:aws:sts::123:assumed-role/etl/bob").person(), "123/role:etl");
+        assert_eq!(unpinned("arn:aws:sts::123:assumed-role/etl/bob").role(), Some("etl"));
+        assert_eq!(unpinned("arn:aws:iam::123:user/ana").role(), None);
     }
 
     #[test]
@@ -417,6 +438,7 @@ mod tests {
             actor: "a".into(),
             reason: "r".into(),
             people: vec![],
+            review: None,
         };
         let mut r: ModelRecord = serde_json::from_value(serde_json::json!({
             "model_name": "m", "model_version": "v", "stage": "superseded", "rev": 4, "dataset": "d",

@@ -139,6 +139,11 @@ fn scaling_of(xs: &[Vec<f64>], rows: &[usize]) -> Vec<(f64, f64)> {
 /// Fits on `rows` of `xs` (standardised on those rows).
 fn fit_rows(xs: &[Vec<f64>], ys: &[i32], rows: &[usize], spec: &ModelSpec) -> Result<Artifact, TrainError> {
     let scaling = scaling_of(xs, rows);
+    // A positive weight N counts each positive row N times in the loss: exactly, by
+    // repeating it (after the scaling is taken over the rows as they are).
+    let weight = spec.positive_weight().map_err(TrainError::Fit)?;
+    let rows: Vec<usize> =
+        rows.iter().flat_map(|&i| std::iter::repeat_n(i, if ys[i] == 1 { weight } else { 1 })).collect();
     let x: Vec<Vec<f64>> =
         rows.iter().map(|&i| xs[i].iter().zip(&scaling).map(|(x, (m, s))| (x - m) / s).collect()).collect();
     let y: Vec<i32> = rows.iter().map(|&i| ys[i]).collect();

@@ -78,11 +78,12 @@ impl Contracts {
             return Err(format!("algorithm {}: only logistic_regression is supported", m.algorithm));
         }
         for k in m.params.keys() {
-            if k != "C" && k != "alpha" {
-                return Err(format!("params.{k}: unknown parameter (C or alpha; class weights are not supported)"));
+            if !["C", "alpha", "classWeight"].contains(&k.as_str()) {
+                return Err(format!("params.{k}: unknown parameter (C, alpha or classWeight)"));
             }
         }
         m.l2_alpha()?;
+        m.positive_weight()?;
         let ds = self
             .dataset(&m.training_dataset)
             .ok_or_else(|| format!("trainingDataset {} has no contract", m.training_dataset))?;

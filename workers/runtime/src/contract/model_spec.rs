@@ -142,6 +142,29 @@ impl ModelSpec {
         }
     }
 
+    /// `params.classWeight: {positive: N}`: how many times each positive row counts in the
+    /// fit (1 when absent), as scikit-learn's `class_weight={1: N}`. Integer weights only:
+    /// they are applied exactly, by repeating rows (the standardisation is taken over the
+    /// rows as they are), so a fractional "balanced" weighting is refused rather than
+    /// approximated.
+    pub fn positive_weight(&self) -> Result<usize, String> {
+        let Some(w) = self.params.get("classWeight") else { return Ok(1) };
+        let bad = || {
+            "params.classWeight must be {positive: N} with N a whole number from 1 to 100 (fractional weights such as \
+             balanced are not supported)"
+                .to_string()
+        };
+        let map = w.as_mapping().ok_or_else(bad)?;
+        if map.len() != 1 {
+            return Err(bad());
+        }
+        let n = map.get(serde_yaml::Value::from("positive")).and_then(serde_yaml::Value::as_u64).ok_or_else(bad)?;
+        if !(1..=100).contains(&n) {
+            return Err(bad());
+        }
+        Ok(n as usize)
+    }
+
     /// The output column names of a scored file, in order.
     pub fn output_columns(&self) -> Vec<&str> {
         let mut cols = vec![self.id_column.as_str()];

@@ -283,13 +283,30 @@ impl DatasetContract {
                 .filter(|f| (0.05..=0.5).contains(f))
                 .ok_or_else(|| invalid("customProperties.holdoutFraction must be within 0.05..=0.5".into()))?,
         };
-        // The holdout is routed by the keyed hash of the primary key (or of the whole row
-        // when there is none), so a key must be present on every row.
+        // The holdout is routed by the keyed hash of the primary key (or, when the contract
+        // asks, of the whole row), so a key must be present on every row.
         if let Some(c) = columns.iter().find(|c| c.primary_key && !c.required) {
             return Err(invalid(format!("column {}: a primaryKey column must be required", c.name)));
         }
         if columns.iter().filter(|c| c.primary_key).count() > 1 {
             return Err(invalid("one primaryKey column at most (the holdout is routed by it)".into()));
+        }
+        // Without a primary key the holdout is routed by the whole row, which the contract
+        // must ask for: rows about one subject can then land on both sides.
+        let by_row = match custom_str(props, "holdoutBy").as_deref() {
+            None => false,
+            Some("row") if role == DatasetRole::Training => true,
+            Some(_) => return Err(invalid("customProperties.holdoutBy must be row, on a training dataset".into())),
+        };
+        let has_key = columns.iter().any(|c| c.primary_key);
+        if role == DatasetRole::Training && has_key == by_row {
+            return Err(invalid(if by_row {
+                "customProperties.holdoutBy: row applies to a dataset without a primaryKey column".into()
+            } else {
+                "a training dataset needs a required primaryKey column (its keyed hash routes the holdout), or \
+                 customProperties.holdoutBy: row to route by the whole row"
+                    .into()
+            }));
         }
         if let Some(c) = columns.iter().find(|c| c.protected && c.pseudonymisation == Pseudonymisation::Drop) {
             return Err(invalid(format!("column {}: a protected attribute must reach the holdout (not drop)", c.name)));

@@ -165,7 +165,9 @@ fn a_model_spec_that_does_not_fit_its_training_contract_is_refused_at_load_namin
             "subjectColumn: customer_name",
             "subjectColumn customer_name is dropped",
         ),
-        ("class-weight", "  C: 1.0", "  classWeight: balanced", "params.classWeight"),
+        ("class-weight", "  C: 1.0", "  classWeight: balanced", "params.classWeight must be {positive: N}"),
+        ("class-weight-range", "  C: 1.0", "  classWeight: {positive: 0}", "params.classWeight must be {positive: N}"),
+        ("unknown-param", "  C: 1.0", "  gamma: 2", "params.gamma: unknown parameter"),
         ("no-approvers", "requiredApprovals: 1", "requiredApprovals: 7", "approval.requiredApprovals"),
     ];
     for (name, from, to, expected) in cases {
@@ -182,4 +184,26 @@ fn a_model_spec_that_does_not_fit_its_training_contract_is_refused_at_load_namin
         s.replace("target: is_fraud", "target: merchant_category\npositiveLabel: \"5411\"")
     });
     assert_eq!(ok.unwrap().model("fraud_lr").unwrap().positive_label.as_deref(), Some("5411"));
+}
+
+#[test]
+fn a_training_dataset_without_a_primary_key_must_ask_for_row_routing() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/german-credit/contracts");
+    let text = std::fs::read_to_string(example.join("german_credit.yaml")).unwrap();
+    let load = |text: &str| {
+        let dir = std::env::temp_dir().join(format!("mlsec-rows-{}-{}", std::process::id(), text.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("german_credit.yaml"), text).unwrap();
+        let out = Contracts::load_dir(&dir);
+        std::fs::remove_dir_all(&dir).ok();
+        out
+    };
+    let c = load(&text).unwrap();
+    assert!(c.dataset("german_credit").unwrap().primary_key().is_none());
+    let silent = text.replace("  - property: holdoutBy\n    value: row\n", "");
+    assert_ne!(silent, text);
+    match load(&silent) {
+        Err(ContractError::Invalid { message, .. }) => assert!(message.contains("holdoutBy: row"), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }
