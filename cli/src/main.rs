@@ -241,6 +241,17 @@ enum ModelsCommand {
         #[arg(long, default_value_t = 60)]
         wait: u64,
     },
+    /// Retire a production or superseded version, not for cause: it serves no more and can
+    /// no longer be rolled back to (use revoke for cause).
+    ///
+    /// Example: `mlsec models archive fraud_lr@3f2a9c1b04de --reason "replaced by the 2027 model family"`
+    Archive {
+        subject: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
     /// Bring back a superseded version (one approved before); needs the spec's approvals.
     Rollback {
         model: String,
@@ -398,6 +409,9 @@ async fn models_command(dep: &Deployment, command: ModelsCommand) -> Result<()> 
         }
         ModelsCommand::Reject { subject, reason, wait } => decide(subject, ReviewAction::Reject, reason, wait).await?,
         ModelsCommand::Revoke { subject, reason, wait } => decide(subject, ReviewAction::Revoke, reason, wait).await?,
+        ModelsCommand::Archive { subject, reason, wait } => {
+            decide(subject, ReviewAction::Archive, reason, wait).await?
+        }
         ModelsCommand::Rollback { model, to, reason, wait } => {
             decide(format!("{model}@{to}"), ReviewAction::Rollback, reason, wait).await?
         }

@@ -198,6 +198,7 @@ pub async fn decide(
         ReviewAction::Reject => AuditAction::ModelRejected,
         ReviewAction::Rollback => AuditAction::ModelRolledBack,
         ReviewAction::Revoke => AuditAction::ModelRevoked,
+        ReviewAction::Archive => AuditAction::ModelArchived,
     };
     let decision_id = derive_event_id(&format!("{}|{}", decision.approver_id, decision.key()), "operator");
     let entry = AuditEntry::new(audit_action, Subject::new("model", record.subject()), &decision_id)

@@ -17,7 +17,10 @@ use crate::{EventError, ObjectRef, SINGLE_OBJECT_MARKER, fingerprint_of};
 
 /// The `.avsc` text, embedded at build time.
 pub const AUDIT_AVSC: &str = include_str!("../../schemas/audit/AuditRecord.avsc");
-const RELEASED: &[&str] = &[include_str!("../../schemas/audit/released/AuditRecord/v1.avsc")];
+const RELEASED: &[&str] = &[
+    include_str!("../../schemas/audit/released/AuditRecord/v1.avsc"),
+    include_str!("../../schemas/audit/released/AuditRecord/v2.avsc"),
+];
 /// Bytes of a hash.
 pub const HASH_LEN: usize = 32;
 const HEADER_LEN: usize = 10;
@@ -108,6 +111,7 @@ actions! {
     ModelRevoked = "model_revoked",
     DlqReplayed = "dlq_replayed",
     DlqArchived = "dlq_archived",
+    ModelArchived = "model_archived",
 }
 
 /// What a decision was about.
@@ -218,14 +222,23 @@ pub struct Links {
     pub computed: [u8; HASH_LEN],
 }
 
-/// Reads `seq`, `prev_hash` and both hashes of a record written with the current schema.
+/// Fingerprints of every released version (the current one among them).
+fn released_fingerprints() -> &'static [[u8; 8]] {
+    static F: OnceLock<Vec<[u8; 8]>> = OnceLock::new();
+    F.get_or_init(|| audit_released().iter().map(fingerprint_of).collect())
+}
+
+/// Reads `seq`, `prev_hash` and both hashes of a record written with the current schema
+/// or any released one: every version starts with `seq` and `prev_hash` and ends with
+/// `hash`, so a chain begun under v1 still verifies after an upgrade.
 pub fn links(bytes: &[u8]) -> Result<Links, EventError> {
     let corrupt = |m: &str| EventError::Corrupt { schema: "mlsec.audit.AuditRecord".into(), message: m.into() };
     if bytes.len() < HEADER_LEN + 1 + 2 * HASH_LEN || bytes[..2] != SINGLE_OBJECT_MARKER {
         return Err(EventError::NotSingleObject);
     }
-    if bytes[2..HEADER_LEN] != fingerprint()[..] {
-        return Err(corrupt("written with another schema version"));
+    let found = &bytes[2..HEADER_LEN];
+    if found != &fingerprint()[..] && !released_fingerprints().iter().any(|f| found == &f[..]) {
+        return Err(corrupt("written with an unknown schema version"));
     }
     // zig-zag varint
     let (mut raw, mut shift, mut i) = (0u64, 0u32, HEADER_LEN);
@@ -531,6 +544,31 @@ mod tests {
             action["type"]["symbols"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
         let ours: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
         assert_eq!(symbols, ours);
+    }
+
+    #[test]
+    fn a_record_written_under_v1_still_links_and_decodes_after_the_upgrade() {
+        // A v1 record: the same datum (v2 only appended an action symbol), the v1
+        // fingerprint in its header, its hash over those bytes.
+        let (_, mut bytes) = AuditRecord::seal(7, [3; 32], 5, entry()).unwrap();
+        let v1 = fingerprint_of(&audit_released()[0]);
+        assert_ne!(&v1, fingerprint(), "the current schema is not v1");
+        bytes[2..HEADER_LEN].copy_from_slice(&v1);
+        let hash = record_hash(&bytes).unwrap();
+        let n = bytes.len();
+        bytes[n - HASH_LEN..].copy_from_slice(&hash);
+        let l = links(&bytes).unwrap();
+        assert_eq!((l.seq, l.prev_hash, l.hash), (7, [3; 32], l.computed));
+        let r = AuditRecord::decode(&bytes).unwrap();
+        assert_eq!((r.seq, r.entry.action), (7, AuditAction::QuarantineReleased));
+        // A fingerprint no release has is refused.
+        bytes[2] ^= 0xff;
+        assert!(links(&bytes).is_err());
+        // The new action round-trips under the current schema.
+        let mut e = entry();
+        e.action = AuditAction::ModelArchived;
+        let (_, bytes) = AuditRecord::seal(1, [0; 32], 0, e).unwrap();
+        assert_eq!(AuditRecord::decode(&bytes).unwrap().entry.action, AuditAction::ModelArchived);
     }
 
     #[test]

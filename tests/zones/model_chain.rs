@@ -614,6 +614,38 @@ async fn revoke_stops_scoring_and_a_rollback_needs_an_approval() {
 }
 
 #[tokio::test]
+async fn an_archived_version_serves_no_more_and_cannot_be_rolled_back_to() {
+    use mlsec_events::audit::AuditAction;
+    let chain = Chain::new(contracts());
+    let old = chain.promoted(42).await;
+    let new = chain.train(43).await;
+    chain.evaluate(&new).await.unwrap();
+    chain.decide(RISK_A, &new.model_version, ReviewAction::Approve).await.unwrap();
+    assert_eq!(chain.stage(&old.model_version).await, Stage::Superseded);
+    // The superseded version is retired: no longer a rollback target.
+    chain.decide(RISK_B, &old.model_version, ReviewAction::Archive).await.unwrap();
+    assert_eq!(chain.stage(&old.model_version).await, Stage::Archived);
+    let r = chain.decide(RISK_A, &old.model_version, ReviewAction::Rollback).await.unwrap();
+    assert!(r.contains("does not apply"), "{r}");
+    // Production is retired: scoring waits, as with no production version at all.
+    chain.score(SIGNING, "s1").await.unwrap();
+    chain.decide(RISK_B, &new.model_version, ReviewAction::Archive).await.unwrap();
+    assert_eq!(chain.stage(&new.model_version).await, Stage::Archived);
+    assert!(chain.f.registry.production("fraud_lr").await.unwrap().is_none());
+    assert_eq!(chain.score(SIGNING, "s2").await.unwrap_err().class(), ErrorClass::Transient);
+    // A staging version is rejected, not archived.
+    let third = chain.train(44).await;
+    chain.evaluate(&third).await.unwrap();
+    let r = chain.decide(RISK_B, &third.model_version, ReviewAction::Archive).await.unwrap();
+    assert!(r.contains("does not apply"), "{r}");
+    let archived = chain.f.audit.entries().iter().filter(|e| e.action == AuditAction::ModelArchived).count();
+    assert_eq!(archived, 2, "each archive is on the audit chain");
+    let withdrawn: ModelRejected =
+        chain.f.bus.events().iter().rev().find(|e| e.schema == "ModelRejected").unwrap().open().unwrap();
+    assert_eq!(withdrawn.reason_code, "archived");
+}
+
+#[tokio::test]
 async fn an_event_from_another_emitter_is_refused() {
     let chain = Chain::new(contracts());
     let trained = chain.train(42).await;

@@ -151,7 +151,9 @@ impl GovernWorker {
         let approvals: Vec<Approval> = valid.iter().map(Decision::approval).collect();
         let next = match action {
             ReviewAction::Approve | ReviewAction::Rollback => self.promote(&record, action, approvals).await?,
-            ReviewAction::Reject | ReviewAction::Revoke => self.withdraw(&record, action, &approvals[0]).await?,
+            ReviewAction::Reject | ReviewAction::Revoke | ReviewAction::Archive => {
+                self.withdraw(&record, action, &approvals[0]).await?
+            }
         };
         match next {
             Some(next) => self.finish(&next, action, &event_id).await,
@@ -237,9 +239,9 @@ impl GovernWorker {
         Ok(self.ports.registry.transition(&change).await?.then_some(next))
     }
 
-    /// staging → rejected (reject) or any → revoked (revoke; clears `@production` if it
-    /// pointed here, so scoring stops from the next message on). `None` if the conditional
-    /// transaction lost to a concurrent change.
+    /// staging → rejected (reject), any → revoked (revoke), or production | superseded →
+    /// archived (archive); clears `@production` if it pointed here, so scoring stops from the
+    /// next message on. `None` if the conditional transaction lost to a concurrent change.
     async fn withdraw(
         &self,
         record: &ModelRecord,
@@ -299,9 +301,10 @@ impl GovernWorker {
                     approvers: Some(t.people.clone()),
                 })?
             }
-            ReviewAction::Reject | ReviewAction::Revoke => {
+            ReviewAction::Reject | ReviewAction::Revoke | ReviewAction::Archive => {
                 let (audit_action, code) = match action {
                     ReviewAction::Reject => (AuditAction::ModelRejected, "rejected_by_reviewer"),
+                    ReviewAction::Archive => (AuditAction::ModelArchived, "archived"),
                     _ => (AuditAction::ModelRevoked, "revoked"),
                 };
                 let audit = AuditEntry::new(audit_action, subject, event_id)

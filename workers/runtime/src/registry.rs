@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! candidate ─gates pass─▶ staging ─approvals─▶ production ─next promotion─▶ superseded
-//!     │                      │                     ▲                            │
-//!     └─gates fail─▶ rejected ◀─reject─┘           └──────── rollback ──────────┘
+//!     │                      │                   ▲  │                           │  │
+//!     └─gates fail─▶ rejected ◀─reject─┘         │  └──archive──▶ archived ◀──archive─┘
+//!                                                └──────────── rollback ────────┘
 //! any stage ─revoke─▶ revoked
 //! ```
 //!
@@ -36,11 +37,21 @@ pub enum Stage {
     Revoked,
     /// Failed a gate, or rejected by a person.
     Rejected,
+    /// Retired by a person from production or superseded, not for cause: it serves no
+    /// more and cannot be rolled back to (revoke is for cause).
+    Archived,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] =
-        [Stage::Candidate, Stage::Staging, Stage::Production, Stage::Superseded, Stage::Revoked, Stage::Rejected];
+    pub const ALL: [Stage; 7] = [
+        Stage::Candidate,
+        Stage::Staging,
+        Stage::Production,
+        Stage::Superseded,
+        Stage::Revoked,
+        Stage::Rejected,
+        Stage::Archived,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,6 +61,7 @@ impl Stage {
             Stage::Superseded => "superseded",
             Stage::Revoked => "revoked",
             Stage::Rejected => "rejected",
+            Stage::Archived => "archived",
         }
     }
 
@@ -242,11 +254,18 @@ pub enum ReviewAction {
     Rollback,
     /// any → revoked.
     Revoke,
+    /// production or superseded → archived.
+    Archive,
 }
 
 impl ReviewAction {
-    pub const ALL: [ReviewAction; 4] =
-        [ReviewAction::Approve, ReviewAction::Reject, ReviewAction::Rollback, ReviewAction::Revoke];
+    pub const ALL: [ReviewAction; 5] = [
+        ReviewAction::Approve,
+        ReviewAction::Reject,
+        ReviewAction::Rollback,
+        ReviewAction::Revoke,
+        ReviewAction::Archive,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -254,6 +273,7 @@ impl ReviewAction {
             ReviewAction::Reject => "reject",
             ReviewAction::Rollback => "rollback",
             ReviewAction::Revoke => "revoke",
+            ReviewAction::Archive => "archive",
         }
     }
 
@@ -267,6 +287,7 @@ impl ReviewAction {
             ReviewAction::Approve | ReviewAction::Reject => stage == Stage::Staging,
             ReviewAction::Rollback => stage == Stage::Superseded,
             ReviewAction::Revoke => !matches!(stage, Stage::Revoked),
+            ReviewAction::Archive => matches!(stage, Stage::Production | Stage::Superseded),
         }
     }
 
@@ -281,6 +302,7 @@ impl ReviewAction {
             ReviewAction::Approve | ReviewAction::Rollback => Stage::Production,
             ReviewAction::Reject => Stage::Rejected,
             ReviewAction::Revoke => Stage::Revoked,
+            ReviewAction::Archive => Stage::Archived,
         }
     }
 }
