@@ -50,6 +50,20 @@ async fn a_decision_that_stopped_after_it_was_recorded_is_finished_by_running_it
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(dep.ports("operator").registry.get(model, version).await.unwrap().unwrap().stage, Stage::Staging);
 
+    // Someone writes garbage into their own partition of the decisions table: it counts
+    // for nothing and blocks no one's review.
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    dep.dynamodb
+        .put_item()
+        .table_name(dep.names.table("decisions"))
+        .item("approver_id", S("AROAGARBAGE:mallory".into()))
+        .item("decision", S(format!("{model}@{version}#approve#{}", record.round())))
+        .item("subject", S(format!("{model}@{version}")))
+        .item("body", S("{not a decision".into()))
+        .send()
+        .await
+        .unwrap();
+
     // Running it again finishes it: announced, audited in the officer's name, promoted.
     let d =
         mlsec_cli::models::decide(&officer, &stack.contracts, model, version, ReviewAction::Approve, "again", TIMEOUT)

@@ -479,6 +479,9 @@ async fn a_session_of_a_role_that_does_not_pin_session_names_speaks_for_no_one()
     assert_eq!(chain.stage(&v).await, Stage::Staging, "the shared role's sessions are not people");
     decide_as(&chain, RISK_B, RISK_B, &v).await;
     assert_eq!(chain.stage(&v).await, Stage::Production);
+    // Stopping a model needs no person: such a session (a break-glass role) may revoke.
+    chain.decide(a, &v, ReviewAction::Revoke).await.unwrap();
+    assert_eq!(chain.stage(&v).await, Stage::Revoked);
 }
 
 #[tokio::test]

@@ -123,7 +123,7 @@ resource "aws_iam_policy" "operator_audit" {
   policy = data.aws_iam_policy_document.operator_audit.json
 }
 
-# People's decisions on models (`mlsec models approve|reject|rollback|revoke`): each
+# People's decisions on models (`mlsec models approve|reject|rollback|revoke|archive`): each
 # person writes only the decisions table partition of their own STS UserId, reads the
 # registry (never writes it: stages belong to govern), and announces a decision as
 # `<prefix>.operator` with the one event type operators emit. Attach to the approvers'

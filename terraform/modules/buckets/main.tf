@@ -150,7 +150,7 @@ data "aws_iam_policy_document" "zone" {
     content {
       sid       = "DenyDropsTaggedWithAnotherDropper"
       effect    = "Deny"
-      actions   = ["s3:PutObject", "s3:PutObjectTagging"]
+      actions   = ["s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectVersionTagging"]
       resources = ["${aws_s3_bucket.zone[each.key].arn}/*"]
       principals {
         type        = "*"

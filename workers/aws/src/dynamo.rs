@@ -253,15 +253,24 @@ impl Decisions for DynamoDecisions {
             .send();
         while let Some(item) = pages.next().await {
             let item = item.map_err(|e| classify("dynamodb:Scan", e))?;
-            let body = item
-                .get("body")
-                .and_then(|v| v.as_s().ok())
-                .ok_or_else(|| WorkError::fatal("decision item without body"))?;
-            let d: Decision =
-                serde_json::from_str(body).map_err(|e| WorkError::fatal(format!("decision does not parse: {e}")))?;
+            // Anyone may write a body into their own partition: one that does not parse is
+            // that person's decision not counting, never a reason to block the version's
+            // review (a revoke included).
+            let partition = item.get("approver_id").and_then(|v| v.as_s().ok());
+            let parsed = item.get("body").and_then(|v| v.as_s().ok()).map(|b| serde_json::from_str::<Decision>(b));
+            let d = match parsed {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    tracing::warn!(table = %self.table, approver = ?partition, error = %e, "a decision does not parse; it does not count");
+                    continue;
+                }
+                None => {
+                    tracing::warn!(table = %self.table, approver = ?partition, "a decision item has no body; it does not count");
+                    continue;
+                }
+            };
             // The partition is what IAM vouches for, the subject what the scan selected: a
             // body naming someone else, or another version, does not count.
-            let partition = item.get("approver_id").and_then(|v| v.as_s().ok());
             if partition == Some(&d.approver_id) && d.model_name == model && d.model_version == version {
                 out.push(d);
             }

@@ -53,7 +53,9 @@ pub fn refusal(spec: &ModelSpec, record: &ModelRecord, d: &Decision, who: &Resol
     if me.arn != d.approver_arn {
         return Some(format!("the decision claims to be {} but {} is {}", d.approver_arn, d.approver_id, me.arn));
     }
-    if let Some(role) = me.role().filter(|_| !me.pinned) {
+    // Only approvals need people: a reject, revoke or archive (which can only stop a model)
+    // may come from any approver, a break-glass role's session included.
+    if let Some(role) = me.role().filter(|_| !me.pinned && d.action.needs_quorum()) {
         return Some(format!(
             "role {role} does not pin its session names to people (ADR 0012), so a session of it speaks for no one"
         ));
@@ -357,6 +359,12 @@ fn review_of(action: ReviewAction, round: u32) -> String {
 fn moved_by(record: &ModelRecord, action: ReviewAction, round: u32) -> bool {
     record.stage == action.target()
         && record.transitions.last().is_some_and(|t| {
-            t.actor == WORKER && t.review.as_deref() == Some(review_of(action, round).as_str()) && !t.people.is_empty()
+            let review = match t.review.as_deref() {
+                Some(r) => r == review_of(action, round),
+                // A move recorded before moves named their review: the round and target
+                // must fit, and people must have made it (a gate rejection has none).
+                None => record.round() == round + 1,
+            };
+            t.actor == WORKER && review && !t.people.is_empty()
         })
 }
