@@ -59,6 +59,14 @@ enum Command {
         /// Stop after this many events (default: run until Ctrl-C).
         #[arg(long)]
         count: Option<usize>,
+        /// A shell command that receives each event (a JSON line on its stdin); the event is
+        /// deleted only if it exits 0, otherwise it comes again after --retry-seconds.
+        ///
+        /// Example: `mlsec subscribe RecordsScored --ack-after "python3 consumer.py"`
+        #[arg(long)]
+        ack_after: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        retry_seconds: i32,
     },
     /// Queue and DLQ depths per worker, and the model registry.
     Status,
@@ -471,20 +479,20 @@ async fn main() -> Result<()> {
             let key = ops::drop_file(&dep, &file, &source, &dataset).await?;
             println!("s3://{}/{key}", dep.names.bucket("landing"));
         }
-        Command::Subscribe { events, name, count } => {
+        Command::Subscribe { events, name, count, ack_after, retry_seconds } => {
             let sub = ops::Subscription::create(&dep, &name, &events).await?;
-            eprintln!("subscribed {} to {}", sub.queue_url, events.join(", "));
-            let mut printed = 0;
+            eprintln!("subscribed {} to {} (at least once: deduplicate by event_id)", sub.queue_url, events.join(", "));
+            let mut acked = 0;
             loop {
+                // Ctrl-C stops between batches: every event handed out so far is acknowledged
+                // or comes again, none is deleted unwritten.
                 let batch = tokio::select! {
                     _ = tokio::signal::ctrl_c() => break,
-                    b = sub.poll(10) => b?,
+                    b = sub.receive(10) => b?,
                 };
-                for e in batch {
-                    println!("{}", serde_json::to_string(&e)?);
-                    printed += 1;
-                }
-                if count.is_some_and(|c| printed >= c) {
+                let mut stdout = std::io::stdout().lock();
+                acked += ops::deliver(&sub, batch, &mut stdout, ack_after.as_deref(), retry_seconds).await?.acked;
+                if count.is_some_and(|c| acked >= c) {
                     break;
                 }
             }

@@ -63,6 +63,84 @@ pub struct Subscription {
     sqs: aws_sdk_sqs::Client,
 }
 
+/// An event received and not yet acknowledged.
+pub struct Delivery {
+    pub received: Received,
+    receipt: Option<String>,
+}
+
+/// What [`deliver`] did with a batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    /// Written (and accepted by the consumer command) and then deleted.
+    pub acked: usize,
+    /// Handed back: the consumer command failed; they come again.
+    pub returned: usize,
+}
+
+/// `mlsec subscribe`: writes each event as a JSON line to `out` and flushes it; with
+/// `ack_after`, also pipes the line to that shell command. An event is deleted only after
+/// both succeeded (the command exited 0); otherwise it is handed back for another delivery
+/// after `retry_secs`. A failed write (a closed pipe) stops delivery and hands the event and
+/// the rest of the batch back.
+pub async fn deliver(
+    sub: &Subscription,
+    deliveries: Vec<Delivery>,
+    out: &mut dyn std::io::Write,
+    ack_after: Option<&str>,
+    retry_secs: i32,
+) -> Result<Delivered, WorkError> {
+    let mut done = Delivered::default();
+    let mut pending = deliveries.into_iter();
+    while let Some(d) = pending.next() {
+        let line = serde_json::to_string(&d.received).map_err(WorkError::fatal)?;
+        if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+            // Nothing more can be delivered: hand this event and the rest back at once.
+            for d in std::iter::once(d).chain(pending) {
+                sub.nack(&d, retry_secs).await?;
+            }
+            return Err(WorkError::fatal(format!("output: {e}")));
+        }
+        let accepted = match ack_after {
+            None => true,
+            Some(cmd) => consumer_accepts(cmd, &line).await?,
+        };
+        if accepted {
+            sub.ack(&d).await?;
+            done.acked += 1;
+        } else {
+            tracing::warn!(event_id = %d.received.event_id, command = cmd_name(ack_after), "the consumer command failed; the event comes again");
+            sub.nack(&d, retry_secs).await?;
+            done.returned += 1;
+        }
+    }
+    Ok(done)
+}
+
+fn cmd_name(cmd: Option<&str>) -> &str {
+    cmd.unwrap_or_default()
+}
+
+/// Runs `sh -c cmd` with `line` on its standard input; whether it exited 0.
+async fn consumer_accepts(cmd: &str, line: &str) -> Result<bool, WorkError> {
+    let (cmd, line) = (cmd.to_string(), format!("{line}\n"));
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| WorkError::fatal(format!("--ack-after {cmd}: {e}")))?;
+        // A command that does not read its input is still judged by its exit status.
+        let _ = child.stdin.take().map(|mut stdin| stdin.write_all(line.as_bytes()));
+        let status = child.wait().map_err(|e| WorkError::fatal(format!("--ack-after {cmd}: {e}")))?;
+        Ok(status.success())
+    })
+    .await
+    .map_err(WorkError::fatal)?
+}
+
 /// A decoded event as a subscriber sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Received {
@@ -78,10 +156,11 @@ impl Subscription {
         Ok(Self { queue_url, sqs: dep.sqs.clone() })
     }
 
-    /// Receives, decodes and deletes up to 10 events (waits up to `wait` seconds). An
-    /// event that does not decode is left on the queue (it reaches the subscription's
-    /// DLQ) and reported as an error.
-    pub async fn poll(&self, wait: i32) -> Result<Vec<Received>, WorkError> {
+    /// Receives and decodes up to 10 events (waits up to `wait` seconds), deleting none:
+    /// each stays on the queue until [`Subscription::ack`] (at-least-once; consumers
+    /// deduplicate by `event_id`). An event that does not decode is left on the queue (it
+    /// reaches the subscription's DLQ) and reported in the log.
+    pub async fn receive(&self, wait: i32) -> Result<Vec<Delivery>, WorkError> {
         let out = self
             .sqs
             .receive_message()
@@ -118,18 +197,51 @@ impl Subscription {
                     continue;
                 }
             };
-            if let Some(receipt) = m.receipt_handle() {
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(receipt)
-                    .send()
-                    .await
-                    .map_err(|e| classify("sqs:DeleteMessage", e))?;
-            }
-            events.push(Received { schema: env.schema.clone(), event_id: env.event_id.clone(), event });
+            events.push(Delivery {
+                received: Received { schema: env.schema.clone(), event_id: env.event_id.clone(), event },
+                receipt: m.receipt_handle().map(str::to_string),
+            });
         }
         Ok(events)
+    }
+
+    /// Deletes a delivered event: call it only once the event's effect is durable.
+    pub async fn ack(&self, d: &Delivery) -> Result<(), WorkError> {
+        let Some(receipt) = &d.receipt else { return Ok(()) };
+        self.sqs
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| classify("sqs:DeleteMessage", e))?;
+        Ok(())
+    }
+
+    /// Hands an event back: it is delivered again after `delay_secs` (and after the queue's
+    /// `maxReceiveCount` deliveries it is parked in the subscription's DLQ).
+    pub async fn nack(&self, d: &Delivery, delay_secs: i32) -> Result<(), WorkError> {
+        let Some(receipt) = &d.receipt else { return Ok(()) };
+        self.sqs
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(delay_secs)
+            .send()
+            .await
+            .map_err(|e| classify("sqs:ChangeMessageVisibility", e))?;
+        Ok(())
+    }
+
+    /// Receives and acknowledges at once: for callers whose handling cannot fail (tests,
+    /// the demo's own summary).
+    pub async fn poll(&self, wait: i32) -> Result<Vec<Received>, WorkError> {
+        let mut out = Vec::new();
+        for d in self.receive(wait).await? {
+            self.ack(&d).await?;
+            out.push(d.received);
+        }
+        Ok(out)
     }
 
     /// Polls until at least one event of each of `schemas` arrived or `timeout` passed;

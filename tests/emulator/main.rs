@@ -10,4 +10,5 @@ mod lambda;
 mod provisioning;
 mod quarantine;
 mod review;
+mod subscribe;
 mod tamper;
