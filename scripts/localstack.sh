@@ -21,6 +21,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MOTO_VERSION="5.2.5"
 # pyarrow: the emulator tests read the scored Parquet the way a user's notebook would.
 PYARROW_VERSION="25.0.1"
+# fastavro: the example consumer in another language (docs/examples/python-consumer) decodes events.
+FASTAVRO_VERSION="1.12.1"
 MOTO_PORT="${MOTO_PORT:-4566}"
 STATE_DIR="$ROOT/.localstack"
 VENV="$ROOT/.venv"
@@ -30,11 +32,11 @@ LOG_FILE="$STATE_DIR/moto-$MOTO_PORT.log"
 endpoint() { echo "http://127.0.0.1:$MOTO_PORT"; }
 
 install() {
-  if [ -x "$VENV/bin/moto_server" ] && "$VENV/bin/python" -c "import moto,pyarrow,sys; sys.exit(moto.__version__ != '$MOTO_VERSION' or pyarrow.__version__ != '$PYARROW_VERSION')" 2>/dev/null; then
+  if [ -x "$VENV/bin/moto_server" ] && "$VENV/bin/python" -c "import moto,pyarrow,fastavro,sys; sys.exit(moto.__version__ != '$MOTO_VERSION' or pyarrow.__version__ != '$PYARROW_VERSION' or fastavro.__version__ != '$FASTAVRO_VERSION')" 2>/dev/null; then
     return 0
   fi
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" "pyarrow==$PYARROW_VERSION"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" "pyarrow==$PYARROW_VERSION" "fastavro==$FASTAVRO_VERSION"
 }
 
 answers() { python3 - "$(endpoint)" <<'PY' 2>/dev/null

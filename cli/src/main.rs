@@ -56,7 +56,8 @@ enum Command {
         /// Subscription name (its queue is <prefix>-sub-<name>).
         #[arg(long, default_value = "cli")]
         name: String,
-        /// Stop after this many events (default: run until Ctrl-C).
+        /// Stop after this many events (default: run until Ctrl-C); 0 only creates the
+        /// subscription, for a consumer of its own (docs/examples/python-consumer).
         #[arg(long)]
         count: Option<usize>,
         /// A shell command that receives each event (a JSON line on its stdin); the event is
@@ -483,7 +484,8 @@ async fn main() -> Result<()> {
             let sub = ops::Subscription::create(&dep, &name, &events).await?;
             eprintln!("subscribed {} to {} (at least once: deduplicate by event_id)", sub.queue_url, events.join(", "));
             let mut acked = 0;
-            loop {
+            // `--count 0`: create the subscription only (another consumer reads the queue).
+            while count != Some(0) {
                 // Ctrl-C stops between batches: every event handed out so far is acknowledged
                 // or comes again, none is deleted unwritten.
                 let batch = tokio::select! {

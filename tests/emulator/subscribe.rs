@@ -93,3 +93,28 @@ async fn an_event_is_deleted_only_after_it_was_written_and_the_consumer_accepted
     // Nothing is left once accepted.
     assert!(sub.receive(2).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_consumer_decodes_the_events_from_the_schemas_alone() {
+    let stack = Stack::new("pyconsumer").await;
+    let sub = Subscription::create(&stack.dep, "python", &["ModelReviewed".into()]).await.unwrap();
+    publish(&stack, 2).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("docs/examples/python-consumer/consume.py"))
+        .args(["--queue-url", &sub.queue_url, "--max", "2", "--wait", "5"])
+        .output()
+        .expect("the project's virtualenv (scripts/localstack.sh install)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    lines.sort_by_key(|l| l["event_id"].as_str().unwrap().to_string());
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["schema"], "ModelReviewed");
+        assert_eq!(l["event"]["event_id"], format!("review-{i}"));
+        assert_eq!((l["event"]["action"].as_str(), l["event"]["round"].as_i64()), (Some("approve"), Some(2)));
+    }
+    // It deleted only what it printed: nothing is left.
+    assert!(sub.receive(2).await.unwrap().is_empty());
+}
