@@ -109,16 +109,12 @@ pub async fn deliver(
             sub.ack(&d).await?;
             done.acked += 1;
         } else {
-            tracing::warn!(event_id = %d.received.event_id, command = cmd_name(ack_after), "the consumer command failed; the event comes again");
+            tracing::warn!(event_id = %d.received.event_id, command = ack_after.unwrap_or_default(), "the consumer command failed; the event comes again");
             sub.nack(&d, retry_secs).await?;
             done.returned += 1;
         }
     }
     Ok(done)
-}
-
-fn cmd_name(cmd: Option<&str>) -> &str {
-    cmd.unwrap_or_default()
 }
 
 /// Runs `sh -c cmd` with `line` on its standard input; whether it exited 0.

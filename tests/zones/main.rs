@@ -22,3 +22,15 @@ pub fn contracts() -> Contracts {
 pub fn raw_parquet(contracts: &Contracts, dataset: &str, csv: &[u8]) -> Bytes {
     mlsec_ingest::validate::to_parquet(contracts.dataset(dataset).unwrap(), csv).unwrap()
 }
+
+/// A message as EventBridge delivers it from `source`.
+pub fn message_from<E: mlsec_events::PipelineEvent>(source: &str, event: &E) -> mlsec_runtime::Inbound {
+    let detail = serde_json::to_value(mlsec_events::Envelope::wrap(event).unwrap()).unwrap();
+    mlsec_runtime::Inbound::parse("m", &mlsec_runtime::inbound::eventbridge_body(source, E::NAME, detail)).unwrap()
+}
+
+/// A message from the event's declared emitter.
+pub fn message<E: mlsec_events::PipelineEvent>(event: &E) -> mlsec_runtime::Inbound {
+    let emitter = mlsec_runtime::topology::Topology::shared().emitters(E::NAME)[0];
+    message_from(&format!("mlsec.{emitter}"), event)
+}

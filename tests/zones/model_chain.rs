@@ -6,42 +6,28 @@
 use std::sync::Arc;
 
 use mlsec_events::{
-    DatasetCurated, DatasetRole, Envelope, ModelPromoted, ModelRejected, ModelReviewed, ModelStaged, ModelTrained,
-    ObjectRef, PipelineEvent, RecordsScored, sha256_hex,
+    DatasetCurated, DatasetRole, ModelPromoted, ModelRejected, ModelReviewed, ModelStaged, ModelTrained, ObjectRef,
+    RecordsScored, sha256_hex,
 };
 use mlsec_govern::{GovernConfig, GovernWorker};
 use mlsec_lake::columnar::DROPPED_BY_KEY;
 use mlsec_runtime::{
-    ErrorClass, Handler, Inbound, WorkError,
+    ErrorClass, Handler, WorkError,
     contract::Contracts,
     fakes::{FakePorts, bucket},
-    inbound::eventbridge_body,
     ports::{Decision, Decisions, ModelRegistry, ObjectStore, ReviewAction, Stage},
     sample::{SampleKind, csv_bytes},
-    topology::Topology,
 };
 use mlsec_score::ScoreWorker;
 use mlsec_train::TrainWorker;
 
-use crate::contracts;
+use crate::{contracts, message, message_from};
 
 const SIGNING: &str = "arn:aws:kms:us-east-1:000000000000:key/signing";
 const DROPPER: &str = "arn:aws:iam::000000000000:user/data-engineer";
 const RISK_A: &str = "arn:aws:iam::000000000000:user/risk-ana";
 const RISK_B: &str = "arn:aws:sts::000000000000:assumed-role/mlsec-model-risk/bruno";
 const INTERN: &str = "arn:aws:iam::000000000000:user/intern";
-
-/// A message as EventBridge delivers it from `source`.
-fn message_from<E: PipelineEvent>(source: &str, event: &E) -> Inbound {
-    let detail = serde_json::to_value(Envelope::wrap(event).unwrap()).unwrap();
-    Inbound::parse("m", &eventbridge_body(source, E::NAME, detail)).unwrap()
-}
-
-/// A message from the event's declared emitter.
-fn message<E: PipelineEvent>(event: &E) -> Inbound {
-    let emitter = Topology::shared().emitters(E::NAME)[0];
-    message_from(&format!("mlsec.{emitter}"), event)
-}
 
 /// Ingest + curate a sample in memory (training: curated and holdout objects, with the
 /// dropper in the files' metadata, as curate writes them).

@@ -7,28 +7,22 @@
 use std::{collections::HashSet, path::Path, sync::Arc};
 
 use bytes::Bytes;
-use mlsec_events::{DatasetCurated, Envelope, ModelRejected, ModelTrained, ObjectRef, PipelineEvent};
+use mlsec_events::{DatasetCurated, ModelRejected, ModelTrained, ObjectRef};
 use mlsec_govern::{GovernConfig, GovernWorker};
 use mlsec_lake::columnar::DROPPED_BY_KEY;
 use mlsec_runtime::{
-    Handler, Inbound,
+    Handler,
     contract::Contracts,
     fakes::{FakePorts, bucket},
-    inbound::eventbridge_body,
     ports::{ModelRegistry, ObjectStore, Stage},
-    topology::Topology,
 };
 use mlsec_train::TrainWorker;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use crate::message;
+
 fn root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn message<E: PipelineEvent>(event: &E) -> Inbound {
-    let emitter = Topology::shared().emitters(E::NAME)[0];
-    let detail = serde_json::to_value(Envelope::wrap(event).unwrap()).unwrap();
-    Inbound::parse("m", &eventbridge_body(&format!("mlsec.{emitter}"), E::NAME, detail)).unwrap()
 }
 
 /// Every row of a Parquet file as text (to compare the two sides of the split).
