@@ -8,7 +8,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use mlsec_cli::ops::drop_bytes;
 use mlsec_runtime::{
     inbound::eventbridge_body,
-    lambda::handle_sqs_event,
+    lambda::{Timing, handle_sqs_event},
     sample::{SampleKind, csv_bytes},
 };
 use mlsec_tests::Stack;
@@ -58,8 +58,9 @@ async fn the_lambda_entry_reports_exactly_the_corrupt_message() {
     let worker = mlsec_host::ingest(dep, stack.contracts.clone()).await.unwrap();
     let idempotency = dep.ports("ingest").idempotency;
     let retry = dep.retry_scheduler();
+    let timing = Timing { retry_delay: 0, window: 120 };
     let event = sqs_event(&[("msg-good", good.clone()), ("msg-corrupt", corrupt.to_string())]);
-    let response = handle_sqs_event(&worker, &idempotency, retry.as_ref(), 0, event).await.unwrap();
+    let response = handle_sqs_event(&worker, &idempotency, retry.as_ref(), timing, event, None).await.unwrap();
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, vec!["msg-corrupt"]);
     let raw = stack.keys("raw").await;
@@ -67,7 +68,9 @@ async fn the_lambda_entry_reports_exactly_the_corrupt_message() {
 
     // Redelivery of the good message: no failure, and no second copy in raw.
     let again =
-        handle_sqs_event(&worker, &idempotency, retry.as_ref(), 0, sqs_event(&[("msg-good-2", good)])).await.unwrap();
+        handle_sqs_event(&worker, &idempotency, retry.as_ref(), timing, sqs_event(&[("msg-good-2", good)]), None)
+            .await
+            .unwrap();
     assert!(again.batch_item_failures.is_empty());
     let versions = dep.s3.list_object_versions().bucket(stack.bucket("raw")).send().await.unwrap();
     assert_eq!(versions.versions().len(), 3, "the duplicate wrote nothing");
@@ -81,7 +84,7 @@ async fn a_failed_message_comes_back_before_the_visibility_timeout() {
     let url = dep.queue_url(&dep.names.queue("curate")).await.unwrap();
     let attrs = dep.sqs.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::All).send().await;
     let attrs = attrs.unwrap().attributes().cloned().unwrap();
-    assert_eq!(attrs[&QueueAttributeName::VisibilityTimeout], "5400", "the queue holds a received message 90 minutes");
+    assert_eq!(attrs[&QueueAttributeName::VisibilityTimeout], "120", "the queue holds a received message 2 minutes");
     let arn = attrs[&QueueAttributeName::QueueArn].clone();
     dep.sqs.send_message().queue_url(&url).message_body("m").send().await.unwrap();
     let receive = || async {
@@ -92,6 +95,6 @@ async fn a_failed_message_comes_back_before_the_visibility_timeout() {
     assert!(receive().await.is_empty(), "in flight");
     dep.retry_scheduler().retry_after(&arn, &receipt, 0).await.unwrap();
     let again = receive().await;
-    assert_eq!(again.len(), 1, "back at once, not after 90 minutes");
+    assert_eq!(again.len(), 1, "back at once, not after the window");
     assert_eq!(again[0].body(), Some("m"));
 }

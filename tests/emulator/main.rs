@@ -4,6 +4,7 @@
 mod audit;
 mod canary;
 mod chain;
+mod claims;
 mod dlq;
 mod interop;
 mod lambda;

@@ -63,7 +63,7 @@ async fn unregistered_source_zip_renamed_csv_wrong_header_and_polyglot_are_quara
 
 /// Too many bad rows: quarantined with a reason; an approver releases it through the
 /// CLI's operation; the gateway then accepts it (bad rows to the rejects file). Dropping
-/// the same bytes again afterwards is a no-op.
+/// the same bytes again afterwards writes nothing and announces the same event again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quarantined_object_is_listed_released_by_an_approver_and_then_accepted_once() {
     let stack = Stack::new("release").await;
@@ -117,14 +117,17 @@ async fn a_quarantined_object_is_listed_released_by_an_approver_and_then_accepte
     let raw = stack.keys("raw").await;
     assert!(raw.iter().any(|k| k.ends_with(".rejects.parquet")), "{raw:?}");
 
-    // The same bytes again, under another name: nothing new.
+    // The same bytes again, under another name: nothing new is written, and the recorded
+    // event is announced again under its id (curation skips what it has done).
     drop_bytes(dep, "bank-core/transactions_training/again.csv", ByteStream::from(body.into_bytes())).await.unwrap();
+    let again = sub.wait_for(&["RawAccepted"], Duration::from_secs(60)).await.unwrap();
+    assert_eq!(again[0].event_id, a[0].event_id, "the same event, not a second acceptance");
     let queue = dep.names.queue("ingest");
     let drained = stack.eventually(Duration::from_secs(30), || async { stack.depth(&queue).await == 0 }).await;
     assert!(drained);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let more = sub.poll(1).await.unwrap();
     running.stop().await.unwrap();
-    assert!(more.is_empty(), "no second event for the same content: {more:?}");
+    assert!(more.is_empty(), "one announcement per drop: {more:?}");
     assert_eq!(stack.keys("raw").await.len(), raw.len(), "no duplicate objects in raw");
 }

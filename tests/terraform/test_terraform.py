@@ -115,7 +115,7 @@ def test_every_worker_gets_queue_dlq_rule_role_function_mapping_and_alarms():
     esm = blocks(main, "resource", "aws_lambda_event_source_mapping")["queue"]
     assert val(esm["function_response_types"]) == "ReportBatchItemFailures"
     queue = blocks(main, "resource", "aws_sqs_queue")["queue"]
-    assert "var.worker.queue.visibility_timeout_seconds" in str(queue["visibility_timeout_seconds"])
+    assert "local.visibility_seconds" in str(queue["visibility_timeout_seconds"])
     assert "var.worker.queue.max_receive_count" in str(queue["redrive_policy"])
     # Every worker of the declaration satisfies the module's typed input.
     for name, decl in TOPOLOGY["workers"].items():
@@ -125,6 +125,73 @@ def test_every_worker_gets_queue_dlq_rule_role_function_mapping_and_alarms():
         for bucket, patterns in decl.get("reads_records", {}).items():
             assert bucket in TOPOLOGY["buckets"], (name, bucket)
             assert all(p not in ("*", "/*", "") for p in patterns), (name, bucket, patterns)
+
+
+# ---- Crash recovery and throttling ----
+
+# What "a crashed worker's message returns within about two minutes" allows.
+MAX_IN_FLIGHT_WINDOW_SECONDS = 120
+
+
+def recovery_problems(main_tf, variables_tf, topology):
+    """Why a crash, a throttle or a long job could park a message or hold it for long."""
+    problems = []
+    main = load(main_tf)
+    text = main_tf.read_text()
+    esm = blocks(main, "resource", "aws_lambda_event_source_mapping")["queue"]
+    scaling = val(esm.get("scaling_config")) or {}
+    if "var.reserved_concurrency" not in str(scaling.get("maximum_concurrency")):
+        problems.append("the mapping's maximum concurrency is not the reserved concurrency: throttled batches count receives")
+    reserved = next(v["reserved_concurrency"] for v in load(variables_tf)["variable"] if "reserved_concurrency" in v)
+    if ">= 2" not in json.dumps(val(reserved.get("validation"))):
+        problems.append("reserved concurrency may be below the mapping's minimum maximum concurrency (2)")
+    if not re.search(r"visibility_seconds\s*=\s*max\(var\.worker\.queue\.visibility_timeout_seconds, local\.timeout_seconds\)", text):
+        problems.append("the queue's visibility is not at least the function timeout (Lambda refuses the mapping)")
+    fn = blocks(main, "resource", "aws_lambda_function")["worker"]
+    if "MLSEC_VISIBILITY_WINDOW_SECONDS" not in json.dumps(fn.get("environment")):
+        problems.append("the Lambda driver is not told the in-flight window it renews")
+    for name, decl in topology["workers"].items():
+        window = decl["queue"]["visibility_timeout_seconds"]
+        if window > MAX_IN_FLIGHT_WINDOW_SECONDS:
+            problems.append(f"{name}: a crashed worker's message returns after {window} s")
+        if decl["queue"]["max_receive_count"] < 3:
+            problems.append(f"{name}: maxReceiveCount {decl['queue']['max_receive_count']} leaves no room for a crash and a retry")
+        if not decl.get("lambda", {}).get("timeout_seconds"):
+            problems.append(f"{name}: no function timeout of its own")
+    return problems
+
+
+def test_crashed_messages_return_within_two_minutes_and_throttling_never_parks_one():
+    worker = ROOT / "modules" / "worker"
+    assert recovery_problems(worker / "main.tf", worker / "variables.tf", TOPOLOGY) == []
+
+
+@pytest.mark.parametrize(
+    "file, old, new",
+    [
+        ("main.tf", "maximum_concurrency = var.reserved_concurrency", "maximum_concurrency = 1000"),
+        ("variables.tf", "var.reserved_concurrency >= 2", "var.reserved_concurrency >= 1"),
+        ("main.tf", "visibility_seconds = max(var.worker.queue.visibility_timeout_seconds, local.timeout_seconds)", "visibility_seconds = var.worker.queue.visibility_timeout_seconds"),
+        ("main.tf", "MLSEC_VISIBILITY_WINDOW_SECONDS =", "MLSEC_WINDOW ="),
+    ],
+)
+def test_the_recovery_check_fails_if_the_module_regresses(tmp_path, file, old, new):
+    worker = ROOT / "modules" / "worker"
+    for f in ("main.tf", "variables.tf"):
+        text = (worker / f).read_text()
+        if f == file:
+            assert old in text, old
+            text = text.replace(old, new, 1)
+        (tmp_path / f).write_text(text)
+    assert recovery_problems(tmp_path / "main.tf", tmp_path / "variables.tf", TOPOLOGY) != []
+
+
+def test_the_recovery_check_fails_on_a_long_window_or_no_retries():
+    for field, value in (("visibility_timeout_seconds", 1800), ("max_receive_count", 1)):
+        widened = json.loads(json.dumps(TOPOLOGY))
+        widened["workers"]["curate"]["queue"][field] = value
+        worker = ROOT / "modules" / "worker"
+        assert recovery_problems(worker / "main.tf", worker / "variables.tf", widened) != [], field
 
 
 # ---- IAM: the worker policy ----
@@ -140,6 +207,7 @@ ALLOWED_RESOURCE_SOURCES = {
     "DecryptReadZones": ["local.read_keys"],
     "DerivePseudonymSubkeys": ["local.key_names"],
     "SigningKey": ["local.key_names"],
+    "OwnClaims": ['var.table_arns[\\"idempotency\\"]'],
     "WriteTables": ["local.write_tables"],
     "ReadTables": ["local.read_tables"],
     "AppendAudit": ['var.bucket_arns[\\"audit\\"]}/records/${var.name}/*'],
@@ -270,7 +338,7 @@ def test_the_gateway_lambda_can_hold_and_finish_the_largest_object_a_contract_al
     largest = largest_landing_object()
     # The Parquet spill in /tmp is smaller than the text it comes from.
     assert ingest["lambda"]["ephemeral_storage_mb"] * 1024 * 1024 >= largest
-    timeout = min(900, ingest["queue"]["visibility_timeout_seconds"] // 6)
+    timeout = min(900, ingest["lambda"]["timeout_seconds"])
     assert timeout * GATEWAY_FLOOR_BYTES_PER_SECOND >= largest, (timeout, largest)
 
 
@@ -298,7 +366,7 @@ def contract_limit(text, name):
 def test_the_curate_lambda_can_spill_and_finish_the_largest_dataset_a_contract_allows():
     curate = TOPOLOGY["workers"]["curate"]
     assert curate.get("lambda"), "curate needs its own sizing: the 512 MB /tmp default holds about 4M rows"
-    timeout = min(900, curate["queue"]["visibility_timeout_seconds"] // 6)
+    timeout = min(900, curate["lambda"]["timeout_seconds"])
     # One dataset per invocation: a batch's messages run concurrently and would share /tmp.
     assert curate["lambda"].get("batch_size") == 1
     for contract in (ROOT.parent / "contracts").glob("*.yaml"):
@@ -341,6 +409,68 @@ def test_a_worker_appends_audit_records_only_under_its_own_prefix_and_its_own_it
     listing = json.dumps(val(statement(doc, "ListOwnAuditRecords")["condition"]))
     assert "s3:prefix" in listing and "records/${var.name}/*" in listing, listing
     assert val(statement(doc, "SignAuditCheckpoints")["actions"]) == ["kms:Sign", "kms:DescribeKey"]
+
+
+def claim_violations(doc):
+    """Why the idempotency table is not per worker, if it is not."""
+    problems = []
+    claims = statement(doc, "OwnClaims")
+    actions = set(val(claims["actions"]))
+    if not {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"} <= actions:
+        problems.append(f"claims need put, update and delete: {actions}")
+    condition = val(claims.get("condition")) or {}
+    if strip(condition.get("test")) != "ForAllValues:StringLike" or strip(condition.get("variable")) != "dynamodb:LeadingKeys" or val(condition.get("values")) not in ("${var.name}#*", ["${var.name}#*"]):
+        problems.append(f"claims are not keyed to the worker: {condition}")
+    for st in policy_statements(doc):
+        if strip(st.get("sid")) != "OwnClaims" and "idempotency" in json.dumps(val(st.get("resources"))):
+            problems.append(f"{strip(st.get('sid'))} names the idempotency table")
+    for name, decl in TOPOLOGY["workers"].items():
+        if "idempotency" in [t.split(":")[0] for t in decl["tables"]]:
+            problems.append(f"{name} gets the idempotency table unconditioned (topology tables)")
+    return problems
+
+
+def test_a_worker_claims_only_its_own_inputs():
+    assert claim_violations(load(ROOT / "modules" / "worker" / "main.tf")) == []
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ('values   = ["${var.name}#*"]', 'values   = ["*"]'),
+        ('test     = "ForAllValues:StringLike"\n      variable = "dynamodb:LeadingKeys"\n      values   = ["${var.name}#*"]', 'test     = "StringLike"\n      variable = "aws:userid"\n      values   = ["*"]'),
+    ],
+)
+def test_the_claim_check_fails_if_a_worker_may_write_anothers_claims(tmp_path, old, new):
+    text = (ROOT / "modules" / "worker" / "main.tf").read_text()
+    assert old in text
+    widened = tmp_path / "main.tf"
+    widened.write_text(text.replace(old, new, 1))
+    assert claim_violations(load(widened)) != []
+
+
+def test_the_claim_check_fails_if_the_topology_grants_the_table(monkeypatch):
+    widened = json.loads(json.dumps(TOPOLOGY))
+    widened["workers"]["ingest"]["tables"] = ["idempotency"]
+    monkeypatch.setitem(TOPOLOGY, "workers", widened["workers"])
+    assert claim_violations(load(ROOT / "modules" / "worker" / "main.tf")) != []
+
+
+def test_done_records_outlive_the_queues_and_the_bus_archive():
+    rust = (ROOT.parent / "workers" / "aws" / "src" / "dynamo.rs").read_text()
+    m = re.search(r"IDEMPOTENCY_TTL_SECONDS: i64 = (\d+) \* 24 \* 3600;", rust)
+    assert m, "IDEMPOTENCY_TTL_SECONDS is not in days"
+    ttl_days = int(m.group(1))
+    archive = load(ROOT / "modules" / "events" / "variables.tf")
+    archive_days = next(val(v["archive_retention_days"]["default"]) for v in archive["variable"] if "archive_retention_days" in v)
+    dlq = blocks(load(ROOT / "modules" / "worker" / "main.tf"), "resource", "aws_sqs_queue")["dlq"]
+    sqs_days = val(dlq["message_retention_seconds"]) / 86400
+    # A replay of the archive (or of a DLQ) finds every effect it would redo marked done.
+    assert ttl_days > archive_days, (ttl_days, archive_days)
+    assert ttl_days > sqs_days, (ttl_days, sqs_days)
+    dev = load(ROOT / "envs" / "dev" / "main.tf")
+    events = next(m["events"] for m in dev["module"] if "events" in m)
+    assert "archive_retention_days" not in events, "the root must not lengthen the archive past the records"
 
 
 def all_policy_actions():

@@ -6,8 +6,15 @@ data "aws_caller_identity" "current" {}
 
 locals {
   full_name = "${var.name_prefix}-${var.name}"
-  # Lambda timeout: a sixth of the visibility timeout, as AWS recommends for SQS sources.
-  timeout_seconds = min(900, max(3, floor(var.worker.queue.visibility_timeout_seconds / 6)))
+  # The function's timeout is sized per worker (tests/terraform checks it against the
+  # contracts). Lambda refuses a queue whose visibility is shorter than it, so the queue's
+  # own timeout is at least the function's; the driver then keeps the messages it works on
+  # invisible for the in-flight window only (queue.visibility_timeout_seconds), renewing
+  # every third of it, so a crashed invocation's messages return within that window.
+  # AWS's "six times the timeout" margin is for throttled invocations; the mapping's
+  # maximum concurrency equals the reserved concurrency, so the poller never throttles.
+  timeout_seconds    = min(900, max(3, coalesce(try(var.worker.lambda.timeout_seconds, null), 60)))
+  visibility_seconds = max(var.worker.queue.visibility_timeout_seconds, local.timeout_seconds)
   key_names       = [for k in var.worker.keys : split(":", k)[0]]
   key_access      = { for k in var.worker.keys : split(":", k)[0] => try(split(":", k)[1], "") }
   symmetric_keys  = [for k in local.key_names : k if !contains(["pseudonym", "signing"], k)]
@@ -39,7 +46,7 @@ resource "aws_sqs_queue" "dlq" {
 
 resource "aws_sqs_queue" "queue" {
   name                       = local.full_name
-  visibility_timeout_seconds = var.worker.queue.visibility_timeout_seconds
+  visibility_timeout_seconds = local.visibility_seconds
   max_message_size           = 262144
   kms_master_key_id          = var.key_arns["pipeline"]
   redrive_policy = jsonencode({
@@ -248,11 +255,28 @@ data "aws_iam_policy_document" "worker" {
     resources = [var.key_arns["audit_signing"]]
   }
 
-  # Registry stages are written by govern alone; score and operators only read them.
+  # Every worker claims its inputs before it works on them, under keys
+  # `<worker>#<input id>` only: no worker can write, renew or release another's claims,
+  # or mark another's input done so that it skips a real one.
   statement {
-    sid       = "WriteTables"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"]
-    resources = [for t in local.write_tables : var.table_arns[t]]
+    sid       = "OwnClaims"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+    resources = [var.table_arns["idempotency"]]
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["${var.name}#*"]
+    }
+  }
+
+  # Registry stages are written by govern alone; score and operators only read them.
+  dynamic "statement" {
+    for_each = length(local.write_tables) > 0 ? [1] : []
+    content {
+      sid       = "WriteTables"
+      actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"]
+      resources = [for t in local.write_tables : var.table_arns[t]]
+    }
   }
 
   dynamic "statement" {
@@ -332,12 +356,13 @@ resource "aws_lambda_function" "worker" {
 
   environment {
     variables = {
-      MLSEC_PREFIX        = var.name_prefix
-      MLSEC_BUCKET_SUFFIX = var.bucket_suffix
-      MLSEC_CONTRACTS_DIR = "/var/task/contracts"
-      MLSEC_ACCOUNT_ID    = data.aws_caller_identity.current.account_id
-      MLSEC_PINNED_ROLES  = join(",", var.pinned_role_names)
-      RUST_LOG            = "info"
+      MLSEC_PREFIX                    = var.name_prefix
+      MLSEC_BUCKET_SUFFIX             = var.bucket_suffix
+      MLSEC_CONTRACTS_DIR             = "/var/task/contracts"
+      MLSEC_ACCOUNT_ID                = data.aws_caller_identity.current.account_id
+      MLSEC_PINNED_ROLES              = join(",", var.pinned_role_names)
+      MLSEC_VISIBILITY_WINDOW_SECONDS = var.worker.queue.visibility_timeout_seconds # the in-flight window the driver renews
+      RUST_LOG                        = "info"
     }
   }
 
@@ -349,6 +374,12 @@ resource "aws_lambda_event_source_mapping" "queue" {
   function_name           = aws_lambda_function.worker.arn
   batch_size              = coalesce(try(var.worker.lambda.batch_size, null), var.batch_size)
   function_response_types = ["ReportBatchItemFailures"]
+
+  # The poller invokes at most as many functions as are reserved: no invocation is
+  # throttled, so throttling never counts a receive toward maxReceiveCount.
+  scaling_config {
+    maximum_concurrency = var.reserved_concurrency
+  }
 }
 
 resource "aws_cloudwatch_metric_alarm" "dlq_depth" {

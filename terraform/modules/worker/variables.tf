@@ -30,6 +30,7 @@ variable "worker" {
       max_receive_count          = number
     })
     lambda = optional(object({
+      timeout_seconds      = optional(number)
       memory_mb            = optional(number)
       ephemeral_storage_mb = optional(number)
       batch_size           = optional(number)
@@ -117,8 +118,9 @@ variable "reserved_concurrency" {
   type        = number
   default     = 5
   validation {
-    condition     = var.reserved_concurrency >= 1
-    error_message = "Reserve at least one concurrent execution."
+    # The event-source mapping's maximum concurrency equals it, and that is at least 2.
+    condition     = var.reserved_concurrency >= 2
+    error_message = "Reserve at least two concurrent executions (the SQS mapping's minimum maximum concurrency)."
   }
 }
 

@@ -2,17 +2,22 @@
 //! as Lambda's event-source mapping would. A message is deleted only after the handler
 //! returned `Ok` (effects durable, next event published); a failed one is made visible
 //! again after `retry_delay` (a permanent failure at once, as on Lambda) and, after
-//! maxReceiveCount receives, SQS moves it to the DLQ. A fatal failure stops the loop with the error. While a batch is in hand its
-//! messages' visibility is extended every half timeout (training can outlast it), so
-//! another consumer never sees a message that is still being worked on.
+//! maxReceiveCount receives, SQS moves it to the DLQ. A fatal failure stops the loop with
+//! the error. The queue's visibility timeout is the in-flight window (the topology's
+//! `queue.visibility_timeout_seconds`, 120 s): while a batch is in hand its messages are
+//! renewed every third of it (training can outlast it), so another consumer never sees a
+//! message that is still being worked on, and a crashed process's messages return within
+//! the window.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use aws_sdk_sqs::{
-    Client,
-    types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry},
+use aws_sdk_sqs::{Client, types::DeleteMessageBatchRequestEntry};
+use mlsec_runtime::{
+    Handler, WorkError,
+    batch::{heartbeat, process_batch},
+    ports::{Idempotency, RetryScheduler},
+    topology::MAX_VISIBILITY_SECONDS,
 };
-use mlsec_runtime::{Handler, WorkError, batch::process_batch, ports::Idempotency, topology::MAX_VISIBILITY_SECONDS};
 use tracing::{error, info, warn};
 
 use crate::errors::classify;
@@ -39,8 +44,8 @@ pub struct LocalDriver {
     pub wait_seconds: i32,
     /// Delay before a failed message becomes visible again.
     pub retry_delay: Duration,
-    /// The queue's visibility timeout; in-flight messages are extended by this much
-    /// every half of it.
+    /// The queue's visibility timeout, the in-flight window: messages in hand are renewed
+    /// for this long every third of it.
     pub visibility_timeout: Duration,
 }
 
@@ -95,9 +100,16 @@ impl LocalDriver {
                     batch.push((id.to_string(), m.body().unwrap_or_default().to_string()));
                 }
             }
+            // The receive made them invisible for the queue's timeout, the in-flight window:
+            // renew it every third of the window while the batch is worked on.
+            let in_hand: Vec<(String, String)> =
+                receipts.values().map(|r| (self.queue_url.clone(), r.clone())).collect();
+            let window = self.visibility_timeout.as_secs().clamp(3, MAX_VISIBILITY_SECONDS as u64) as i32;
+            let visibility = QueueVisibility(&self.sqs);
+            let first = Duration::from_secs(window as u64 / 3);
             let report = tokio::select! {
                 report = process_batch(self.handler.as_ref(), &self.idempotency, batch) => report,
-                never = self.keep_invisible(&receipts) => match never {},
+                never = heartbeat(&visibility, worker, &in_hand, window, first) => match never {},
             };
             let mut deletes = Vec::new();
             for (id, outcome) in &report.outcomes {
@@ -158,41 +170,23 @@ impl LocalDriver {
         info!(worker, ?stats, "local driver stopped");
         Ok(stats)
     }
+}
 
-    /// Extends the visibility of the messages in hand every half timeout, forever (the
-    /// caller drops this future when the batch is done).
-    async fn keep_invisible(&self, receipts: &std::collections::HashMap<String, String>) -> std::convert::Infallible {
-        let period = (self.visibility_timeout / 2).max(Duration::from_secs(1));
-        let seconds = self.visibility_timeout.as_secs().clamp(1, MAX_VISIBILITY_SECONDS as u64) as i32;
-        loop {
-            tokio::time::sleep(period).await;
-            let entries: Vec<_> = receipts
-                .iter()
-                .filter_map(|(id, receipt)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(entry_id(id))
-                        .receipt_handle(receipt)
-                        .visibility_timeout(seconds)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            let sent = self
-                .sqs
-                .change_message_visibility_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-            match sent {
-                Ok(out) if out.failed().is_empty() => {}
-                Ok(out) => {
-                    warn!(worker = self.handler.name(), failed = out.failed().len(), "visibility extension failed")
-                }
-                Err(e) => {
-                    warn!(worker = self.handler.name(), error = %classify("sqs:ChangeMessageVisibilityBatch", e), "visibility extension failed")
-                }
-            }
-        }
+/// The local driver's [`RetryScheduler`]: visibility changes on its one queue (the
+/// `queue` argument is that queue's URL).
+struct QueueVisibility<'a>(&'a Client);
+
+#[async_trait::async_trait]
+impl RetryScheduler for QueueVisibility<'_> {
+    async fn retry_after(&self, queue: &str, receipt_handle: &str, delay_seconds: i32) -> Result<(), WorkError> {
+        self.0
+            .change_message_visibility()
+            .queue_url(queue)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(delay_seconds)
+            .send()
+            .await
+            .map_err(|e| classify("sqs:ChangeMessageVisibility", e))?;
+        Ok(())
     }
 }

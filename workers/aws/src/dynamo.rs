@@ -21,15 +21,17 @@ use aws_sdk_dynamodb::{
 };
 use mlsec_runtime::{
     WorkError, now_ms,
-    ports::{Decision, Decisions, Idempotency, ModelRecord, ModelRegistry, Pointer, Result, StageChange},
+    ports::{Claim, Decision, Decisions, Idempotency, Lease, ModelRecord, ModelRegistry, Pointer, Result, StageChange},
 };
 
 use crate::errors::{classify, code};
 
 /// Sort key of the production pointer item.
 pub const PRODUCTION_POINTER: &str = "@production";
-/// How long an idempotency record is kept (longer than SQS's 14-day retention).
-pub const IDEMPOTENCY_TTL_SECONDS: i64 = 15 * 24 * 3600;
+/// How long an idempotency record is kept: longer than SQS's 14-day retention and than
+/// the pipeline bus archive's 30 days (`archive_retention_days`, checked by the Terraform
+/// tests), so neither a redelivery nor an archive replay redoes an effect.
+pub const IDEMPOTENCY_TTL_SECONDS: i64 = 35 * 24 * 3600;
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -290,32 +292,128 @@ impl DynamoIdempotency {
     }
 }
 
+/// Claim item states (`state` attribute). Items written before claims existed have no
+/// `state` and count as done.
+const IN_PROGRESS: &str = "in_progress";
+const DONE: &str = "done";
+
+/// A token no other delivery holds: this process, this instant, a counter.
+fn claim_token() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    mlsec_events::sha256_hex(format!("{}:{nanos}:{n}", std::process::id()).as_bytes())[..32].to_string()
+}
+
+impl DynamoIdempotency {
+    fn key(worker: &str, input_id: &str) -> AttributeValue {
+        s(format!("{worker}#{input_id}"))
+    }
+
+    fn expires_at() -> AttributeValue {
+        n(now_ms() / 1000 + IDEMPOTENCY_TTL_SECONDS)
+    }
+}
+
 #[async_trait]
 impl Idempotency for DynamoIdempotency {
-    async fn is_done(&self, worker: &str, input_id: &str) -> Result<bool> {
+    async fn claim(&self, worker: &str, input_id: &str, lease_ms: i64) -> Result<Claim> {
+        let now = now_ms();
+        let lease = Lease { token: claim_token(), until_ms: now + lease_ms };
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", Self::key(worker, input_id))
+            .item("state", s(IN_PROGRESS))
+            .item("token", s(&lease.token))
+            .item("lease_until_ms", n(lease.until_ms))
+            .item("expires_at", Self::expires_at())
+            // New, or an in-progress claim whose holder stopped renewing.
+            .condition_expression("attribute_not_exists(pk) OR (#state = :in_progress AND lease_until_ms < :now)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .expression_attribute_values(":now", n(now));
+        match put.send().await {
+            Ok(_) => return Ok(Claim::Acquired(lease)),
+            Err(e) if code(&e) == Some("ConditionalCheckFailedException") => {}
+            Err(e) => return Err(classify("dynamodb:PutItem", e)),
+        }
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(format!("{worker}#{input_id}")))
+            .key("pk", Self::key(worker, input_id))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| classify("dynamodb:GetItem", e))?;
-        Ok(out.item().is_some())
+        let Some(item) = out.item() else {
+            // Released between the two calls: the redelivery claims it.
+            return Ok(Claim::Held { until_ms: now });
+        };
+        match item.get("state").and_then(|v| v.as_s().ok()).map(String::as_str) {
+            Some(IN_PROGRESS) => {
+                let until_ms =
+                    item.get("lease_until_ms").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(now);
+                Ok(Claim::Held { until_ms })
+            }
+            _ => Ok(Claim::Done),
+        }
     }
 
-    async fn mark_done(&self, worker: &str, input_id: &str) -> Result<()> {
-        let expires = now_ms() / 1000 + IDEMPOTENCY_TTL_SECONDS;
+    async fn renew(&self, worker: &str, input_id: &str, token: &str, lease_ms: i64) -> Result<bool> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", Self::key(worker, input_id))
+            .update_expression("SET lease_until_ms = :until")
+            .condition_expression("#state = :in_progress AND #token = :token")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":until", n(now_ms() + lease_ms));
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if code(&e) == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(classify("dynamodb:UpdateItem", e)),
+        }
+    }
+
+    async fn complete(&self, worker: &str, input_id: &str, token: &str) -> Result<()> {
+        // Unconditional: the effects are durable whoever else may hold the input now, and
+        // a second holder's effects are the same (deterministic keys and event ids).
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(format!("{worker}#{input_id}")))
-            .item("done_at_ms", AttributeValue::N(now_ms().to_string()))
-            .item("expires_at", AttributeValue::N(expires.to_string()))
+            .item("pk", Self::key(worker, input_id))
+            .item("state", s(DONE))
+            .item("token", s(token))
+            .item("done_at_ms", n(now_ms()))
+            .item("expires_at", Self::expires_at())
             .send()
             .await
             .map_err(|e| classify("dynamodb:PutItem", e))?;
         Ok(())
+    }
+
+    async fn release(&self, worker: &str, input_id: &str, token: &str) -> Result<()> {
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", Self::key(worker, input_id))
+            .condition_expression("#state = :in_progress AND #token = :token")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .expression_attribute_values(":token", s(token));
+        match delete.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if code(&e) == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(classify("dynamodb:DeleteItem", e)),
+        }
     }
 }

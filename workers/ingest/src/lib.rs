@@ -81,8 +81,9 @@ pub enum Ingested {
     Accepted { dataset: String, rows: u64, rows_rejected: u64 },
     /// Moved to quarantine with a reason document, `ObjectQuarantined` emitted.
     Quarantined { reason: ReasonCode },
-    /// The same content was accepted before: nothing done.
-    Duplicate { first_event_id: String },
+    /// The same content was accepted before under this contract version: nothing written,
+    /// its recorded event announced again (`reannounced`) when the ledger holds it.
+    Duplicate { first_event_id: String, reannounced: bool },
 }
 
 impl std::fmt::Display for Ingested {
@@ -92,7 +93,12 @@ impl std::fmt::Display for Ingested {
                 write!(f, "accepted {dataset} rows={rows} rejected={rows_rejected}")
             }
             Ingested::Quarantined { reason } => write!(f, "quarantined {}", reason.as_str()),
-            Ingested::Duplicate { first_event_id } => write!(f, "duplicate content of {first_event_id}"),
+            Ingested::Duplicate { first_event_id, reannounced: true } => {
+                write!(f, "duplicate content of {first_event_id}, announced again")
+            }
+            Ingested::Duplicate { first_event_id, reannounced: false } => {
+                write!(f, "duplicate content of {first_event_id}")
+            }
         }
     }
 }
@@ -200,19 +206,27 @@ impl IngestWorker {
         Ok(Inspected { source, verdict, spill })
     }
 
-    /// The event id of this content's first acceptance, if its ledger entry exists (the
-    /// entry is written last, after the event, so its presence means fully accepted).
-    async fn already_accepted(&self, dataset: &str, sha256: &str) -> Result<Option<String>, WorkError> {
+    /// This content's ledger entry, if it was accepted before (the entry is written last,
+    /// after the event, so its presence means fully accepted).
+    async fn already_accepted(&self, dataset: &str, sha256: &str) -> Result<Option<LedgerEntry>, WorkError> {
         let key = raw_keys::ledger(dataset, sha256);
         let Some(body) = self.ports.store.get_optional(&self.config.raw.name, &key, None).await? else {
             return Ok(None);
         };
         Ok(Some(match serde_json::from_slice::<LedgerEntry>(&body) {
-            Ok(entry) => entry.event_id,
+            Ok(entry) => entry,
             Err(e) => {
                 // Present is what counts: the content was accepted before.
                 warn!(worker = WORKER, dataset, sha256, error = %e, "unreadable ledger entry; treated as accepted");
-                "unknown".into()
+                LedgerEntry {
+                    event_id: "unknown".into(),
+                    rows: 0,
+                    rows_rejected: 0,
+                    released_by: None,
+                    accepted_at_ms: 0,
+                    contract_version: None,
+                    event: None,
+                }
             }
         }))
     }
@@ -237,6 +251,30 @@ impl IngestWorker {
         }
     }
 
+    /// Publishes the recorded event of content accepted before, unchanged (same id): a
+    /// zone that handled it skips it, one whose copy never completed handles it now.
+    async fn reannounce(&self, entry: LedgerEntry, dataset: &str, sha: &str) -> Result<Ingested, WorkError> {
+        let first_event_id = entry.event_id.clone();
+        let Some(event) = entry.event else {
+            info!(worker = WORKER, dataset, sha256 = %sha, first_event_id = %first_event_id,
+                "the same content was accepted before (no recorded event); nothing to do");
+            return Ok(Ingested::Duplicate { first_event_id, reannounced: false });
+        };
+        let envelope = Envelope::from_value(event)?;
+        // The entry is the gateway's own record; it must still be this content's event.
+        let recorded: RawAccepted = envelope.open()?;
+        if recorded.event_id != first_event_id || recorded.source.sha256 != sha || recorded.dataset != dataset {
+            return Err(WorkError::permanent(
+                "ledger_mismatch",
+                format!("ledger entry of {dataset}/{sha} names another event"),
+            ));
+        }
+        self.ports.bus.publish(&[envelope]).await?;
+        info!(worker = WORKER, dataset, sha256 = %sha, first_event_id = %first_event_id,
+            "the same content was accepted before; its event is announced again");
+        Ok(Ingested::Duplicate { first_event_id, reannounced: true })
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn accept(
         &self,
@@ -251,7 +289,7 @@ impl IngestWorker {
         let store = &self.ports.store;
         let sha = source.sha256.clone();
         let dataset = &contract.dataset;
-        let event_id = derive_event_id(&format!("accepted:{dataset}:{sha}"), WORKER);
+        let event_id = derive_event_id(&accepted_content(dataset, &contract.version, &sha), WORKER);
         let original = store.copy(&source, &self.config.raw, &raw_keys::original(dataset, &sha)).await?;
         // The date the object landed (the S3 event's time), not the time of this attempt: a
         // redelivery after midnight writes to the same key instead of a second copy.
@@ -279,13 +317,16 @@ impl IngestWorker {
             rows: accepted.rows as i64,
             occurred_at_ms: now_ms(),
         };
-        self.ports.bus.publish(&[Envelope::wrap(&event)?]).await?;
+        let envelope = Envelope::wrap(&event)?;
+        self.ports.bus.publish(std::slice::from_ref(&envelope)).await?;
         let ledger = LedgerEntry {
             event_id: event.event_id.clone(),
             rows: accepted.rows,
             rows_rejected: accepted.rejects.len() as u64,
             released_by: released.map(|r| r.approver.clone()),
             accepted_at_ms: now_ms(),
+            contract_version: Some(contract.version.clone()),
+            event: Some(serde_json::to_value(&envelope).map_err(WorkError::fatal)?),
         };
         let body = Bytes::from(serde_json::to_vec(&ledger).map_err(WorkError::fatal)?);
         store.put(&self.config.raw, &raw_keys::ledger(dataset, &sha), body, "application/json").await?;
@@ -422,11 +463,11 @@ impl IngestWorker {
         // Known content short-cuts only a trusted drop: an untrusted writer is quarantined
         // (and seen) even when it sends bytes that were accepted before.
         if untrusted.is_none()
-            && let Some(event_id) = self.already_accepted(&c.dataset, &sha).await?
+            && let Some(entry) = self.already_accepted(&c.dataset, &sha).await?
+            // Under another contract version the content is accepted again, as new data.
+            && entry.contract_version.as_ref().is_none_or(|v| *v == c.version)
         {
-            info!(worker = WORKER, dataset = %c.dataset, sha256 = %sha, first_event_id = %event_id,
-                "the same content was accepted before; nothing to do");
-            return Ok(Ingested::Duplicate { first_event_id: event_id });
+            return self.reannounce(entry, &c.dataset, &sha).await;
         }
         let names: Vec<String> = c.columns.iter().map(|col| col.name.clone()).collect();
         let policy_rejection = untrusted.or_else(|| accepted.over_threshold(&c.ingest, &names));
@@ -445,6 +486,13 @@ impl IngestWorker {
             }
         }
     }
+}
+
+/// What an accepted content's event id derives from: the dataset, the contract version it
+/// was validated under and its digest. Redeliveries and re-drops under one contract give
+/// one id; the same bytes accepted under a new contract version are a new event.
+pub fn accepted_content(dataset: &str, contract_version: &str, sha256: &str) -> String {
+    format!("accepted:{dataset}:{contract_version}:{sha256}")
 }
 
 #[cfg(test)]

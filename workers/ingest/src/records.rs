@@ -56,7 +56,10 @@ pub struct ReleaseRecord {
 }
 
 /// A content accepted before (`_ledger/<dataset>/<sha256>.json` in the raw bucket), written
-/// after its event: its presence makes the same bytes dropped again a no-op.
+/// after its event. The same bytes dropped again under the same contract version write
+/// nothing new: the recorded event is published again, with its id, so a downstream zone
+/// that never finished it (its copy parked, or lost) gets it, and one that did skips it.
+/// Under another contract version the bytes are accepted again, as a new event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     pub event_id: String,
@@ -65,6 +68,13 @@ pub struct LedgerEntry {
     /// The approver, when the content passed through a release.
     pub released_by: Option<String>,
     pub accepted_at_ms: i64,
+    /// The contract version the content was accepted under (absent in entries written
+    /// before versions were recorded: those count as the deployed version).
+    #[serde(default)]
+    pub contract_version: Option<String>,
+    /// The `RawAccepted` envelope as published (JSON), to announce again on a re-drop.
+    #[serde(default)]
+    pub event: Option<serde_json::Value>,
 }
 
 #[cfg(test)]

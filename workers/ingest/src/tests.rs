@@ -82,7 +82,7 @@ async fn a_valid_sample_is_accepted_into_raw_with_parquet_and_event() {
     let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(rows, 500);
     // The event id derives from the content: redelivery and re-drops give the same one.
-    let content_id = format!("accepted:transactions_training:{}", event.source.sha256);
+    let content_id = format!("accepted:transactions_training:{}:{}", event.contract_version, event.source.sha256);
     assert_eq!(event.event_id, mlsec_events::derive_event_id(&content_id, WORKER));
     // Lineage and counts are in the Parquet's metadata; no rejects file when none.
     assert!(!f.store.keys().iter().any(|(_, k)| k.ends_with(".rejects.parquet")));
@@ -219,8 +219,12 @@ async fn a_failed_publish_is_transient_and_nothing_is_acknowledged() {
     // The retry re-emits the very same event id.
     w.handle(&msg).await.unwrap();
     let e: Envelope = f.bus.events().remove(0);
-    let sha = e.open::<RawAccepted>().unwrap().source.sha256;
-    assert_eq!(e.event_id, mlsec_events::derive_event_id(&format!("accepted:transactions_training:{sha}"), WORKER));
+    let accepted = e.open::<RawAccepted>().unwrap();
+    let (sha, version) = (accepted.source.sha256, accepted.contract_version);
+    assert_eq!(
+        e.event_id,
+        mlsec_events::derive_event_id(&format!("accepted:transactions_training:{version}:{sha}"), WORKER)
+    );
 }
 
 #[tokio::test]
@@ -267,7 +271,7 @@ async fn reason_documents_locate_bad_values_without_quoting_them() {
 }
 
 #[tokio::test]
-async fn the_same_bytes_dropped_twice_are_accepted_once_with_one_event_id() {
+async fn the_same_bytes_dropped_twice_are_accepted_once_and_announced_again_under_one_event_id() {
     let f = FakePorts::new();
     let w = worker(&f);
     let body = csv_bytes(SampleKind::Training, 200, 5);
@@ -276,8 +280,35 @@ async fn the_same_bytes_dropped_twice_are_accepted_once_with_one_event_id() {
     // Same bytes under another key (a new input id), then a plain redelivery of the first.
     let second = drop_object(&f, "bank-core/transactions_training/copy.csv", body.clone());
     assert!(w.handle(&second).await.unwrap().starts_with("duplicate content of "));
-    assert_eq!(f.bus.events().len(), 1, "one RawAccepted for one content");
     assert_eq!(f.store.keys().iter().filter(|(b, _)| b == "t-raw").count(), raw_before, "no duplicate rows in raw");
+    // The re-drop announces the recorded event again, byte for byte: curation skips it if
+    // it handled it, and handles it if its copy never completed (parked, or lost).
+    let events = f.bus.events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0], events[1], "one event, announced twice");
+}
+
+#[tokio::test]
+async fn after_a_contract_change_the_same_bytes_dropped_again_are_accepted_under_the_new_version() {
+    let f = FakePorts::new();
+    let body = csv_bytes(SampleKind::Training, 50, 6);
+    worker(&f).handle(&drop_object(&f, KEY, body.clone())).await.unwrap();
+    let first: RawAccepted = f.bus.events()[0].open().unwrap();
+    // The owners publish a new version of the contract; curation refuses raw data of the old one.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
+    let path = dir.join("transactions_training.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen(&format!("version: {}", first.contract_version), "version: 9.9.9", 1);
+    let mut contracts = Contracts::load_dir(&dir).unwrap();
+    let i = contracts.datasets.iter().position(|d| d.dataset == "transactions_training").unwrap();
+    contracts.datasets[i] = mlsec_runtime::contract::DatasetContract::parse(&path, &text).unwrap();
+    let w = IngestWorker::new(f.ports(), Arc::new(contracts), config());
+    let outcome = w.handle(&drop_object(&f, "bank-core/transactions_training/again.csv", body)).await.unwrap();
+    assert!(outcome.starts_with("accepted "), "{outcome}");
+    let second: RawAccepted = f.bus.events()[1].open().unwrap();
+    assert_eq!(second.contract_version, "9.9.9");
+    assert_ne!(second.event_id, first.event_id, "new data for curation, not a duplicate");
+    assert_eq!(second.source.sha256, first.source.sha256);
 }
 
 #[tokio::test]

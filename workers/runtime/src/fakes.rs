@@ -359,26 +359,85 @@ impl Principals for MemoryPrincipals {
     }
 }
 
+/// One claim item of [`MemoryIdempotency`], as the DynamoDB table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimItem {
+    InProgress { token: String, until_ms: i64 },
+    Done,
+}
+
+/// In-memory claims with the table's conditions: a claim succeeds only on a missing item or
+/// an in-progress one whose lease ran out; renew and release only with the holder's token.
 #[derive(Default)]
 pub struct MemoryIdempotency {
-    done: Mutex<HashSet<String>>,
+    items: Mutex<HashMap<String, ClaimItem>>,
+    tokens: std::sync::atomic::AtomicU64,
+    pub calls: Mutex<Vec<String>>,
     faults: Faults,
 }
 
 impl MemoryIdempotency {
+    /// Fails the next `n` completions (`complete`).
     pub fn fail_next(&self, n: usize) {
-        self.faults.arm("mark_done", n);
+        self.faults.arm("complete", n);
+    }
+    /// Fails the next `n` calls of operation `op` (`claim`, `renew`, `complete`, `release`).
+    pub fn fail_next_op(&self, op: &str, n: usize) {
+        self.faults.arm(op, n);
+    }
+    /// The item for `worker`'s `input_id`, if any.
+    pub fn item(&self, worker: &str, input_id: &str) -> Option<ClaimItem> {
+        self.items.lock().unwrap().get(&format!("{worker}#{input_id}")).cloned()
+    }
+    fn call(&self, op: &str) -> Result<()> {
+        self.calls.lock().unwrap().push(op.to_string());
+        self.faults.check(op)
     }
 }
 
 #[async_trait]
 impl Idempotency for MemoryIdempotency {
-    async fn is_done(&self, worker: &str, input_id: &str) -> Result<bool> {
-        Ok(self.done.lock().unwrap().contains(&format!("{worker}#{input_id}")))
+    async fn claim(&self, worker: &str, input_id: &str, lease_ms: i64) -> Result<crate::ports::Claim> {
+        use crate::ports::{Claim, Lease};
+        self.call("claim")?;
+        let mut items = self.items.lock().unwrap();
+        let key = format!("{worker}#{input_id}");
+        let now = crate::now_ms();
+        match items.get(&key) {
+            Some(ClaimItem::Done) => return Ok(Claim::Done),
+            Some(ClaimItem::InProgress { until_ms, .. }) if *until_ms >= now => {
+                return Ok(Claim::Held { until_ms: *until_ms });
+            }
+            _ => {}
+        }
+        let n = self.tokens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let lease = Lease { token: format!("token-{n}"), until_ms: now + lease_ms };
+        items.insert(key, ClaimItem::InProgress { token: lease.token.clone(), until_ms: lease.until_ms });
+        Ok(Claim::Acquired(lease))
     }
-    async fn mark_done(&self, worker: &str, input_id: &str) -> Result<()> {
-        self.faults.check("mark_done")?;
-        self.done.lock().unwrap().insert(format!("{worker}#{input_id}"));
+    async fn renew(&self, worker: &str, input_id: &str, token: &str, lease_ms: i64) -> Result<bool> {
+        self.call("renew")?;
+        let mut items = self.items.lock().unwrap();
+        match items.get_mut(&format!("{worker}#{input_id}")) {
+            Some(ClaimItem::InProgress { token: t, until_ms }) if t == token => {
+                *until_ms = crate::now_ms() + lease_ms;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+    async fn complete(&self, worker: &str, input_id: &str, _token: &str) -> Result<()> {
+        self.call("complete")?;
+        self.items.lock().unwrap().insert(format!("{worker}#{input_id}"), ClaimItem::Done);
+        Ok(())
+    }
+    async fn release(&self, worker: &str, input_id: &str, token: &str) -> Result<()> {
+        self.call("release")?;
+        let mut items = self.items.lock().unwrap();
+        let key = format!("{worker}#{input_id}");
+        if matches!(items.get(&key), Some(ClaimItem::InProgress { token: t, .. }) if t == token) {
+            items.remove(&key);
+        }
         Ok(())
     }
 }
@@ -573,6 +632,39 @@ impl Handler for ScriptedHandler {
             "fatal" => Err(WorkError::fatal("misconfigured")),
             _ => Ok("done".into()),
         }
+    }
+}
+
+/// A handler that takes `ms` per message and succeeds; counts starts and finishes (a
+/// finish missing means the driver stopped the work).
+pub struct SlowHandler {
+    ms: u64,
+    started: std::sync::atomic::AtomicUsize,
+    finished: std::sync::atomic::AtomicUsize,
+}
+
+impl SlowHandler {
+    pub fn new(ms: u64) -> Self {
+        Self { ms, started: Default::default(), finished: Default::default() }
+    }
+    /// (started, finished).
+    pub fn counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.started.load(SeqCst), self.finished.load(SeqCst))
+    }
+}
+
+#[async_trait]
+impl Handler for SlowHandler {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+    async fn handle(&self, _: &Inbound) -> Result<String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.started.fetch_add(1, SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(self.ms)).await;
+        self.finished.fetch_add(1, SeqCst);
+        Ok("done".into())
     }
 }
 

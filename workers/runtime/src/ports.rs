@@ -104,11 +104,41 @@ pub use crate::registry::{
     ReviewAction, Stage, StageChange, Transition,
 };
 
-/// Remembers which inputs a worker has fully handled, so duplicates are skipped.
+/// What [`Idempotency::claim`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This delivery holds the input until `until_ms` (renewed while it works).
+    Acquired(Lease),
+    /// The input was fully handled before: skip it.
+    Done,
+    /// Another delivery holds a live lease on it until `until_ms`.
+    Held { until_ms: i64 },
+}
+
+/// A held claim: the token proves it is this delivery's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub token: String,
+    pub until_ms: i64,
+}
+
+/// Claims on inputs, per worker: a delivery first claims its input (a conditional write of
+/// `in_progress` with a lease), works while renewing the lease, and records `done` only
+/// after its effects and next event are durable. Two concurrent deliveries of one input
+/// cannot both work on it; a crashed holder's lease runs out and the input is retried.
+/// Keys are `<worker>#<input_id>`; IAM (`dynamodb:LeadingKeys`) keeps each worker to its own.
 #[async_trait]
 pub trait Idempotency: Send + Sync {
-    async fn is_done(&self, worker: &str, input_id: &str) -> Result<bool>;
-    async fn mark_done(&self, worker: &str, input_id: &str) -> Result<()>;
+    /// Claims `input_id` for `lease_ms`, unless it is done or another live lease holds it.
+    async fn claim(&self, worker: &str, input_id: &str, lease_ms: i64) -> Result<Claim>;
+    /// Extends a held lease by `lease_ms` from now; `Ok(false)` when it is no longer this
+    /// token's (it ran out and another delivery took the input).
+    async fn renew(&self, worker: &str, input_id: &str, token: &str, lease_ms: i64) -> Result<bool>;
+    /// Records the input as done (its effects are durable).
+    async fn complete(&self, worker: &str, input_id: &str, token: &str) -> Result<()>;
+    /// Gives up a claim after a failed attempt, so that the retry need not wait for the
+    /// lease; a no-op when the claim is no longer this token's.
+    async fn release(&self, worker: &str, input_id: &str, token: &str) -> Result<()>;
 }
 
 /// The Lambda driver's hold on a failed message: SQS returns a failed message only when

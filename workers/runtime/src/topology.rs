@@ -108,6 +108,8 @@ pub struct WorkerDecl {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LambdaDecl {
+    /// The function's timeout (Terraform; the queue's visibility is raised to at least it).
+    pub timeout_seconds: Option<u32>,
     pub memory_mb: Option<u32>,
     pub ephemeral_storage_mb: Option<u32>,
     pub batch_size: Option<u32>,
