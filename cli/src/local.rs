@@ -70,7 +70,7 @@ pub async fn start(
             sqs: dep.sqs.clone(),
             queue_url: dep.queue_url(&dep.names.queue(name)).await?,
             handler,
-            idempotency: dep.ports(name).idempotency,
+            books: dep.books(name),
             wait_seconds: opts.wait_seconds,
             retry_delay: opts.retry_delay,
             visibility_timeout,

@@ -21,6 +21,8 @@ pub enum Zone {
     Registry,
     /// Z6: serving (batch scoring).
     Serving,
+    /// Z8/Z9: the pipeline's own operations (a message parked for good).
+    Operations,
 }
 
 /// EventBridge `Detail` of a pipeline event: routing fields in clear, payload as base64
@@ -123,6 +125,7 @@ impl Envelope {
             "ModelReviewed" => json::<ModelReviewed>(self),
             "ModelPromoted" => json::<ModelPromoted>(self),
             "RecordsScored" => json::<RecordsScored>(self),
+            "ProcessingFailed" => json::<ProcessingFailed>(self),
             other => Err(EventError::WrongSchema { expected: crate::CATALOGUE.join("|"), found: other.to_string() }),
         }
     }

@@ -202,6 +202,7 @@ fn rust_types_match_the_avsc_files() {
     rust_type_matches_avsc::<ModelRejected>();
     rust_type_matches_avsc::<ModelReviewed>();
     rust_type_matches_avsc::<RecordsScored>();
+    rust_type_matches_avsc::<ProcessingFailed>();
 }
 
 #[test]
@@ -287,6 +288,7 @@ fn every_released_version_is_readable_at_run_time() {
     released_list_matches_the_directory::<ModelRejected>();
     released_list_matches_the_directory::<ModelReviewed>();
     released_list_matches_the_directory::<RecordsScored>();
+    released_list_matches_the_directory::<ProcessingFailed>();
 }
 
 #[test]

@@ -222,6 +222,24 @@ pub struct RecordsScored {
     pub occurred_at_ms: i64,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "mlsec.events")]
+pub struct ProcessingFailed {
+    pub event_id: String,
+    pub correlation_id: String,
+    pub worker: String,
+    pub input_key: String,
+    pub event_type: Option<String>,
+    pub dataset: Option<String>,
+    pub error_class: String,
+    pub reason_code: String,
+    pub operation: Option<String>,
+    pub attempts: i32,
+    pub message_sha256: String,
+    pub first_failure_ms: i64,
+    pub occurred_at_ms: i64,
+}
+
 /// Implements [`PipelineEvent`]. Every released version of the schema must be listed
 /// (`released: ["v1", ...]`); a test checks the list against `schemas/events/released/`.
 macro_rules! pipeline_event {
@@ -280,9 +298,10 @@ pipeline_event!(ModelRejected, Zone::Registry, |e| Some(&e.dataset), released: [
 pipeline_event!(ModelReviewed, Zone::Registry, |_| None, released: ["v1"]);
 pipeline_event!(ModelPromoted, Zone::Registry, |_| None, released: ["v1", "v2"]);
 pipeline_event!(RecordsScored, Zone::Serving, |e| Some(&e.dataset), released: ["v1"]);
+pipeline_event!(ProcessingFailed, Zone::Operations, |e| e.dataset.as_deref(), released: ["v1"]);
 
 /// Names of every event in the catalogue, in flow order.
-pub const CATALOGUE: [&str; 10] = [
+pub const CATALOGUE: [&str; 11] = [
     RawAccepted::NAME,
     ObjectQuarantined::NAME,
     DatasetCurated::NAME,
@@ -293,6 +312,7 @@ pub const CATALOGUE: [&str; 10] = [
     ModelReviewed::NAME,
     ModelPromoted::NAME,
     RecordsScored::NAME,
+    ProcessingFailed::NAME,
 ];
 
 impl DatasetRole {

@@ -3,7 +3,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use mlsec_aws::dynamo::DynamoIdempotency;
-use mlsec_runtime::ports::{Claim, Idempotency};
+use mlsec_runtime::ports::{Claim, Failure, Idempotency};
 use mlsec_tests::Stack;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,7 +14,7 @@ async fn claims_on_dynamodb_let_one_of_two_concurrent_deliveries_work() {
     let idem = DynamoIdempotency::new(dep.dynamodb.clone(), table.clone());
 
     // Two deliveries of one input claim it at once: exactly one gets it.
-    let (a, b) = tokio::join!(idem.claim("curate", "e1", 60_000), idem.claim("curate", "e1", 60_000));
+    let (a, b) = tokio::join!(idem.claim("curate", "e1", "sha-m", 60_000), idem.claim("curate", "e1", "sha-m", 60_000));
     let (a, b) = (a.unwrap(), b.unwrap());
     let (lease, other) = match (a, b) {
         (Claim::Acquired(l), other) | (other, Claim::Acquired(l)) => (l, other),
@@ -25,24 +25,24 @@ async fn claims_on_dynamodb_let_one_of_two_concurrent_deliveries_work() {
     assert!(!idem.renew("curate", "e1", "not-the-token", 60_000).await.unwrap());
     assert!(idem.renew("curate", "e1", &lease.token, 60_000).await.unwrap());
     idem.release("curate", "e1", "not-the-token").await.unwrap();
-    assert!(matches!(idem.claim("curate", "e1", 60_000).await.unwrap(), Claim::Held { .. }), "still held");
+    assert!(matches!(idem.claim("curate", "e1", "sha-m", 60_000).await.unwrap(), Claim::Held { .. }), "still held");
     // Another worker's namespace is its own.
-    assert!(matches!(idem.claim("score", "e1", 60_000).await.unwrap(), Claim::Acquired(_)));
+    assert!(matches!(idem.claim("score", "e1", "sha-m", 60_000).await.unwrap(), Claim::Acquired(_)));
     idem.complete("curate", "e1", &lease.token).await.unwrap();
-    assert_eq!(idem.claim("curate", "e1", 60_000).await.unwrap(), Claim::Done);
+    assert_eq!(idem.claim("curate", "e1", "sha-m", 60_000).await.unwrap(), Claim::Done);
     assert!(!idem.renew("curate", "e1", &lease.token, 60_000).await.unwrap(), "a done input has no lease");
 
     // A holder that crashed: its lease runs out and the next delivery takes the input over.
-    let Claim::Acquired(crashed) = idem.claim("curate", "e2", 1).await.unwrap() else { panic!("first claim") };
+    let Claim::Acquired(crashed) = idem.claim("curate", "e2", "sha-m", 1).await.unwrap() else { panic!("first claim") };
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let Claim::Acquired(next) = idem.claim("curate", "e2", 60_000).await.unwrap() else {
+    let Claim::Acquired(next) = idem.claim("curate", "e2", "sha-m", 60_000).await.unwrap() else {
         panic!("an expired lease is taken over")
     };
     assert_ne!(next.token, crashed.token);
     assert!(!idem.renew("curate", "e2", &crashed.token, 60_000).await.unwrap(), "the old holder lost it");
     // A released claim is free at once.
     idem.release("curate", "e2", &next.token).await.unwrap();
-    assert!(matches!(idem.claim("curate", "e2", 60_000).await.unwrap(), Claim::Acquired(_)));
+    assert!(matches!(idem.claim("curate", "e2", "sha-m", 60_000).await.unwrap(), Claim::Acquired(_)));
 
     // Done records written before claims existed (no state) still count as done.
     dep.dynamodb
@@ -53,5 +53,38 @@ async fn claims_on_dynamodb_let_one_of_two_concurrent_deliveries_work() {
         .send()
         .await
         .unwrap();
-    assert_eq!(idem.claim("curate", "legacy", 60_000).await.unwrap(), Claim::Done);
+    assert_eq!(idem.claim("curate", "legacy", "sha-m", 60_000).await.unwrap(), Claim::Done);
+
+    // The claim keeps the digest of the message that took it (what proves origin to a replay).
+    let state = idem.input_state("curate", "e1").await.unwrap().unwrap();
+    assert_eq!(state.state, "done");
+    let state = idem.input_state("curate", "e2").await.unwrap().unwrap();
+    assert_eq!((state.state.as_str(), state.message_sha256.as_deref()), ("in_progress", Some("sha-m")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_records_count_attempts_and_keep_every_failed_digest_on_dynamodb() {
+    let stack = Stack::new("failures").await;
+    let dep = &stack.dep;
+    let idem = DynamoIdempotency::new(dep.dynamodb.clone(), dep.names.table("idempotency"));
+    let failure = |sha: &str, at_ms| Failure {
+        input_key: "e9".into(),
+        message_sha256: sha.into(),
+        event_type: Some("RawAccepted".into()),
+        dataset: Some("transactions_training".into()),
+        correlation_id: Some("c9".into()),
+        error_class: "permanent".into(),
+        reason_code: "contract_version_mismatch".into(),
+        operation: None,
+        at_ms,
+    };
+    let first = idem.record_failure("curate", &failure("aa", 1_000)).await.unwrap();
+    assert_eq!((first.attempts, first.first_failure_ms, first.last_failure_ms), (1, 1_000, 1_000));
+    let second = idem.record_failure("curate", &failure("bb", 2_000)).await.unwrap();
+    assert_eq!((second.attempts, second.first_failure_ms, second.last_failure_ms), (2, 1_000, 2_000));
+    assert_eq!(second.message_sha256s, vec!["aa".to_string(), "bb".to_string()]);
+    assert_eq!(second.reason_code, "contract_version_mismatch");
+    assert_eq!(second.operation, None);
+    assert_eq!(idem.failure("curate", "e9").await.unwrap(), Some(second));
+    assert_eq!(idem.failure("score", "e9").await.unwrap(), None, "per worker");
 }

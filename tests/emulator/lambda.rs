@@ -56,21 +56,20 @@ async fn the_lambda_entry_reports_exactly_the_corrupt_message() {
     let corrupt = r#"{"version":"0","detail-type":"RawAccepted","source":"mlsec.ingest","detail":{"schema":"RawAccepted","payload":"%%%"}}"#;
 
     let worker = mlsec_host::ingest(dep, stack.contracts.clone()).await.unwrap();
-    let idempotency = dep.ports("ingest").idempotency;
+    let books = dep.books("ingest");
     let retry = dep.retry_scheduler();
     let timing = Timing { retry_delay: 0, window: 120 };
     let event = sqs_event(&[("msg-good", good.clone()), ("msg-corrupt", corrupt.to_string())]);
-    let response = handle_sqs_event(&worker, &idempotency, retry.as_ref(), timing, event, None).await.unwrap();
+    let response = handle_sqs_event(&worker, &books, retry.as_ref(), timing, event, None).await.unwrap();
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, vec!["msg-corrupt"]);
     let raw = stack.keys("raw").await;
     assert_eq!(raw.len(), 3, "original, Parquet and ledger entry of the good message: {raw:?}");
 
     // Redelivery of the good message: no failure, and no second copy in raw.
-    let again =
-        handle_sqs_event(&worker, &idempotency, retry.as_ref(), timing, sqs_event(&[("msg-good-2", good)]), None)
-            .await
-            .unwrap();
+    let again = handle_sqs_event(&worker, &books, retry.as_ref(), timing, sqs_event(&[("msg-good-2", good)]), None)
+        .await
+        .unwrap();
     assert!(again.batch_item_failures.is_empty());
     let versions = dep.s3.list_object_versions().bucket(stack.bucket("raw")).send().await.unwrap();
     assert_eq!(versions.versions().len(), 3, "the duplicate wrote nothing");

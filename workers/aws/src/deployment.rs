@@ -148,6 +148,13 @@ impl Deployment {
         Arc::new(crate::queues::SqsRetry::new(self.sqs.clone()))
     }
 
+    /// The batch core's books for `worker`: its claims and failure records, its bus (for
+    /// `ProcessingFailed`) and its queue's maxReceiveCount.
+    pub fn books(&self, worker: &str) -> mlsec_runtime::batch::Books {
+        let ports = self.ports(worker);
+        mlsec_runtime::batch::Books::new(worker, ports.idempotency, ports.bus)
+    }
+
     /// The ports for `worker` (its events carry source `<prefix>.<worker>`).
     pub fn ports(&self, worker: &str) -> Ports {
         Ports {

@@ -11,11 +11,14 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use aws_sdk_sqs::{Client, types::DeleteMessageBatchRequestEntry};
+use aws_sdk_sqs::{
+    Client,
+    types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName},
+};
 use mlsec_runtime::{
     Handler, WorkError,
-    batch::{heartbeat, process_batch},
-    ports::{Idempotency, RetryScheduler},
+    batch::{Books, Delivery, heartbeat, process_batch},
+    ports::RetryScheduler,
     topology::MAX_VISIBILITY_SECONDS,
 };
 use tracing::{error, info, warn};
@@ -39,7 +42,7 @@ pub struct LocalDriver {
     pub sqs: Client,
     pub queue_url: String,
     pub handler: Arc<dyn Handler>,
-    pub idempotency: Arc<dyn Idempotency>,
+    pub books: Books,
     /// Long-poll wait per receive (1..=20 s).
     pub wait_seconds: i32,
     /// Delay before a failed message becomes visible again.
@@ -67,6 +70,7 @@ impl LocalDriver {
                 .receive_message()
                 .queue_url(&self.queue_url)
                 .max_number_of_messages(MAX_RECEIVE_BATCH)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
                 .wait_time_seconds(self.wait_seconds.clamp(0, MAX_WAIT_SECONDS))
                 .send();
             let out = tokio::select! {
@@ -97,7 +101,16 @@ impl LocalDriver {
             for m in messages {
                 if let (Some(id), Some(receipt)) = (m.message_id(), m.receipt_handle()) {
                     receipts.insert(id.to_string(), receipt.to_string());
-                    batch.push((id.to_string(), m.body().unwrap_or_default().to_string()));
+                    let receive_count = m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(1);
+                    batch.push(Delivery {
+                        id: id.to_string(),
+                        body: m.body().unwrap_or_default().to_string(),
+                        receive_count,
+                    });
                 }
             }
             // The receive made them invisible for the queue's timeout, the in-flight window:
@@ -108,7 +121,7 @@ impl LocalDriver {
             let visibility = QueueVisibility(&self.sqs);
             let first = Duration::from_secs(window as u64 / 3);
             let report = tokio::select! {
-                report = process_batch(self.handler.as_ref(), &self.idempotency, batch) => report,
+                report = process_batch(self.handler.as_ref(), &self.books, batch) => report,
                 never = heartbeat(&visibility, worker, &in_hand, window, first) => match never {},
             };
             let mut deletes = Vec::new();

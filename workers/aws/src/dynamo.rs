@@ -21,7 +21,10 @@ use aws_sdk_dynamodb::{
 };
 use mlsec_runtime::{
     WorkError, now_ms,
-    ports::{Claim, Decision, Decisions, Idempotency, Lease, ModelRecord, ModelRegistry, Pointer, Result, StageChange},
+    ports::{
+        Claim, Decision, Decisions, Failure, FailureRecord, Idempotency, Lease, ModelRecord, ModelRegistry, Pointer,
+        Result, StageChange,
+    },
 };
 
 use crate::errors::{classify, code};
@@ -305,7 +308,68 @@ fn claim_token() -> String {
     mlsec_events::sha256_hex(format!("{}:{nanos}:{n}", std::process::id()).as_bytes())[..32].to_string()
 }
 
+/// Key of a worker's failure record of an input (within the worker's own key space).
+pub fn failure_key(worker: &str, input_key: &str) -> String {
+    format!("{worker}#failure#{input_key}")
+}
+
+fn parse_failure(item: &HashMap<String, AttributeValue>) -> FailureRecord {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let num = |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    let mut shas = item.get("message_sha256s").and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default();
+    shas.sort();
+    FailureRecord {
+        worker: text("worker").unwrap_or_default(),
+        input_key: text("input_key").unwrap_or_default(),
+        event_type: text("event_type"),
+        dataset: text("dataset"),
+        correlation_id: text("correlation_id"),
+        error_class: text("error_class").unwrap_or_default(),
+        reason_code: text("reason_code").unwrap_or_default(),
+        operation: text("operation"),
+        attempts: num("attempts").max(0) as u32,
+        first_failure_ms: num("first_failure_ms"),
+        last_failure_ms: num("last_failure_ms"),
+        message_sha256s: shas,
+    }
+}
+
+/// What the table says about one input of a worker (operators' view for `mlsec dlq`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputState {
+    /// `in_progress`, `done`, or `done` for records from before claims.
+    pub state: String,
+    /// The digest of the message that claimed it (absent on done records).
+    pub message_sha256: Option<String>,
+}
+
 impl DynamoIdempotency {
+    async fn get(&self, pk: String) -> Result<Option<HashMap<String, AttributeValue>>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb:GetItem", e))?;
+        Ok(out.item().cloned())
+    }
+
+    /// `worker`'s failure record of `input_key`, if it recorded one.
+    pub async fn failure(&self, worker: &str, input_key: &str) -> Result<Option<FailureRecord>> {
+        Ok(self.get(failure_key(worker, input_key)).await?.as_ref().map(parse_failure))
+    }
+
+    /// `worker`'s claim on `input_id`, if any.
+    pub async fn input_state(&self, worker: &str, input_id: &str) -> Result<Option<InputState>> {
+        Ok(self.get(format!("{worker}#{input_id}")).await?.map(|item| InputState {
+            state: item.get("state").and_then(|v| v.as_s().ok()).cloned().unwrap_or_else(|| DONE.to_string()),
+            message_sha256: item.get("message_sha256").and_then(|v| v.as_s().ok()).cloned(),
+        }))
+    }
+
     fn key(worker: &str, input_id: &str) -> AttributeValue {
         s(format!("{worker}#{input_id}"))
     }
@@ -317,7 +381,7 @@ impl DynamoIdempotency {
 
 #[async_trait]
 impl Idempotency for DynamoIdempotency {
-    async fn claim(&self, worker: &str, input_id: &str, lease_ms: i64) -> Result<Claim> {
+    async fn claim(&self, worker: &str, input_id: &str, message_sha256: &str, lease_ms: i64) -> Result<Claim> {
         let now = now_ms();
         let lease = Lease { token: claim_token(), until_ms: now + lease_ms };
         let put = self
@@ -328,6 +392,7 @@ impl Idempotency for DynamoIdempotency {
             .item("state", s(IN_PROGRESS))
             .item("token", s(&lease.token))
             .item("lease_until_ms", n(lease.until_ms))
+            .item("message_sha256", s(message_sha256))
             .item("expires_at", Self::expires_at())
             // New, or an in-progress claim whose holder stopped renewing.
             .condition_expression("attribute_not_exists(pk) OR (#state = :in_progress AND lease_until_ms < :now)")
@@ -397,6 +462,57 @@ impl Idempotency for DynamoIdempotency {
             .await
             .map_err(|e| classify("dynamodb:PutItem", e))?;
         Ok(())
+    }
+
+    async fn record_failure(&self, worker: &str, f: &Failure) -> Result<FailureRecord> {
+        let opt = |v: &Option<String>| v.as_ref().map_or(AttributeValue::Null(true), s);
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(failure_key(worker, &f.input_key)))
+            // Every attribute by name: several (worker, dataset, operation) are reserved words.
+            .update_expression(
+                "SET #w = :w, #k = :k, #et = :et, #ds = :ds, #cid = :cid, #c = :c, #r = :r, #op = :op, \
+                 #last = :now, #first = if_not_exists(#first, :now), #exp = :exp ADD #n :one, #shas :sha",
+            )
+            .set_expression_attribute_names(Some(HashMap::from(
+                [
+                    ("#w", "worker"),
+                    ("#k", "input_key"),
+                    ("#et", "event_type"),
+                    ("#ds", "dataset"),
+                    ("#cid", "correlation_id"),
+                    ("#c", "error_class"),
+                    ("#r", "reason_code"),
+                    ("#op", "operation"),
+                    ("#last", "last_failure_ms"),
+                    ("#first", "first_failure_ms"),
+                    ("#exp", "expires_at"),
+                    ("#n", "attempts"),
+                    ("#shas", "message_sha256s"),
+                ]
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+            )))
+            .expression_attribute_values(":w", s(worker))
+            .expression_attribute_values(":k", s(&f.input_key))
+            .expression_attribute_values(":et", opt(&f.event_type))
+            .expression_attribute_values(":ds", opt(&f.dataset))
+            .expression_attribute_values(":cid", opt(&f.correlation_id))
+            .expression_attribute_values(":c", s(&f.error_class))
+            .expression_attribute_values(":r", s(&f.reason_code))
+            .expression_attribute_values(":op", opt(&f.operation))
+            .expression_attribute_values(":now", n(f.at_ms))
+            .expression_attribute_values(":exp", Self::expires_at())
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":sha", AttributeValue::Ss(vec![f.message_sha256.clone()]))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb:UpdateItem", e))?;
+        out.attributes()
+            .map(parse_failure)
+            .ok_or_else(|| WorkError::transient("dynamodb:UpdateItem", "no attributes returned"))
     }
 
     async fn release(&self, worker: &str, input_id: &str, token: &str) -> Result<()> {

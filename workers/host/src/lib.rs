@@ -81,6 +81,5 @@ pub async fn lambda_main(worker: &str) -> Result<(), lambda_runtime::Error> {
     let deployment = Deployment::from_env().await;
     let contracts = Arc::new(Contracts::from_env()?);
     let handler = build(&deployment, contracts, worker).await?;
-    let idempotency = deployment.ports(worker).idempotency;
-    mlsec_runtime::lambda::run(handler, idempotency, deployment.retry_scheduler()).await
+    mlsec_runtime::lambda::run(handler, deployment.books(worker), deployment.retry_scheduler()).await
 }

@@ -5,11 +5,12 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use futures::future::join_all;
+use mlsec_events::{Envelope, ProcessingFailed, derive_event_id, sha256_hex};
 use tracing::{error, info, warn};
 
 use crate::{
     ErrorClass, Inbound, WorkError,
-    ports::{Claim, Idempotency},
+    ports::{Claim, EventPublisher, Failure, Idempotency},
 };
 
 /// A zone's logic for one message. It must make its effects durable (objects written,
@@ -89,25 +90,50 @@ pub fn lease() -> Duration {
     Duration::from_secs(seconds)
 }
 
-/// Handles a batch of `(message_id, body)` pairs, claiming each input for [`lease()`].
-pub async fn process_batch(
-    handler: &dyn Handler,
-    idempotency: &Arc<dyn Idempotency>,
-    messages: Vec<(String, String)>,
-) -> BatchReport {
-    process_batch_with(handler, idempotency, messages, lease()).await
+/// A message as a driver received it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub body: String,
+    /// SQS's `ApproximateReceiveCount` (1 on the first delivery).
+    pub receive_count: u32,
 }
 
-/// [`process_batch`] with an explicit claim lease.
-pub async fn process_batch_with(
-    handler: &dyn Handler,
-    idempotency: &Arc<dyn Idempotency>,
-    messages: Vec<(String, String)>,
-    lease: Duration,
-) -> BatchReport {
-    let futures = messages.into_iter().map(|(id, body)| async move {
-        let outcome = process_one(handler, idempotency.as_ref(), &id, &body, lease).await;
-        (id, outcome)
+impl Delivery {
+    /// A first delivery.
+    pub fn new(id: impl Into<String>, body: impl Into<String>) -> Self {
+        Self { id: id.into(), body: body.into(), receive_count: 1 }
+    }
+}
+
+/// What the batch core keeps its books with: claims and failure records, the bus that
+/// announces a message parked for good (`ProcessingFailed`), and the queue's
+/// maxReceiveCount that says when an attempt is the last.
+#[derive(Clone)]
+pub struct Books {
+    pub idempotency: Arc<dyn Idempotency>,
+    pub bus: Arc<dyn EventPublisher>,
+    pub max_receive_count: u32,
+    pub lease: Duration,
+}
+
+impl Books {
+    /// Books for `worker`, with its queue's maxReceiveCount from the topology and the
+    /// process's [`lease()`].
+    pub fn new(worker: &str, idempotency: Arc<dyn Idempotency>, bus: Arc<dyn EventPublisher>) -> Self {
+        let max_receive_count = crate::topology::Topology::shared()
+            .workers
+            .get(worker)
+            .map_or(3, |w| w.queue.max_receive_count.max(1) as u32);
+        Self { idempotency, bus, max_receive_count, lease: lease() }
+    }
+}
+
+/// Handles a batch of deliveries, claiming each input for the books' lease.
+pub async fn process_batch(handler: &dyn Handler, books: &Books, messages: Vec<Delivery>) -> BatchReport {
+    let futures = messages.into_iter().map(|d| async move {
+        let outcome = process_one(handler, books, &d).await;
+        (d.id, outcome)
     });
     BatchReport { outcomes: join_all(futures).await }
 }
@@ -119,26 +145,24 @@ enum Handled {
     Busy(i64),
 }
 
-async fn process_one(
-    handler: &dyn Handler,
-    idempotency: &dyn Idempotency,
-    id: &str,
-    body: &str,
-    lease: Duration,
-) -> Outcome {
+async fn process_one(handler: &dyn Handler, books: &Books, delivery: &Delivery) -> Outcome {
+    let (id, body, lease) = (delivery.id.as_str(), delivery.body.as_str(), books.lease);
+    let idempotency = books.idempotency.as_ref();
     let worker = handler.name();
     let lease_ms = lease.as_millis() as i64;
+    let message_sha256 = sha256_hex(body.as_bytes());
+    let parsed = Inbound::parse(id, body);
     let result = async {
-        let message = Inbound::parse(id, body)?;
+        let message = parsed.as_ref().map_err(clone_error)?;
         let input_id = message.input_id();
-        let token = match idempotency.claim(worker, &input_id, lease_ms).await? {
+        let token = match idempotency.claim(worker, &input_id, &message_sha256, lease_ms).await? {
             Claim::Done => return Ok(Handled::Duplicate),
             Claim::Held { until_ms } => return Ok(Handled::Busy(until_ms)),
             Claim::Acquired(l) => l.token,
         };
         let work = async {
             let summary = tokio::select! {
-                summary = handler.handle(&message) => summary?,
+                summary = handler.handle(message) => summary?,
                 lost = keep_claim(idempotency, worker, &input_id, &token, lease) => return Err(lost),
             };
             // Only now: the effects and the next event are durable.
@@ -180,15 +204,101 @@ async fn process_one(
         }
         Err(e) => {
             let class = e.class();
+            let last = delivery.receive_count >= books.max_receive_count;
             match class {
+                ErrorClass::Permanent if last => {
+                    warn!(worker, message_id = id, error = %e, "permanent failure; parked in the DLQ")
+                }
                 ErrorClass::Permanent => {
                     warn!(worker, message_id = id, error = %e, "permanent failure; parked in the DLQ after maxReceiveCount")
                 }
                 ErrorClass::Transient => warn!(worker, message_id = id, error = %e, "transient failure; will retry"),
                 ErrorClass::Fatal => error!(worker, message_id = id, error = %e, "fatal failure"),
             }
+            let failure = Failure {
+                input_key: parsed.as_ref().map_or_else(|_| format!("body-{message_sha256}"), |m| m.input_id()),
+                message_sha256,
+                event_type: parsed.as_ref().ok().and_then(|m| m.schema().map(str::to_string)),
+                dataset: parsed.as_ref().ok().and_then(inbound_dataset),
+                correlation_id: parsed.as_ref().ok().and_then(inbound_correlation),
+                error_class: class.as_str().to_string(),
+                reason_code: e.reason_code().to_string(),
+                operation: e.operation().map(str::to_string),
+                at_ms: crate::now_ms(),
+            };
+            record_failure(worker, books, failure, last).await;
             Outcome::Failed { class, reason: e.to_string() }
         }
+    }
+}
+
+/// A parse error again (the parse result is kept for the failure record).
+fn clone_error(e: &WorkError) -> WorkError {
+    match e {
+        WorkError::Permanent { reason, detail } => WorkError::Permanent { reason, detail: detail.clone() },
+        WorkError::Transient { operation, detail } => {
+            WorkError::Transient { operation: operation.clone(), detail: detail.clone() }
+        }
+        WorkError::Fatal(d) => WorkError::Fatal(d.clone()),
+    }
+}
+
+fn inbound_dataset(m: &Inbound) -> Option<String> {
+    match &m.body {
+        crate::inbound::InboundBody::Pipeline(env) => env.dataset.clone(),
+        crate::inbound::InboundBody::ObjectCreated(_) => None,
+    }
+}
+
+fn inbound_correlation(m: &Inbound) -> Option<String> {
+    match &m.body {
+        crate::inbound::InboundBody::Pipeline(env) => Some(env.correlation_id.clone()),
+        crate::inbound::InboundBody::ObjectCreated(_) => None,
+    }
+}
+
+/// Records a failed attempt and, on the last one the queue allows, announces that the
+/// message is parked (`ProcessingFailed`). Both are best effort: the message is kept
+/// whatever happens here, and an unrecorded one is still in the DLQ (where `dlq list`
+/// shows it without a record, and `dlq replay` refuses it: its origin is not proven).
+async fn record_failure(worker: &str, books: &Books, failure: Failure, last: bool) {
+    let record = match books.idempotency.record_failure(worker, &failure).await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(worker, input_key = %failure.input_key, error = %e, "cannot record the failure");
+            return;
+        }
+    };
+    if !last {
+        return;
+    }
+    let event = ProcessingFailed {
+        event_id: derive_event_id(
+            &format!("failed:{}:{}:{}", record.input_key, failure.message_sha256, record.attempts),
+            worker,
+        ),
+        correlation_id: record.correlation_id.clone().unwrap_or_else(|| record.input_key.clone()),
+        worker: worker.to_string(),
+        input_key: record.input_key.clone(),
+        event_type: record.event_type.clone(),
+        dataset: record.dataset.clone(),
+        error_class: record.error_class.clone(),
+        reason_code: record.reason_code.clone(),
+        operation: record.operation.clone(),
+        attempts: record.attempts.min(i32::MAX as u32) as i32,
+        message_sha256: failure.message_sha256.clone(),
+        first_failure_ms: record.first_failure_ms,
+        occurred_at_ms: record.last_failure_ms,
+    };
+    let published = match Envelope::wrap(&event) {
+        Ok(env) => books.bus.publish(&[env]).await,
+        Err(e) => Err(e.into()),
+    };
+    match published {
+        Ok(()) => {
+            info!(worker, input_key = %record.input_key, reason = %record.reason_code, "parked: ProcessingFailed announced")
+        }
+        Err(e) => warn!(worker, input_key = %record.input_key, error = %e, "cannot announce ProcessingFailed"),
     }
 }
 
@@ -260,15 +370,28 @@ async fn keep_claim(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fakes::{ClaimItem, MemoryIdempotency, ScriptedHandler, SlowHandler, object_created_body as body};
+    use crate::fakes::{
+        ClaimItem, MemoryBus, MemoryIdempotency, ScriptedHandler, SlowHandler, object_created_body as body,
+    };
 
     fn input_id(body: &str) -> String {
         Inbound::parse("m", body).unwrap().input_id()
     }
 
-    fn idem() -> (Arc<MemoryIdempotency>, Arc<dyn Idempotency>) {
+    fn idem() -> (Arc<MemoryIdempotency>, Books) {
+        let (fake, books, _) = books_and_bus();
+        (fake, books)
+    }
+
+    fn books_and_bus() -> (Arc<MemoryIdempotency>, Books, Arc<MemoryBus>) {
         let m = Arc::new(MemoryIdempotency::default());
-        (m.clone(), m)
+        let bus = Arc::new(MemoryBus::default());
+        let books = Books { idempotency: m.clone(), bus: bus.clone(), max_receive_count: 3, lease: lease() };
+        (m, books, bus)
+    }
+
+    fn with_lease(books: &Books, lease: Duration) -> Books {
+        Books { lease, ..books.clone() }
     }
 
     #[tokio::test]
@@ -278,7 +401,7 @@ mod tests {
         let report = process_batch(
             &h,
             &idem,
-            vec![("1".into(), body("ok")), ("2".into(), body("transient")), ("3".into(), "garbage".into())],
+            vec![Delivery::new("1", body("ok")), Delivery::new("2", body("transient")), Delivery::new("3", "garbage")],
         )
         .await;
         assert_eq!(report.outcomes[0].1, Outcome::Done);
@@ -306,8 +429,8 @@ mod tests {
     async fn a_redelivered_input_is_skipped_without_calling_the_handler() {
         let h = ScriptedHandler::default();
         let (_, idem) = idem();
-        process_batch(&h, &idem, vec![("1".into(), body("ok"))]).await;
-        let again = process_batch(&h, &idem, vec![("9".into(), body("ok"))]).await;
+        process_batch(&h, &idem, vec![Delivery::new("1", body("ok"))]).await;
+        let again = process_batch(&h, &idem, vec![Delivery::new("9", body("ok"))]).await;
         assert_eq!(again.outcomes[0].1, Outcome::Duplicate);
         assert_eq!(h.calls.lock().unwrap().len(), 1);
     }
@@ -317,7 +440,7 @@ mod tests {
         let h = ScriptedHandler::default();
         let (fake, idem) = idem();
         fake.fail_next(1);
-        let report = process_batch(&h, &idem, vec![("1".into(), body("ok"))]).await;
+        let report = process_batch(&h, &idem, vec![Delivery::new("1", body("ok"))]).await;
         assert_eq!(report.failed_ids(), vec!["1"]);
     }
 
@@ -326,8 +449,8 @@ mod tests {
         let h = SlowHandler::new(200);
         let (fake, idem) = idem();
         let lease = Duration::from_secs(60);
-        let both = vec![("1".into(), body("same")), ("2".into(), body("same"))];
-        let report = process_batch_with(&h, &idem, both, lease).await;
+        let both = vec![Delivery::new("1", body("same")), Delivery::new("2", body("same"))];
+        let report = process_batch(&h, &with_lease(&idem, lease), both).await;
         let outcomes: Vec<_> = report.outcomes.iter().map(|(_, o)| o.clone()).collect();
         assert!(outcomes.contains(&Outcome::Done), "{outcomes:?}");
         let busy = outcomes.iter().find(|o| matches!(o, Outcome::Busy { .. })).expect("one delivery waits");
@@ -336,7 +459,7 @@ mod tests {
         assert_eq!(h.counts(), (1, 1));
         assert_eq!(fake.item("slow", &input_id(&body("same"))), Some(ClaimItem::Done));
         // When it comes back, the input is done: deleted without a second run.
-        let again = process_batch_with(&h, &idem, vec![("2".into(), body("same"))], lease).await;
+        let again = process_batch(&h, &with_lease(&idem, lease), vec![Delivery::new("2", body("same"))]).await;
         assert_eq!(again.outcomes[0].1, Outcome::Duplicate);
         assert_eq!(h.counts(), (1, 1));
     }
@@ -347,12 +470,12 @@ mod tests {
         let (fake, idem) = idem();
         let id = input_id(&body("ok"));
         // A delivery claimed the input and died without completing or releasing it.
-        assert!(matches!(fake.claim("scripted", &id, 300).await.unwrap(), Claim::Acquired(_)));
-        let held = process_batch(&h, &idem, vec![("1".into(), body("ok"))]).await;
+        assert!(matches!(fake.claim("scripted", &id, "sha", 300).await.unwrap(), Claim::Acquired(_)));
+        let held = process_batch(&h, &idem, vec![Delivery::new("1", body("ok"))]).await;
         assert!(matches!(held.outcomes[0].1, Outcome::Busy { .. }), "{:?}", held.outcomes);
         assert!(h.calls.lock().unwrap().is_empty(), "a live lease is respected");
         tokio::time::sleep(Duration::from_millis(350)).await;
-        let retried = process_batch(&h, &idem, vec![("1".into(), body("ok"))]).await;
+        let retried = process_batch(&h, &idem, vec![Delivery::new("1", body("ok"))]).await;
         assert_eq!(retried.outcomes[0].1, Outcome::Done);
         assert_eq!(h.calls.lock().unwrap().len(), 1);
         assert_eq!(fake.item("scripted", &id), Some(ClaimItem::Done));
@@ -362,13 +485,13 @@ mod tests {
     async fn a_failed_attempt_gives_its_claim_up_so_the_retry_need_not_wait_for_the_lease() {
         let h = ScriptedHandler::default();
         let (fake, idem) = idem();
-        let report = process_batch(&h, &idem, vec![("1".into(), body("transient"))]).await;
+        let report = process_batch(&h, &idem, vec![Delivery::new("1", body("transient"))]).await;
         assert!(matches!(report.outcomes[0].1, Outcome::Failed { class: ErrorClass::Transient, .. }));
         assert_eq!(fake.item("scripted", &input_id(&body("transient"))), None, "released");
-        assert_eq!(*fake.calls.lock().unwrap(), vec!["claim", "release"], "never completed");
+        assert_eq!(*fake.calls.lock().unwrap(), vec!["claim", "release", "record_failure"], "never completed");
         // A claim that cannot be written runs nothing.
         fake.fail_next_op("claim", 1);
-        let report = process_batch(&h, &idem, vec![("2".into(), body("ok"))]).await;
+        let report = process_batch(&h, &idem, vec![Delivery::new("2", body("ok"))]).await;
         assert!(matches!(report.outcomes[0].1, Outcome::Failed { class: ErrorClass::Transient, .. }));
         assert_eq!(h.calls.lock().unwrap().len(), 1, "only the first attempt ran the handler");
     }
@@ -379,22 +502,62 @@ mod tests {
         let h = SlowHandler::new(900);
         let (fake, idem) = idem();
         let lease = Duration::from_millis(300);
-        let report = process_batch_with(&h, &idem, vec![("1".into(), body("long"))], lease).await;
+        let report = process_batch(&h, &with_lease(&idem, lease), vec![Delivery::new("1", body("long"))]).await;
         assert_eq!(report.outcomes[0].1, Outcome::Done);
         let renewals = fake.calls.lock().unwrap().iter().filter(|c| *c == "renew").count();
         assert!(renewals >= 2, "{renewals} renewals");
         // Another delivery takes the input over while this one works: this one stops.
         let h = SlowHandler::new(2_000);
+        let leased = with_lease(&idem, lease);
         let id = input_id(&body("taken"));
         let thief = async {
             tokio::time::sleep(Duration::from_millis(50)).await;
             fake.complete("slow", &id, "another delivery").await.unwrap();
         };
-        let (report, ()) = tokio::join!(process_batch_with(&h, &idem, vec![("2".into(), body("taken"))], lease), thief);
+        let (report, ()) = tokio::join!(process_batch(&h, &leased, vec![Delivery::new("2", body("taken"))]), thief);
         assert!(
             matches!(&report.outcomes[0].1, Outcome::Failed { class: ErrorClass::Transient, reason } if reason.contains("claim"))
         );
         assert_eq!(h.counts(), (1, 0), "the work was stopped");
         assert_eq!(fake.item("slow", &id), Some(ClaimItem::Done), "the other delivery's completion stands");
+    }
+
+    #[tokio::test]
+    async fn every_failed_attempt_is_recorded_without_the_body_and_the_last_one_announces_that_it_is_parked() {
+        let h = ScriptedHandler::default();
+        let (fake, books, bus) = books_and_bus();
+        let garbage = "not an event: SECRET-4242".to_string();
+        let key = format!("body-{}", sha256_hex(garbage.as_bytes()));
+        for receive_count in 1..=3 {
+            let d = Delivery { id: format!("m{receive_count}"), body: garbage.clone(), receive_count };
+            process_batch(&h, &books, vec![d]).await;
+            let record = fake.failure("scripted", &key).expect("recorded");
+            assert_eq!(record.attempts, receive_count);
+            // Only the last attempt the queue allows announces the parking.
+            assert_eq!(bus.events().len(), usize::from(receive_count == 3), "after attempt {receive_count}");
+        }
+        let record = fake.failure("scripted", &key).unwrap();
+        assert_eq!(
+            (record.error_class.as_str(), record.reason_code.as_str()),
+            ("permanent", "not_an_eventbridge_event")
+        );
+        assert_eq!(record.message_sha256s, vec![sha256_hex(garbage.as_bytes())]);
+        assert!(record.first_failure_ms <= record.last_failure_ms);
+        let announced = &bus.events()[0];
+        assert_eq!(announced.schema, "ProcessingFailed");
+        let e: ProcessingFailed = announced.open().unwrap();
+        assert_eq!((e.worker.as_str(), e.input_key.as_str(), e.attempts), ("scripted", key.as_str(), 3));
+        assert!(!announced.to_json().contains("SECRET") && !format!("{record:?}").contains("SECRET"), "never the body");
+
+        // A transient failure names the dependency; the input key is the input's identity.
+        let d = Delivery { id: "t".into(), body: body("transient"), receive_count: 1 };
+        process_batch(&h, &books, vec![d]).await;
+        let record = fake.failure("scripted", &input_id(&body("transient"))).unwrap();
+        assert_eq!((record.reason_code.as_str(), record.operation.as_deref()), ("transient", Some("test")));
+        // A failure record that cannot be written does not change the message's fate.
+        fake.fail_next_op("record_failure", 1);
+        let d = Delivery { id: "t2".into(), body: body("transient"), receive_count: 3 };
+        let report = process_batch(&h, &books, vec![d]).await;
+        assert!(matches!(report.outcomes[0].1, Outcome::Failed { class: ErrorClass::Transient, .. }));
     }
 }

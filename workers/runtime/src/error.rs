@@ -22,6 +22,16 @@ pub enum ErrorClass {
     Fatal,
 }
 
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::Transient => "transient",
+            ErrorClass::Fatal => "fatal",
+        }
+    }
+}
+
 /// A failure while handling one message.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkError {
@@ -39,6 +49,24 @@ impl WorkError {
             WorkError::Permanent { .. } => ErrorClass::Permanent,
             WorkError::Transient { .. } => ErrorClass::Transient,
             WorkError::Fatal(_) => ErrorClass::Fatal,
+        }
+    }
+
+    /// The code operators filter on: a permanent failure's reason, else `transient` or
+    /// `fatal` (failure records, `ProcessingFailed`, `mlsec dlq`).
+    pub fn reason_code(&self) -> &str {
+        match self {
+            WorkError::Permanent { reason, .. } => reason,
+            WorkError::Transient { .. } => "transient",
+            WorkError::Fatal(_) => "fatal",
+        }
+    }
+
+    /// The dependency call a transient failure names (`s3:GetObject`, ...).
+    pub fn operation(&self) -> Option<&str> {
+        match self {
+            WorkError::Transient { operation, .. } => Some(operation),
+            _ => None,
         }
     }
 

@@ -371,6 +371,7 @@ pub enum ClaimItem {
 #[derive(Default)]
 pub struct MemoryIdempotency {
     items: Mutex<HashMap<String, ClaimItem>>,
+    failures: Mutex<HashMap<String, crate::ports::FailureRecord>>,
     tokens: std::sync::atomic::AtomicU64,
     pub calls: Mutex<Vec<String>>,
     faults: Faults,
@@ -389,6 +390,10 @@ impl MemoryIdempotency {
     pub fn item(&self, worker: &str, input_id: &str) -> Option<ClaimItem> {
         self.items.lock().unwrap().get(&format!("{worker}#{input_id}")).cloned()
     }
+    /// `worker`'s failure record of `input_key`, if any.
+    pub fn failure(&self, worker: &str, input_key: &str) -> Option<crate::ports::FailureRecord> {
+        self.failures.lock().unwrap().get(&format!("{worker}#failure#{input_key}")).cloned()
+    }
     fn call(&self, op: &str) -> Result<()> {
         self.calls.lock().unwrap().push(op.to_string());
         self.faults.check(op)
@@ -397,7 +402,13 @@ impl MemoryIdempotency {
 
 #[async_trait]
 impl Idempotency for MemoryIdempotency {
-    async fn claim(&self, worker: &str, input_id: &str, lease_ms: i64) -> Result<crate::ports::Claim> {
+    async fn claim(
+        &self,
+        worker: &str,
+        input_id: &str,
+        _message_sha256: &str,
+        lease_ms: i64,
+    ) -> Result<crate::ports::Claim> {
         use crate::ports::{Claim, Lease};
         self.call("claim")?;
         let mut items = self.items.lock().unwrap();
@@ -430,6 +441,38 @@ impl Idempotency for MemoryIdempotency {
         self.call("complete")?;
         self.items.lock().unwrap().insert(format!("{worker}#{input_id}"), ClaimItem::Done);
         Ok(())
+    }
+    async fn record_failure(&self, worker: &str, f: &crate::ports::Failure) -> Result<crate::ports::FailureRecord> {
+        self.call("record_failure")?;
+        let mut failures = self.failures.lock().unwrap();
+        let record = failures.entry(format!("{worker}#failure#{}", f.input_key)).or_insert_with(|| {
+            crate::ports::FailureRecord {
+                worker: worker.to_string(),
+                input_key: f.input_key.clone(),
+                event_type: None,
+                dataset: None,
+                correlation_id: None,
+                error_class: String::new(),
+                reason_code: String::new(),
+                operation: None,
+                attempts: 0,
+                first_failure_ms: f.at_ms,
+                last_failure_ms: f.at_ms,
+                message_sha256s: Vec::new(),
+            }
+        });
+        record.event_type = f.event_type.clone();
+        record.dataset = f.dataset.clone();
+        record.correlation_id = f.correlation_id.clone();
+        record.error_class = f.error_class.clone();
+        record.reason_code = f.reason_code.clone();
+        record.operation = f.operation.clone();
+        record.attempts += 1;
+        record.last_failure_ms = f.at_ms;
+        if !record.message_sha256s.contains(&f.message_sha256) {
+            record.message_sha256s.push(f.message_sha256.clone());
+        }
+        Ok(record.clone())
     }
     async fn release(&self, worker: &str, input_id: &str, token: &str) -> Result<()> {
         self.call("release")?;

@@ -11,8 +11,8 @@ use tracing::warn;
 
 use crate::{
     Handler, WorkError,
-    batch::{heartbeat, process_batch},
-    ports::{Idempotency, RetryScheduler},
+    batch::{Books, Delivery, heartbeat, process_batch},
+    ports::RetryScheduler,
     topology::MAX_VISIBILITY_SECONDS,
 };
 
@@ -57,7 +57,7 @@ impl Timing {
 /// as duplicates when they return) instead of waiting out a timeout.
 pub async fn handle_sqs_event(
     handler: &dyn Handler,
-    idempotency: &Arc<dyn Idempotency>,
+    books: &Books,
     retry: &dyn RetryScheduler,
     timing: Timing,
     event: SqsEvent,
@@ -67,12 +67,13 @@ pub async fn handle_sqs_event(
     let mut messages = Vec::with_capacity(event.records.len());
     let mut handles = HashMap::new();
     for record in event.records {
+        let receive_count = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
         match (record.message_id, record.body) {
             (Some(id), Some(body)) => {
                 if let (Some(arn), Some(receipt)) = (record.event_source_arn, record.receipt_handle) {
                     handles.insert(id.clone(), (arn, receipt));
                 }
-                messages.push((id, body))
+                messages.push(Delivery { id, body, receive_count })
             }
             (Some(id), None) => response.add_failure(id),
             // Without an id the message cannot be reported; failing the invocation
@@ -80,7 +81,7 @@ pub async fn handle_sqs_event(
             (None, _) => return Err(WorkError::fatal("SQS record without messageId")),
         }
     }
-    let ids: Vec<String> = messages.iter().map(|(id, _)| id.clone()).collect();
+    let ids: Vec<String> = messages.iter().map(|d| d.id.clone()).collect();
     let in_hand: Vec<(String, String)> = handles.values().cloned().collect();
     let stop = async {
         match deadline {
@@ -89,7 +90,7 @@ pub async fn handle_sqs_event(
         }
     };
     let report = tokio::select! {
-        report = process_batch(handler, idempotency, messages) => Some(report),
+        report = process_batch(handler, books, messages) => Some(report),
         never = heartbeat(retry, handler.name(), &in_hand, timing.window, Duration::ZERO) => match never {},
         () = stop => None,
     };
@@ -135,7 +136,7 @@ async fn hand_back(
 /// spill files a timed-out predecessor left in `/tmp`.
 pub async fn run(
     handler: Arc<dyn Handler>,
-    idempotency: Arc<dyn Idempotency>,
+    books: Books,
     retry: Arc<dyn RetryScheduler>,
 ) -> Result<(), lambda_runtime::Error> {
     // Before any work: this process is alone with /tmp, whatever pid its predecessor had.
@@ -143,13 +144,13 @@ pub async fn run(
     let timing = Timing::from_env();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = handler.clone();
-        let idempotency = idempotency.clone();
+        let books = books.clone();
         let retry = retry.clone();
         // The context's deadline is in ms since the epoch.
         let left = Duration::from_millis((event.context.deadline as i64 - crate::now_ms()).max(0) as u64);
         let deadline = Instant::now() + left;
         async move {
-            handle_sqs_event(handler.as_ref(), &idempotency, retry.as_ref(), timing, event.payload, Some(deadline))
+            handle_sqs_event(handler.as_ref(), &books, retry.as_ref(), timing, event.payload, Some(deadline))
                 .await
                 .map_err(|e| lambda_runtime::Diagnostic {
                     error_type: "WorkerFatal".into(),
@@ -169,11 +170,16 @@ mod tests {
     use super::*;
     use crate::{
         ErrorClass,
-        fakes::{MemoryIdempotency, MemoryRetry, ScriptedHandler, SlowHandler, object_created_body as body},
+        fakes::{MemoryBus, MemoryIdempotency, MemoryRetry, ScriptedHandler, SlowHandler, object_created_body as body},
     };
 
-    fn idem() -> Arc<dyn Idempotency> {
-        Arc::new(MemoryIdempotency::default())
+    fn idem() -> Books {
+        Books {
+            idempotency: Arc::new(MemoryIdempotency::default()),
+            bus: Arc::new(MemoryBus::default()),
+            max_receive_count: 3,
+            lease: crate::batch::lease(),
+        }
     }
 
     fn sqs_event(records: &[(&str, String)]) -> SqsEvent {

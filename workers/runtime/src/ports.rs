@@ -130,7 +130,9 @@ pub struct Lease {
 #[async_trait]
 pub trait Idempotency: Send + Sync {
     /// Claims `input_id` for `lease_ms`, unless it is done or another live lease holds it.
-    async fn claim(&self, worker: &str, input_id: &str, lease_ms: i64) -> Result<Claim>;
+    /// The claim records the message's digest: with the failure records, what proves that a
+    /// body in the DLQ came through this worker's queue (`mlsec dlq replay`).
+    async fn claim(&self, worker: &str, input_id: &str, message_sha256: &str, lease_ms: i64) -> Result<Claim>;
     /// Extends a held lease by `lease_ms` from now; `Ok(false)` when it is no longer this
     /// token's (it ran out and another delivery took the input).
     async fn renew(&self, worker: &str, input_id: &str, token: &str, lease_ms: i64) -> Result<bool>;
@@ -139,6 +141,44 @@ pub trait Idempotency: Send + Sync {
     /// Gives up a claim after a failed attempt, so that the retry need not wait for the
     /// lease; a no-op when the claim is no longer this token's.
     async fn release(&self, worker: &str, input_id: &str, token: &str) -> Result<()>;
+    /// Records one failed attempt (under `<worker>#failure#<input key>`) and returns the
+    /// record with its counts: attempts, first and last failure.
+    async fn record_failure(&self, worker: &str, failure: &Failure) -> Result<FailureRecord>;
+}
+
+/// One failed attempt, as a worker reports it: ids and codes, never the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The input's identity ([`crate::Inbound::input_id`]), or `body-<sha256>` when the
+    /// message did not parse.
+    pub input_key: String,
+    pub message_sha256: String,
+    pub event_type: Option<String>,
+    pub dataset: Option<String>,
+    pub correlation_id: Option<String>,
+    pub error_class: String,
+    pub reason_code: String,
+    pub operation: Option<String>,
+    pub at_ms: i64,
+}
+
+/// What a worker has recorded about an input's failures (`mlsec dlq show`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FailureRecord {
+    pub worker: String,
+    pub input_key: String,
+    pub event_type: Option<String>,
+    pub dataset: Option<String>,
+    pub correlation_id: Option<String>,
+    /// Of the last failure.
+    pub error_class: String,
+    pub reason_code: String,
+    pub operation: Option<String>,
+    pub attempts: u32,
+    pub first_failure_ms: i64,
+    pub last_failure_ms: i64,
+    /// Digests of every message body that failed for this input.
+    pub message_sha256s: Vec<String>,
 }
 
 /// The Lambda driver's hold on a failed message: SQS returns a failed message only when
