@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod bench;
 pub mod demo;
+pub mod dlq;
 pub mod lineage;
 pub mod local;
 pub mod models;

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use mlsec_aws::{Deployment, provision};
 use mlsec_cli::{
-    demo,
+    demo, dlq,
     local::{self, PollOptions, WORKERS},
     models, ops,
 };
@@ -139,21 +139,82 @@ enum Command {
     },
 }
 
+/// Which parked messages a DLQ command looks at (all given filters must hold).
+#[derive(clap::Args, Debug, Clone, Default)]
+struct DlqFilters {
+    /// The failure record's reason code (e.g. contract_version_mismatch, transient; `unrecorded`).
+    #[arg(long)]
+    reason: Option<String>,
+    /// The event type: a schema name (RawAccepted, DatasetCurated, ...), ObjectCreated or undecodable.
+    #[arg(long)]
+    event_type: Option<String>,
+    #[arg(long)]
+    dataset: Option<String>,
+    /// First failed at or after: RFC 3339, or a duration back from now (30m, 2h, 7d).
+    #[arg(long, value_parser = dlq::parse_when)]
+    since: Option<i64>,
+    /// First failed before (same forms as --since).
+    #[arg(long, value_parser = dlq::parse_when)]
+    until: Option<i64>,
+    /// One message: its event id, input key or SQS message id.
+    #[arg(long)]
+    id: Option<String>,
+}
+
+impl From<DlqFilters> for dlq::Filters {
+    fn from(f: DlqFilters) -> Self {
+        dlq::Filters {
+            reason: f.reason,
+            event_type: f.event_type,
+            dataset: f.dataset,
+            since_ms: f.since,
+            until_ms: f.until,
+            id: f.id,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum DlqCommand {
-    /// List a worker's DLQ (ids, sizes and event types only).
+    /// What is parked in a worker's DLQ, grouped by reason code and event type, with ages
+    /// and counts (ids and codes only, never bodies); every message stays in the DLQ.
+    ///
+    /// Example: `mlsec dlq list curate` or `mlsec dlq list curate --reason transient --json`
     List {
         worker: String,
-        #[arg(long, default_value_t = 50)]
-        max: usize,
+        #[command(flatten)]
+        filters: DlqFilters,
+        /// Machine output: one JSON object per message, then the groups.
+        #[arg(long)]
+        json: bool,
     },
-    /// Move messages from a worker's DLQ back to its queue (send, then delete).
+    /// One parked message and its failure record, by event id, input key or message id.
+    ///
+    /// Example: `mlsec dlq show curate 3f2a...`
+    Show { worker: String, id: String },
+    /// Move parked messages back to the worker's queue after a fix: only those matching the
+    /// filters and whose origin the worker's records prove, at most --rate per second, send
+    /// first and delete after; then wait for the worker and report what completed. Audited.
+    ///
+    /// Example: `mlsec dlq replay curate --reason contract_version_mismatch --dry-run`
     Replay {
         worker: String,
+        #[command(flatten)]
+        filters: DlqFilters,
+        /// Messages per second.
+        #[arg(long, default_value_t = dlq::DEFAULT_RATE)]
+        rate: u32,
+        /// Messages to move at most.
         #[arg(long, default_value_t = 1000)]
-        max: u64,
+        max: usize,
+        /// List exactly what a real run would move, and move nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Seconds to wait for the worker to finish what was moved.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -504,16 +565,37 @@ async fn main() -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&s)?);
         }
         Command::Dlq { command } => match command {
-            DlqCommand::List { worker, max } => {
+            DlqCommand::List { worker, filters, json } => {
                 check_worker(&dep, &worker)?;
-                for m in ops::dlq_list(&dep, &worker, max).await? {
-                    println!("{}", serde_json::to_string(&m)?);
+                let parked = dlq::list(&dep, &worker, &filters.into()).await?;
+                let groups = dlq::group(&parked);
+                if json {
+                    for p in &parked {
+                        println!("{}", serde_json::to_string(p)?);
+                    }
+                    println!("{}", serde_json::json!({ "groups": groups }));
+                } else {
+                    print!("{}", dlq::render_groups(&worker, &groups, mlsec_runtime::now_ms()));
                 }
             }
-            DlqCommand::Replay { worker, max, dry_run } => {
+            DlqCommand::Show { worker, id } => {
                 check_worker(&dep, &worker)?;
-                let r = ops::dlq_replay(&dep, &worker, max, dry_run).await?;
-                println!("{}", serde_json::to_string(&r)?);
+                let filters = dlq::Filters { id: Some(id.clone()), ..Default::default() };
+                let parked = dlq::list(&dep, &worker, &filters).await?;
+                if parked.is_empty() {
+                    bail!("no message {id} in the {worker} DLQ");
+                }
+                println!("{}", serde_json::to_string_pretty(&parked)?);
+            }
+            DlqCommand::Replay { worker, filters, rate, max, dry_run, wait, json } => {
+                check_worker(&dep, &worker)?;
+                let opts = dlq::ReplayOptions { filters: filters.into(), rate, max, dry_run, wait_seconds: wait };
+                let r = dlq::replay(&dep, &worker, &opts).await?;
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    print!("{}", dlq::render_replay(&r));
+                }
             }
         },
         Command::Quarantine { command } => match command {

@@ -308,12 +308,6 @@ pub async fn status(dep: &Deployment) -> Result<Status, WorkError> {
     Ok(Status { workers, models })
 }
 
-/// Lists a worker's DLQ.
-pub async fn dlq_list(dep: &Deployment, worker: &str, max: usize) -> Result<Vec<queues::DlqMessage>, WorkError> {
-    let dlq = dep.queue_url(&dep.names.dlq(worker)).await?;
-    queues::list(&dep.sqs, &dlq, max).await
-}
-
 /// The operator running this command, as STS says, and the audit chain in their name.
 pub async fn operator(dep: &Deployment) -> Result<(Actor, Arc<dyn AuditLog>), WorkError> {
     let actor = identity::caller(&dep.sts).await?;
@@ -322,34 +316,8 @@ pub async fn operator(dep: &Deployment) -> Result<(Actor, Arc<dyn AuditLog>), Wo
 }
 
 /// A decision id for one operator command: who, what, when.
-fn command_id(actor: &Actor, what: &str) -> String {
+pub(crate) fn command_id(actor: &Actor, what: &str) -> String {
     derive_event_id(&format!("{}|{what}|{}|{}", actor.id, now_ms(), std::process::id()), "operator")
-}
-
-/// Replays a worker's DLQ into its queue; a real run is recorded in the audit chain with
-/// the caller's STS identity.
-pub async fn dlq_replay(
-    dep: &Deployment,
-    worker: &str,
-    max: u64,
-    dry_run: bool,
-) -> Result<queues::ReplayReport, WorkError> {
-    let dlq = dep.queue_url(&dep.names.dlq(worker)).await?;
-    let queue = dep.queue_url(&dep.names.queue(worker)).await?;
-    let audit = if dry_run { None } else { Some(operator(dep).await?) };
-    let report = queues::replay(&dep.sqs, &dlq, &queue, max, dry_run).await?;
-    if let Some((actor, log)) = audit {
-        let entry = AuditEntry::new(
-            AuditAction::DlqReplayed,
-            Subject::new("queue", worker),
-            command_id(&actor, &format!("dlq-replay:{worker}")),
-        )
-        .reason("operator replay")
-        .attribute("replayed", report.replayed)
-        .attribute("max", max);
-        log.append(entry).await?;
-    }
-    Ok(report)
 }
 
 /// Lists quarantined contents (optionally of one dataset), oldest first.

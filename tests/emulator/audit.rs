@@ -195,7 +195,14 @@ async fn release_and_replay_records_carry_the_callers_arn_from_sts() {
     let (who, _) = mlsec_cli::ops::operator(&ana).await.unwrap();
     assert_eq!(who.id, ana_arn, "STS names the IAM user behind the access key");
     // Bruno replays an (empty) DLQ: the record names him, whatever he might type.
-    mlsec_cli::ops::dlq_replay(&bruno, "score", 10, false).await.unwrap();
+    let opts = mlsec_cli::dlq::ReplayOptions {
+        filters: Default::default(),
+        rate: 50,
+        max: 10,
+        dry_run: false,
+        wait_seconds: 0,
+    };
+    mlsec_cli::dlq::replay(&bruno, "score", &opts).await.unwrap();
     let records = load(&stack.dep).await.unwrap().decoded();
     let replay = records.iter().find(|r| r.entry.action == AuditAction::DlqReplayed).expect("a replay record");
     assert_eq!(replay.entry.actor.id, bruno_arn);

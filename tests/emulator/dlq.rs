@@ -1,46 +1,129 @@
-//! A message that always fails transiently ends in the DLQ after maxReceiveCount, and
-//! `dlq replay` returns it to its queue without losing or duplicating it.
+//! The incident workflow on the emulator: a scoring dataset fails (no production model
+//! yet) until it is parked with a failure record and a `ProcessingFailed` event; bodies
+//! injected straight into the DLQ sit beside it. `dlq list` explains all three, `show`
+//! one; a filtered dry run lists exactly what would move; replay before the fix moves it
+//! once and sees it fail again; after the fix (a model in production) replay moves it, the
+//! worker completes it, and the report, the DLQ and the audit chain say so. The injected
+//! bodies are refused every time: no record of the worker names them.
 
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use mlsec_cli::ops::{self, drop_bytes};
-use mlsec_runtime::sample::{SampleKind, csv_bytes};
+use mlsec_cli::{
+    dlq::{self, Filters, Origin, ReplayOptions},
+    ops::{Subscription, drop_bytes},
+};
+use mlsec_runtime::{
+    inbound::eventbridge_body,
+    sample::{SampleKind, csv_bytes},
+};
 use mlsec_tests::Stack;
 
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn opts(filters: Filters, dry_run: bool, wait_seconds: u64) -> ReplayOptions {
+    ReplayOptions { filters, rate: dlq::DEFAULT_RATE, max: 1000, dry_run, wait_seconds }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transient_failure_ends_in_the_dlq_and_replay_returns_it() {
+async fn list_then_replay_with_a_filter_then_verify_and_injected_bodies_are_refused() {
     let stack = Stack::new("dlq").await;
     let dep = &stack.dep;
-    // No model was ever trained: scoring fails transiently ("no production version yet")
-    // on every attempt.
+    let sub = Subscription::create(
+        dep,
+        "ops",
+        &["ProcessingFailed".into(), "ModelStaged".into(), "ModelPromoted".into(), "RecordsScored".into()],
+    )
+    .await
+    .unwrap();
     let running = stack.start(&["ingest", "curate", "score"]).await;
-    drop_bytes(dep, "bank-core/transactions_scoring/s.csv", ByteStream::from(csv_bytes(SampleKind::Scoring, 50, 7)))
-        .await
-        .unwrap();
+    let scoring = csv_bytes(SampleKind::Scoring, 50, 7);
+    drop_bytes(dep, "bank-core/transactions_scoring/s.csv", ByteStream::from(scoring)).await.unwrap();
+    let failed = sub.wait_for(&["ProcessingFailed"], TIMEOUT).await.expect("the parking is announced");
+    let failed = failed.iter().find(|e| e.schema == "ProcessingFailed").unwrap().event.clone();
+    assert_eq!(failed["worker"], "score");
+    assert_eq!(failed["reason_code"], "transient");
+    assert_eq!(failed["attempts"], 3);
     let queue = dep.names.queue("score");
-    let dlq = dep.names.dlq("score");
+    let dlq_name = dep.names.dlq("score");
     let parked = stack
-        .eventually(Duration::from_secs(60), || async {
-            stack.depth(&dlq).await == 1 && stack.depth(&queue).await == 0
-        })
+        .eventually(TIMEOUT, || async { stack.depth(&dlq_name).await == 1 && stack.depth(&queue).await == 0 })
         .await;
-    running.stop().await.unwrap();
     assert!(parked, "after maxReceiveCount the message is in the DLQ");
 
-    let listed = ops::dlq_list(dep, "score", 10).await.unwrap();
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].detail_type.as_deref(), Some("DatasetCurated"));
-    let before = stack.depth(&dlq).await + stack.depth(&queue).await;
+    // Someone who can send to the DLQ injects bodies: an S3 notification with a trusted
+    // requester, and garbage. No record of the score worker names them.
+    let dlq_url = dep.queue_url(&dlq_name).await.unwrap();
+    let forged = eventbridge_body(
+        "aws.s3",
+        "Object Created",
+        serde_json::json!({"bucket": {"name": stack.bucket("landing")}, "object": {"key": "x/y/z.csv"}, "requester": "123456789012"}),
+    );
+    for body in [forged.as_str(), "garbage"] {
+        dep.sqs.send_message().queue_url(&dlq_url).message_body(body).send().await.unwrap();
+    }
 
-    let dry = ops::dlq_replay(dep, "score", 100, true).await.unwrap();
-    assert_eq!(dry.replayed, 1);
-    assert_eq!(stack.depth(&dlq).await, 1, "a dry run moves nothing");
+    // List: three messages, grouped, explained, all still in the DLQ.
+    let all = dlq::list(dep, "score", &Filters::default()).await.unwrap();
+    assert_eq!(all.len(), 3, "{all:#?}");
+    let groups = dlq::group(&all);
+    let by = |reason: &str, t: &str| groups.iter().find(|g| g.reason == reason && g.event_type == t).cloned();
+    let real = by("transient", "DatasetCurated").expect("the parked dataset");
+    assert_eq!((real.count, real.unproven), (1, 0));
+    assert_eq!(by("unrecorded", "ObjectCreated").map(|g| (g.count, g.unproven)), Some((1, 1)));
+    assert_eq!(by("unrecorded", "undecodable").map(|g| (g.count, g.unproven)), Some((1, 1)));
+    assert_eq!(stack.depth(&dlq_name).await, 3, "listing moves nothing");
+    let event_id = failed["input_key"].as_str().unwrap().to_string();
+    let shown = dlq::list(dep, "score", &Filters { id: Some(event_id.clone()), ..Default::default() }).await.unwrap();
+    assert_eq!(shown.len(), 1);
+    let record = shown[0].failure.as_ref().expect("a failure record");
+    assert_eq!((record.attempts, record.reason_code.as_str()), (3, "transient"));
+    assert_eq!(record.operation.as_deref(), Some("registry:production"));
+    assert_eq!(shown[0].origin, Origin::Proven { by: "failure record".into() });
+    let text = dlq::render_groups("score", &groups, mlsec_runtime::now_ms());
+    assert!(text.contains("transient") && text.contains("3 parked in the score DLQ"), "{text}");
 
-    let report = ops::dlq_replay(dep, "score", 100, false).await.unwrap();
-    assert_eq!(report.replayed, 1);
-    let after_dlq = stack.depth(&dlq).await;
-    let after_queue = stack.depth(&queue).await;
-    assert_eq!((after_dlq, after_queue), (0, 1), "the message is back in its queue");
-    assert_eq!(before, after_dlq + after_queue, "nothing lost, nothing duplicated");
+    // A dry run lists exactly what a real run would move; nothing moves.
+    let transient = Filters { reason: Some("transient".into()), ..Default::default() };
+    let dry = dlq::replay(dep, "score", &opts(transient.clone(), true, 0)).await.unwrap();
+    assert_eq!((dry.matched, dry.moved, dry.skipped), (1, 0, 2));
+    assert_eq!(dry.messages[0].input_key, event_id);
+    assert_eq!(stack.depth(&dlq_name).await, 3);
+
+    // Before the fix: moved once, fails again, parked again; not moved twice in one run.
+    let early = dlq::replay(dep, "score", &opts(transient.clone(), false, 30)).await.unwrap();
+    assert_eq!((early.moved, early.failed_again, early.completed), (1, 1, 0), "{early:?}");
+    let back = stack.eventually(TIMEOUT, || async { stack.depth(&dlq_name).await == 3 }).await;
+    assert!(back, "parked again, nothing lost");
+
+    // Unfiltered, the injected bodies are refused and stay.
+    let everything = dlq::replay(dep, "score", &opts(Filters::default(), true, 0)).await.unwrap();
+    assert_eq!(everything.refused, 2, "{everything:?}");
+    assert!(everything.refused_messages.iter().all(|p| matches!(p.origin, Origin::Unproven { .. })));
+
+    // The fix: a model in production. Then replay with the filter, and verify.
+    let training = csv_bytes(SampleKind::Training, 3000, 1);
+    let more = stack.start(&["train", "govern"]).await;
+    drop_bytes(&stack.producer().await, "bank-core/transactions_training/t.csv", ByteStream::from(training))
+        .await
+        .unwrap();
+    stack.approve_next(&sub, TIMEOUT).await;
+    let fixed = dlq::replay(dep, "score", &opts(transient, false, 60)).await.unwrap();
+    assert_eq!((fixed.moved, fixed.completed, fixed.refused, fixed.skipped), (1, 1, 0, 2), "{fixed:?}");
+    sub.wait_for(&["RecordsScored"], TIMEOUT).await.expect("the replayed dataset is scored");
+    more.stop().await.unwrap();
+    running.stop().await.unwrap();
+    assert_eq!(stack.depth(&dlq_name).await, 2, "only the injected bodies are left");
+
+    // Each real replay is on the audit chain, in the operator's name, with its counts and inputs.
+    let chain = mlsec_cli::audit::load(dep).await.unwrap();
+    let replays: Vec<_> = chain.decoded().into_iter().filter(|r| r.entry.action.as_str() == "dlq_replayed").collect();
+    assert_eq!(replays.len(), 2, "dry runs are not recorded");
+    let last = &replays[1].entry;
+    assert_eq!(last.attributes["moved"], "1");
+    assert_eq!(last.attributes["completed"], "1");
+    assert!(last.attributes["input_keys"].contains(&event_id));
+    assert!(last.attributes["filters"].contains("transient"));
+    let me = mlsec_aws::identity::caller(&dep.sts).await.unwrap();
+    assert_eq!(last.actor.id, me.id);
 }

@@ -1,15 +1,14 @@
-//! Operators' queue tools: depths, DLQ listing and DLQ replay.
+//! Operators' queue primitives: depths, and taking, forwarding, deleting and handing back
+//! messages (the DLQ tools in `mlsec dlq` are built on them; see `cli/src/dlq.rs`).
 //!
-//! moto has no `StartMessageMoveTask`, and operators want dry runs and an audit line per
-//! message anyway, so replay is our own loop: receive from the DLQ → send to
-//! the source queue → delete from the DLQ only after the send succeeded. A crash between
-//! send and delete leaves a copy in both queues; the workers' idempotency table makes
-//! the second delivery a no-op, so nothing is lost and nothing is done twice.
+//! moto has no `StartMessageMoveTask`, and `StartMessageMoveTask` has no filter, so replay
+//! is our own loop: take from the DLQ → send to the source queue → delete from the DLQ
+//! only after the send succeeded. A crash between send and delete leaves a copy in both
+//! queues; the workers' claims make the second delivery a no-op.
 
 use aws_sdk_sqs::{Client, types::QueueAttributeName};
 use mlsec_runtime::WorkError;
 use serde::Serialize;
-use tracing::info;
 
 use crate::errors::classify;
 
@@ -38,119 +37,132 @@ pub async fn depth(sqs: &Client, queue_url: &str) -> Result<Depth, WorkError> {
     })
 }
 
-/// A message seen in a DLQ (ids and sizes only, never the body).
-#[derive(Debug, Clone, Serialize)]
-pub struct DlqMessage {
+/// A message taken from a queue by an operator's tool, with what SQS says about it. The
+/// body is kept in memory only to forward it; tools print ids, digests and codes.
+#[derive(Debug, Clone)]
+pub struct Taken {
     pub message_id: String,
+    pub receipt: String,
+    pub body: String,
+    /// `SentTimestamp`: when the message was first sent (kept by a redrive move).
+    pub sent_at_ms: Option<i64>,
     pub receive_count: Option<u32>,
-    pub body_bytes: usize,
-    pub detail_type: Option<String>,
+    /// `DeadLetterQueueSourceArn`: the queue SQS moved it from (AWS sets it; moto does not).
+    pub dead_letter_source_arn: Option<String>,
 }
 
-/// What a replay did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct ReplayReport {
-    pub replayed: u64,
-    pub dry_run: bool,
-}
-
-fn detail_type(body: &str) -> Option<String> {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("detail-type").and_then(|d| d.as_str()).map(str::to_string))
-}
-
-/// Lists up to `max` messages of a DLQ without removing them: each is received with a
-/// 0-second visibility, so it is immediately visible again. (Receiving raises a
-/// message's receive count; a DLQ has no redrive policy, so that moves nothing.)
-pub async fn list(sqs: &Client, dlq_url: &str, max: usize) -> Result<Vec<DlqMessage>, WorkError> {
-    let mut seen = std::collections::BTreeMap::new();
-    // Receives are sampled; a few rounds find most messages of a small DLQ.
-    for _ in 0..5 {
-        if seen.len() >= max {
-            break;
-        }
-        let out = sqs
-            .receive_message()
-            .queue_url(dlq_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(0)
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| classify("sqs:ReceiveMessage", e))?;
-        if out.messages().is_empty() {
-            break;
-        }
-        for m in out.messages() {
-            let Some(id) = m.message_id() else { continue };
-            let body = m.body().unwrap_or_default();
-            seen.entry(id.to_string()).or_insert_with(|| DlqMessage {
-                message_id: id.to_string(),
-                receive_count: m
-                    .attributes()
-                    .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|v| v.parse().ok()),
-                body_bytes: body.len(),
-                detail_type: detail_type(body),
-            });
-        }
-    }
-    Ok(seen.into_values().take(max).collect())
-}
-
-/// Moves up to `max` messages from `dlq_url` back to `target_url`, one at a time:
-/// send, then delete. With `dry_run` nothing is sent or deleted.
-pub async fn replay(
+/// Receives up to 10 messages and hides them for `hold_seconds` (the caller forwards,
+/// deletes or hands them back).
+pub async fn take(
     sqs: &Client,
-    dlq_url: &str,
-    target_url: &str,
-    max: u64,
-    dry_run: bool,
-) -> Result<ReplayReport, WorkError> {
-    let mut report = ReplayReport { replayed: 0, dry_run };
-    if dry_run {
-        report.replayed = list(sqs, dlq_url, max as usize).await?.len() as u64;
-        return Ok(report);
-    }
-    let mut empty_receives = 0;
-    while report.replayed < max && empty_receives < 2 {
-        let out = sqs
-            .receive_message()
-            .queue_url(dlq_url)
-            .max_number_of_messages(10.min((max - report.replayed) as i32))
-            .visibility_timeout(60)
-            .wait_time_seconds(1)
+    queue_url: &str,
+    hold_seconds: i32,
+    wait_seconds: i32,
+) -> Result<Vec<Taken>, WorkError> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName as A;
+    let out = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .visibility_timeout(hold_seconds)
+        .wait_time_seconds(wait_seconds)
+        .message_system_attribute_names(A::All)
+        .send()
+        .await
+        .map_err(|e| classify("sqs:ReceiveMessage", e))?;
+    Ok(out
+        .messages()
+        .iter()
+        .filter_map(|m| {
+            let attr = |a: A| m.attributes().and_then(|attrs| attrs.get(&a)).cloned();
+            Some(Taken {
+                message_id: m.message_id()?.to_string(),
+                receipt: m.receipt_handle()?.to_string(),
+                body: m.body().unwrap_or_default().to_string(),
+                sent_at_ms: attr(A::SentTimestamp).and_then(|v| v.parse().ok()),
+                receive_count: attr(A::ApproximateReceiveCount).and_then(|v| v.parse().ok()),
+                dead_letter_source_arn: attr(A::DeadLetterQueueSourceArn),
+            })
+        })
+        .collect())
+}
+
+/// SQS batch entry ids allow only alphanumerics, `-` and `_`, at most 80 characters.
+fn entry_id(i: usize) -> String {
+    format!("m{i}")
+}
+
+/// Sets the visibility of taken messages (0: visible again at once), 10 per call.
+pub async fn set_visibility(sqs: &Client, queue_url: &str, receipts: &[String], seconds: i32) -> Result<(), WorkError> {
+    use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry as E;
+    for chunk in receipts.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, r)| E::builder().id(entry_id(i)).receipt_handle(r).visibility_timeout(seconds).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(WorkError::fatal)?;
+        sqs.change_message_visibility_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| classify("sqs:ReceiveMessage", e))?;
-        if out.messages().is_empty() {
-            empty_receives += 1;
-            continue;
-        }
-        empty_receives = 0;
-        for m in out.messages() {
-            let (Some(id), Some(body), Some(receipt)) = (m.message_id(), m.body(), m.receipt_handle()) else {
-                continue;
-            };
-            sqs.send_message()
-                .queue_url(target_url)
-                .message_body(body)
-                .send()
-                .await
-                .map_err(|e| classify("sqs:SendMessage", e))?;
-            // Only now is it safe to delete: the message exists in the target queue.
-            sqs.delete_message()
-                .queue_url(dlq_url)
-                .receipt_handle(receipt)
-                .send()
-                .await
-                .map_err(|e| classify("sqs:DeleteMessage", e))?;
-            report.replayed += 1;
-            info!(message_id = id, dlq = dlq_url, target = target_url, "replayed from DLQ");
-        }
+            .map_err(|e| classify("sqs:ChangeMessageVisibilityBatch", e))?;
     }
-    Ok(report)
+    Ok(())
+}
+
+/// Sends `bodies` (at most 10) in one call; returns the indexes that were sent.
+pub async fn send_batch(sqs: &Client, queue_url: &str, bodies: &[&str]) -> Result<Vec<usize>, WorkError> {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry as E;
+    let entries = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| E::builder().id(entry_id(i)).message_body(*b).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(WorkError::fatal)?;
+    let out = sqs
+        .send_message_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(|e| classify("sqs:SendMessageBatch", e))?;
+    Ok(out.successful().iter().filter_map(|s| s.id().strip_prefix('m')?.parse().ok()).collect())
+}
+
+/// Deletes taken messages (at most 10) in one call; returns the indexes that were deleted.
+pub async fn delete_batch(sqs: &Client, queue_url: &str, receipts: &[&str]) -> Result<Vec<usize>, WorkError> {
+    use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry as E;
+    let entries = receipts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| E::builder().id(entry_id(i)).receipt_handle(*r).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(WorkError::fatal)?;
+    let out = sqs
+        .delete_message_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(|e| classify("sqs:DeleteMessageBatch", e))?;
+    Ok(out.successful().iter().filter_map(|s| s.id().strip_prefix('m')?.parse().ok()).collect())
+}
+
+/// A queue's ARN.
+pub async fn queue_arn(sqs: &Client, queue_url: &str) -> Result<String, WorkError> {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| classify("sqs:GetQueueAttributes", e))?;
+    out.attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| WorkError::transient("sqs:GetQueueAttributes", "no QueueArn"))
 }
 
 /// [`mlsec_runtime::ports::RetryScheduler`] over SQS: the Lambda driver shortens a failed

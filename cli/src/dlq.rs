@@ -1,0 +1,692 @@
+//! `mlsec dlq`: what is parked, why, and putting it back after a fix.
+//!
+//! - `list` takes every message of a worker's DLQ once, says what each is (event type,
+//!   dataset, input key, the worker's failure record) and hands them all back.
+//! - `show` is one message of the list, by event id, input key or message id.
+//! - `replay` moves the messages that match its filters back to the worker's queue, at
+//!   most `rate` per second and `max` in all: send first, delete from the DLQ only after
+//!   the send succeeded. It forwards only bodies whose origin it can establish: a failure
+//!   record or claim that the worker itself wrote names the body's digest (workers alone
+//!   write their own keys, `OwnClaims`), so a body someone sent to the DLQ directly is
+//!   refused. An input it moved that comes straight back is not moved again in the same
+//!   run. After moving, it waits for the worker and reports what completed. A crash or
+//!   Ctrl-C loses nothing: held messages come back after their hold, and a message sent
+//!   but not yet deleted is a duplicate the worker's claim skips. Running it again resumes.
+//!
+//! Messages are only ever held (invisible) while a command looks at them; nothing is
+//! deleted except after it was sent to the worker's queue.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    io::IsTerminal,
+    time::{Duration, Instant},
+};
+
+use mlsec_aws::{Deployment, dynamo::DynamoIdempotency, queues};
+use mlsec_events::{
+    audit::{AuditAction, AuditEntry, Subject},
+    sha256_hex,
+};
+use mlsec_runtime::{Inbound, WorkError, inbound::InboundBody, now_ms, ports::FailureRecord};
+use serde::Serialize;
+
+/// How long a command hides a message it looked at but did not move (handed back at the
+/// end; after a crash it reappears by itself after this long).
+const HOLD_SECONDS: i32 = 300;
+/// `replay`'s default rate, messages per second.
+pub const DEFAULT_RATE: u32 = 50;
+
+/// What selects messages (all given filters must hold).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Filters {
+    /// The failure record's reason code (`contract_version_mismatch`, `transient`, ...).
+    pub reason: Option<String>,
+    /// The message's event type: a schema name, `ObjectCreated` or `undecodable`.
+    pub event_type: Option<String>,
+    pub dataset: Option<String>,
+    /// First failure (or, unrecorded, first send) at or after, ms since the epoch.
+    pub since_ms: Option<i64>,
+    /// ... and before.
+    pub until_ms: Option<i64>,
+    /// An event id, input key or SQS message id.
+    pub id: Option<String>,
+}
+
+/// Whether a body came through the worker's own queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Origin {
+    /// A record the worker wrote names this body's digest.
+    Proven {
+        by: String,
+    },
+    Unproven {
+        why: String,
+    },
+}
+
+/// One parked message: ids, digests and codes, never the body.
+#[derive(Debug, Clone, Serialize)]
+pub struct Parked {
+    pub message_id: String,
+    pub input_key: String,
+    pub event_id: Option<String>,
+    pub event_type: String,
+    pub dataset: Option<String>,
+    pub body_sha256: String,
+    pub body_bytes: usize,
+    pub sent_at_ms: Option<i64>,
+    pub failure: Option<FailureRecord>,
+    pub origin: Origin,
+}
+
+impl Parked {
+    /// The reason code operators filter on (`unrecorded` without a failure record).
+    pub fn reason(&self) -> &str {
+        self.failure.as_ref().map_or("unrecorded", |f| f.reason_code.as_str())
+    }
+
+    /// When it first failed (or was first sent).
+    pub fn since_ms(&self) -> Option<i64> {
+        self.failure.as_ref().map(|f| f.first_failure_ms).or(self.sent_at_ms)
+    }
+
+    fn matches(&self, f: &Filters) -> bool {
+        let at = self.since_ms();
+        f.reason.as_ref().is_none_or(|r| r == self.reason())
+            && f.event_type.as_ref().is_none_or(|t| *t == self.event_type)
+            && f.dataset.as_ref().is_none_or(|d| Some(d) == self.dataset.as_ref())
+            && f.since_ms.is_none_or(|s| at.is_some_and(|a| a >= s))
+            && f.until_ms.is_none_or(|u| at.is_some_and(|a| a < u))
+            && f.id
+                .as_ref()
+                .is_none_or(|i| *i == self.input_key || Some(i) == self.event_id.as_ref() || *i == self.message_id)
+    }
+}
+
+/// A worker's DLQ and the records that explain its messages.
+struct Dlq<'a> {
+    dep: &'a Deployment,
+    worker: &'a str,
+    url: String,
+    queue_url: String,
+    queue_arn: String,
+    records: DynamoIdempotency,
+}
+
+impl<'a> Dlq<'a> {
+    async fn open(dep: &'a Deployment, worker: &'a str) -> Result<Self, WorkError> {
+        let queue_url = dep.queue_url(&dep.names.queue(worker)).await?;
+        Ok(Self {
+            dep,
+            worker,
+            url: dep.queue_url(&dep.names.dlq(worker)).await?,
+            queue_arn: queues::queue_arn(&dep.sqs, &queue_url).await?,
+            queue_url,
+            records: DynamoIdempotency::new(dep.dynamodb.clone(), dep.names.table("idempotency")),
+        })
+    }
+
+    /// What a taken message is, and whether the worker's records vouch for it.
+    async fn explain(&self, m: &queues::Taken) -> Result<Parked, WorkError> {
+        let sha = sha256_hex(m.body.as_bytes());
+        let (input_key, event_id, event_type, dataset) = match Inbound::parse(&m.message_id, &m.body) {
+            Ok(inbound) => {
+                let key = inbound.input_id();
+                match &inbound.body {
+                    InboundBody::Pipeline(env) => {
+                        (key, Some(env.event_id.clone()), env.schema.clone(), env.dataset.clone())
+                    }
+                    InboundBody::ObjectCreated(_) => (key, None, "ObjectCreated".to_string(), None),
+                }
+            }
+            Err(_) => (format!("body-{sha}"), None, "undecodable".to_string(), None),
+        };
+        let failure = self.records.failure(self.worker, &input_key).await?;
+        let origin = match &m.dead_letter_source_arn {
+            Some(arn) if *arn != self.queue_arn => {
+                Origin::Unproven { why: format!("SQS moved it from {arn}, not from the worker's queue") }
+            }
+            _ if failure.as_ref().is_some_and(|f| f.message_sha256s.contains(&sha)) => {
+                Origin::Proven { by: "failure record".into() }
+            }
+            _ => match self.records.input_state(self.worker, &input_key).await? {
+                Some(s) if s.message_sha256.as_deref() == Some(sha.as_str()) => Origin::Proven { by: "claim".into() },
+                _ => Origin::Unproven {
+                    why: format!(
+                        "no record of the {} worker names this body: it did not come through its queue",
+                        self.worker
+                    ),
+                },
+            },
+        };
+        Ok(Parked {
+            message_id: m.message_id.clone(),
+            input_key,
+            event_id,
+            event_type,
+            dataset,
+            body_sha256: sha,
+            body_bytes: m.body.len(),
+            sent_at_ms: m.sent_at_ms,
+            failure,
+            origin,
+        })
+    }
+
+    /// Hands held messages back (visible at once).
+    async fn hand_back(&self, receipts: &[String]) -> Result<(), WorkError> {
+        queues::set_visibility(&self.dep.sqs, &self.url, receipts, 0).await
+    }
+}
+
+/// Takes every message of a DLQ once: `next` gives each new message (hidden for
+/// [`HOLD_SECONDS`]) until two receives in a row bring nothing new. A message taken again
+/// (its hold ran out during a long run) is held again, not given again.
+struct Sweep<'a> {
+    dlq: &'a Dlq<'a>,
+    seen: HashSet<String>,
+    held: HashMap<String, String>,
+    page: std::vec::IntoIter<queues::Taken>,
+    idle: u32,
+    new_in_page: usize,
+}
+
+impl<'a> Sweep<'a> {
+    fn new(dlq: &'a Dlq<'a>) -> Self {
+        Self { dlq, seen: HashSet::new(), held: HashMap::new(), page: Vec::new().into_iter(), idle: 0, new_in_page: 1 }
+    }
+
+    async fn next(&mut self) -> Result<Option<queues::Taken>, WorkError> {
+        loop {
+            for m in self.page.by_ref() {
+                if self.seen.insert(m.message_id.clone()) {
+                    self.new_in_page += 1;
+                    return Ok(Some(m));
+                }
+                self.held.insert(m.message_id.clone(), m.receipt.clone());
+            }
+            self.idle = if self.new_in_page == 0 { self.idle + 1 } else { 0 };
+            if self.idle >= 2 {
+                return Ok(None);
+            }
+            self.new_in_page = 0;
+            self.page = queues::take(&self.dlq.dep.sqs, &self.dlq.url, HOLD_SECONDS, 1).await?.into_iter();
+        }
+    }
+
+    /// Keeps `m` hidden until the sweep ends (then it is handed back).
+    fn hold(&mut self, m: &queues::Taken) {
+        self.held.insert(m.message_id.clone(), m.receipt.clone());
+    }
+
+    /// Hands every held message back.
+    async fn finish(self) -> Result<(), WorkError> {
+        let receipts: Vec<String> = self.held.into_values().collect();
+        self.dlq.hand_back(&receipts).await
+    }
+}
+
+/// Every message of `worker`'s DLQ that matches `filters`, explained; all are handed back.
+pub async fn list(dep: &Deployment, worker: &str, filters: &Filters) -> Result<Vec<Parked>, WorkError> {
+    let dlq = Dlq::open(dep, worker).await?;
+    let mut sweep = Sweep::new(&dlq);
+    let mut out = Vec::new();
+    let result = async {
+        while let Some(m) = sweep.next().await? {
+            sweep.hold(&m);
+            let p = dlq.explain(&m).await?;
+            if p.matches(filters) {
+                out.push(p);
+            }
+        }
+        Ok::<_, WorkError>(())
+    }
+    .await;
+    // Hand back whatever was taken, even after an error.
+    sweep.finish().await?;
+    result?;
+    out.sort_by(|a, b| a.since_ms().cmp(&b.since_ms()).then(a.message_id.cmp(&b.message_id)));
+    Ok(out)
+}
+
+/// One row of `dlq list`'s summary: parked messages of one reason and event type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    pub reason: String,
+    pub event_type: String,
+    pub count: usize,
+    /// Messages whose origin no record of the worker proves (replay refuses them).
+    pub unproven: usize,
+    pub oldest_ms: Option<i64>,
+    pub newest_ms: Option<i64>,
+}
+
+/// Groups parked messages by reason code and event type, largest group first.
+pub fn group(parked: &[Parked]) -> Vec<Group> {
+    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    for p in parked {
+        let g = groups.entry((p.reason().to_string(), p.event_type.clone())).or_insert_with(|| Group {
+            reason: p.reason().to_string(),
+            event_type: p.event_type.clone(),
+            count: 0,
+            unproven: 0,
+            oldest_ms: None,
+            newest_ms: None,
+        });
+        g.count += 1;
+        g.unproven += usize::from(matches!(p.origin, Origin::Unproven { .. }));
+        if let Some(t) = p.since_ms() {
+            g.oldest_ms = Some(g.oldest_ms.map_or(t, |o| o.min(t)));
+            g.newest_ms = Some(g.newest_ms.map_or(t, |n| n.max(t)));
+        }
+    }
+    let mut out: Vec<Group> = groups.into_values().collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+    out
+}
+
+/// How a replay runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayOptions {
+    pub filters: Filters,
+    /// Messages per second.
+    pub rate: u32,
+    /// Messages to move at most.
+    pub max: usize,
+    pub dry_run: bool,
+    /// How long to wait for the worker to finish what was moved.
+    pub wait_seconds: u64,
+}
+
+/// A moved message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Moved {
+    pub input_key: String,
+    pub event_id: Option<String>,
+    pub event_type: String,
+    /// `completed`, `failed_again` or `pending` (not finished within the wait).
+    pub outcome: String,
+}
+
+/// What a replay did (or, dry, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplayReport {
+    pub dry_run: bool,
+    /// Messages that matched the filters and would be (dry run) or were moved.
+    pub matched: usize,
+    pub moved: usize,
+    /// Moved messages whose input the worker then completed.
+    pub completed: usize,
+    /// Moved messages that failed again (they are parked again, with a failure record).
+    pub failed_again: usize,
+    /// Moved messages still in progress when the wait ended.
+    pub pending: usize,
+    /// Matching messages whose origin no record of the worker proves: left in the DLQ.
+    pub refused: usize,
+    /// Matching messages of an input this run already moved (it came straight back): left.
+    pub came_back: usize,
+    /// Messages that did not match the filters: left.
+    pub skipped: usize,
+    pub seconds: f64,
+    /// Messages moved per second while moving.
+    pub moved_per_second: f64,
+    /// What matched: in a dry run, exactly what a real run would move.
+    pub messages: Vec<Moved>,
+    pub refused_messages: Vec<Parked>,
+}
+
+/// Paces sends to `rate` per second.
+struct Pace {
+    rate: f64,
+    start: Instant,
+    sent: usize,
+}
+
+impl Pace {
+    async fn before(&mut self, n: usize) {
+        let due = Duration::from_secs_f64(self.sent as f64 / self.rate);
+        if let Some(wait) = due.checked_sub(self.start.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        self.sent += n;
+    }
+}
+
+/// Replays `worker`'s DLQ (see the module doc). A real run is recorded in the audit chain
+/// with the caller's STS identity, its filters, its counts and the moved inputs.
+pub async fn replay(dep: &Deployment, worker: &str, opts: &ReplayOptions) -> Result<ReplayReport, WorkError> {
+    let audit = if opts.dry_run { None } else { Some(crate::ops::operator(dep).await?) };
+    let dlq = Dlq::open(dep, worker).await?;
+    let started = Instant::now();
+    let mut report = ReplayReport { dry_run: opts.dry_run, ..Default::default() };
+    let mut moved_inputs: HashSet<String> = HashSet::new();
+    let mut attempts_before: HashMap<String, u32> = HashMap::new();
+    let mut pace = Pace { rate: f64::from(opts.rate.max(1)), start: Instant::now(), sent: 0 };
+    let progress = std::io::stderr().is_terminal();
+    let mut first_move: Option<Instant> = None;
+    let mut sweep = Sweep::new(&dlq);
+    // Moves go in batches of up to 10 (one send, one delete).
+    let mut batch: Vec<(queues::Taken, Parked)> = Vec::new();
+    let result = async {
+        while report.matched < opts.max {
+            let Some(m) = sweep.next().await? else { break };
+            let p = dlq.explain(&m).await?;
+            if !p.matches(&opts.filters) {
+                report.skipped += 1;
+                sweep.hold(&m);
+                continue;
+            }
+            if let Origin::Unproven { .. } = p.origin {
+                report.refused += 1;
+                report.refused_messages.push(p);
+                sweep.hold(&m);
+                continue;
+            }
+            if !moved_inputs.insert(p.input_key.clone()) {
+                // Moved earlier in this run and parked again: not moved twice.
+                report.came_back += 1;
+                sweep.hold(&m);
+                continue;
+            }
+            report.matched += 1;
+            attempts_before.insert(p.input_key.clone(), p.failure.as_ref().map_or(0, |f| f.attempts));
+            if opts.dry_run {
+                report.messages.push(moved(&p));
+                sweep.hold(&m);
+                continue;
+            }
+            batch.push((m, p));
+            if batch.len() == 10 {
+                first_move.get_or_insert_with(Instant::now);
+                pace.before(batch.len()).await;
+                move_batch(&dlq, std::mem::take(&mut batch), &mut report).await?;
+                if progress {
+                    eprint!("\rmoved {} of at most {}", report.moved, opts.max);
+                }
+            }
+        }
+        if !batch.is_empty() {
+            first_move.get_or_insert_with(Instant::now);
+            pace.before(batch.len()).await;
+            move_batch(&dlq, std::mem::take(&mut batch), &mut report).await?;
+        }
+        Ok::<_, WorkError>(())
+    }
+    .await;
+    // Whatever was taken and not moved goes back, even after an error.
+    let unmoved: Vec<String> = batch.iter().map(|(m, _)| m.receipt.clone()).collect();
+    dlq.hand_back(&unmoved).await?;
+    sweep.finish().await?;
+    result?;
+    if progress && !opts.dry_run {
+        eprintln!();
+    }
+    if let Some(t) = first_move {
+        let s = t.elapsed().as_secs_f64();
+        report.moved_per_second = if s > 0.0 { report.moved as f64 / s } else { report.moved as f64 };
+    }
+    if !opts.dry_run {
+        follow(&dlq, &mut report, &attempts_before, Duration::from_secs(opts.wait_seconds)).await?;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    if let Some((actor, log)) = audit {
+        let ids: Vec<&str> = report.messages.iter().map(|m| m.input_key.as_str()).collect();
+        let entry = AuditEntry::new(
+            AuditAction::DlqReplayed,
+            Subject::new("queue", worker),
+            crate::ops::command_id(&actor, &format!("dlq-replay:{worker}")),
+        )
+        .reason("operator replay")
+        .attribute("filters", serde_json::to_string(&opts.filters).map_err(WorkError::fatal)?)
+        .attribute("rate", opts.rate)
+        .attribute("max", opts.max)
+        .attribute("matched", report.matched)
+        .attribute("moved", report.moved)
+        .attribute("completed", report.completed)
+        .attribute("failed_again", report.failed_again)
+        .attribute("refused", report.refused)
+        .attribute("input_keys", serde_json::to_string(&ids).map_err(WorkError::fatal)?);
+        log.append(entry).await?;
+    }
+    Ok(report)
+}
+
+fn moved(p: &Parked) -> Moved {
+    Moved {
+        input_key: p.input_key.clone(),
+        event_id: p.event_id.clone(),
+        event_type: p.event_type.clone(),
+        outcome: "pending".into(),
+    }
+}
+
+/// Sends a batch to the worker's queue and deletes from the DLQ what was sent; what could
+/// not be sent is handed back.
+async fn move_batch(
+    dlq: &Dlq<'_>,
+    batch: Vec<(queues::Taken, Parked)>,
+    report: &mut ReplayReport,
+) -> Result<(), WorkError> {
+    let bodies: Vec<&str> = batch.iter().map(|(m, _)| m.body.as_str()).collect();
+    let sent = queues::send_batch(&dlq.dep.sqs, &dlq.queue_url, &bodies).await?;
+    // Only now is it safe to delete: the messages exist in the worker's queue.
+    let receipts: Vec<&str> = sent.iter().map(|&i| batch[i].0.receipt.as_str()).collect();
+    let deleted = queues::delete_batch(&dlq.dep.sqs, &dlq.url, &receipts).await?;
+    for &i in &sent {
+        report.moved += 1;
+        report.messages.push(moved(&batch[i].1));
+    }
+    if deleted.len() < sent.len() {
+        // Sent but still in the DLQ: the next run sees a duplicate the worker's claim skips.
+        tracing::warn!(
+            worker = dlq.worker,
+            undeleted = sent.len() - deleted.len(),
+            "sent messages not deleted from the DLQ"
+        );
+    }
+    let unsent: Vec<String> =
+        (0..batch.len()).filter(|i| !sent.contains(i)).map(|i| batch[i].0.receipt.clone()).collect();
+    report.matched -= unsent.len();
+    // Not sent: back in the DLQ at once, untouched.
+    dlq.hand_back(&unsent).await
+}
+
+/// Waits up to `wait` for the worker to finish the moved inputs, and counts the outcomes.
+async fn follow(
+    dlq: &Dlq<'_>,
+    report: &mut ReplayReport,
+    attempts_before: &HashMap<String, u32>,
+    wait: Duration,
+) -> Result<(), WorkError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        for m in report.messages.iter_mut().filter(|m| m.outcome == "pending") {
+            let state = dlq.records.input_state(dlq.worker, &m.input_key).await?;
+            if state.is_some_and(|s| s.state == "done") {
+                m.outcome = "completed".into();
+                continue;
+            }
+            let attempts = dlq.records.failure(dlq.worker, &m.input_key).await?.map_or(0, |f| f.attempts);
+            if attempts > attempts_before.get(&m.input_key).copied().unwrap_or(0) {
+                m.outcome = "failed_again".into();
+            }
+        }
+        let open = report.messages.iter().filter(|m| m.outcome == "pending").count();
+        if open == 0 || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    report.completed = report.messages.iter().filter(|m| m.outcome == "completed").count();
+    report.failed_again = report.messages.iter().filter(|m| m.outcome == "failed_again").count();
+    report.pending = report.messages.iter().filter(|m| m.outcome == "pending").count();
+    Ok(())
+}
+
+/// An age for people: `45s`, `12m`, `3h05m`, `2d04h`.
+pub fn age(ms: i64) -> String {
+    let s = (ms / 1000).max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// `dlq list` for people: one line per reason code and event type.
+pub fn render_groups(worker: &str, groups: &[Group], now_ms: i64) -> String {
+    if groups.is_empty() {
+        return format!("the {worker} DLQ is empty\n");
+    }
+    let mut out = format!(
+        "{:<28} {:<18} {:>6} {:>9} {:>9} {:>9}\n",
+        "REASON", "EVENT TYPE", "COUNT", "UNPROVEN", "OLDEST", "NEWEST"
+    );
+    for g in groups {
+        let ago = |t: Option<i64>| t.map_or("-".to_string(), |t| age(now_ms - t));
+        out += &format!(
+            "{:<28} {:<18} {:>6} {:>9} {:>9} {:>9}\n",
+            g.reason,
+            g.event_type,
+            g.count,
+            g.unproven,
+            ago(g.oldest_ms),
+            ago(g.newest_ms)
+        );
+    }
+    let total: usize = groups.iter().map(|g| g.count).sum();
+    out += &format!(
+        "{total} parked in the {worker} DLQ; mlsec dlq replay {worker} --reason <code> --dry-run lists what a replay moves\n"
+    );
+    out
+}
+
+/// `dlq replay` for people.
+pub fn render_replay(r: &ReplayReport) -> String {
+    let mut out = String::new();
+    if r.dry_run {
+        out += &format!("dry run: a replay would move {} message(s)\n", r.matched);
+        for m in &r.messages {
+            out += &format!("  {} {}\n", m.event_type, m.input_key);
+        }
+    } else {
+        out += &format!(
+            "moved {} ({:.0}/s): {} completed, {} failed again, {} still pending\n",
+            r.moved, r.moved_per_second, r.completed, r.failed_again, r.pending
+        );
+    }
+    out += &format!(
+        "left in the DLQ: {} not matching, {} came back in this run, {} refused\n",
+        r.skipped, r.came_back, r.refused
+    );
+    for p in &r.refused_messages {
+        if let Origin::Unproven { why } = &p.origin {
+            out += &format!("  refused {} ({}): {why}\n", p.message_id, p.event_type);
+        }
+    }
+    out
+}
+
+/// `--since` / `--until`: RFC 3339, or a duration back from now (`30m`, `2h`, `7d`).
+pub fn parse_when(s: &str) -> Result<i64, String> {
+    if let Some(ms) = mlsec_runtime::time::parse_rfc3339_ms(s.as_bytes()) {
+        return Ok(ms);
+    }
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = n.parse().map_err(|_| format!("{s}: expected RFC 3339 or a duration like 30m, 2h, 7d"))?;
+    let ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("{s}: the unit is s, m, h or d")),
+    };
+    Ok(now_ms() - n * ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parked(reason: Option<&str>, event_type: &str, since: i64, proven: bool) -> Parked {
+        Parked {
+            message_id: format!("m-{since}"),
+            input_key: format!("k-{since}"),
+            event_id: Some(format!("e-{since}")),
+            event_type: event_type.into(),
+            dataset: Some("d".into()),
+            body_sha256: "s".into(),
+            body_bytes: 1,
+            sent_at_ms: Some(since),
+            failure: reason.map(|r| FailureRecord {
+                worker: "curate".into(),
+                input_key: format!("k-{since}"),
+                event_type: Some(event_type.into()),
+                dataset: Some("d".into()),
+                correlation_id: None,
+                error_class: "permanent".into(),
+                reason_code: r.into(),
+                operation: None,
+                attempts: 3,
+                first_failure_ms: since,
+                last_failure_ms: since,
+                message_sha256s: vec!["s".into()],
+            }),
+            origin: if proven {
+                Origin::Proven { by: "failure record".into() }
+            } else {
+                Origin::Unproven { why: "x".into() }
+            },
+        }
+    }
+
+    #[test]
+    fn filters_select_by_reason_type_dataset_time_and_id() {
+        let p = parked(Some("contract_version_mismatch"), "RawAccepted", 1_000, true);
+        assert!(p.matches(&Filters::default()));
+        let f = |f: Filters| p.matches(&f);
+        assert!(f(Filters { reason: Some("contract_version_mismatch".into()), ..Default::default() }));
+        assert!(!f(Filters { reason: Some("transient".into()), ..Default::default() }));
+        assert!(!f(Filters { event_type: Some("ModelTrained".into()), ..Default::default() }));
+        assert!(!f(Filters { dataset: Some("other".into()), ..Default::default() }));
+        assert!(f(Filters { since_ms: Some(1_000), until_ms: Some(1_001), ..Default::default() }));
+        assert!(!f(Filters { since_ms: Some(1_001), ..Default::default() }));
+        assert!(!f(Filters { until_ms: Some(1_000), ..Default::default() }));
+        for id in ["k-1000", "e-1000", "m-1000"] {
+            assert!(f(Filters { id: Some(id.into()), ..Default::default() }), "{id}");
+        }
+        assert!(!f(Filters { id: Some("k-2".into()), ..Default::default() }));
+        // Without a failure record there is no reason to match but `unrecorded`.
+        let bare = parked(None, "RawAccepted", 5, false);
+        assert_eq!(bare.reason(), "unrecorded");
+        assert!(!bare.matches(&Filters { reason: Some("transient".into()), ..Default::default() }));
+    }
+
+    #[test]
+    fn the_summary_groups_by_reason_and_event_type_with_ages_and_unproven_counts() {
+        let all = vec![
+            parked(Some("transient"), "DatasetCurated", 30, true),
+            parked(Some("transient"), "DatasetCurated", 10, true),
+            parked(Some("transient"), "DatasetCurated", 20, false),
+            parked(None, "undecodable", 5, false),
+        ];
+        let g = group(&all);
+        assert_eq!(g.len(), 2);
+        assert_eq!(
+            (g[0].reason.as_str(), g[0].event_type.as_str(), g[0].count, g[0].unproven),
+            ("transient", "DatasetCurated", 3, 1)
+        );
+        assert_eq!((g[0].oldest_ms, g[0].newest_ms), (Some(10), Some(30)));
+        assert_eq!((g[1].reason.as_str(), g[1].count), ("unrecorded", 1));
+    }
+
+    #[test]
+    fn since_and_until_take_rfc3339_or_a_duration_back_from_now() {
+        assert_eq!(parse_when("2026-01-01T00:00:00Z").unwrap(), 1_767_225_600_000);
+        let two_hours = now_ms() - parse_when("2h").unwrap();
+        assert!((7_199_000..=7_201_000).contains(&two_hours), "{two_hours}");
+        assert!(parse_when("2w").is_err() && parse_when("soon").is_err());
+    }
+}
