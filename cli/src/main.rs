@@ -81,12 +81,12 @@ enum Command {
         #[command(subcommand)]
         command: QuarantineCommand,
     },
-    /// The audit chain (Z9): verify, show, export, download for an auditor, checkpoint.
-    /// The model registry: list, show, history, and people's decisions.
+    /// The model registry: list, show, history, lineage, cards, and people's decisions.
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// The audit chain (Z9): verify, show, export, download for an auditor, checkpoint.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,

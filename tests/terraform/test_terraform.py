@@ -104,7 +104,8 @@ def test_every_worker_gets_queue_dlq_rule_role_function_mapping_and_alarms():
     assert res["aws_sqs_queue"] == {"queue", "dlq"}
     assert res["aws_cloudwatch_event_rule"] == {"trigger"}
     assert res["aws_cloudwatch_event_target"] == {"queue"}
-    assert res["aws_sqs_queue_policy"] == {"queue"}
+    assert res["aws_sqs_queue_policy"] == {"queue", "dlq"}
+    assert res["aws_sqs_queue_redrive_allow_policy"] == {"dlq"}
     assert res["aws_iam_role_policy"] == {"worker"}
     assert res["aws_lambda_function"] == {"worker"}
     assert res["aws_lambda_event_source_mapping"] == {"queue"}
@@ -805,13 +806,15 @@ def test_people_roles_pin_the_session_name_to_the_person_and_get_only_their_poli
     roles = blocks(dev, "resource", "aws_iam_role")["people"]
     assert strip(roles["for_each"]) == "${local.topology.people}"
     assert "people_trust" in strip(roles["assume_role_policy"])
-    assert set(TOPOLOGY["people"]) == {"producer", "model-risk"}
+    assert set(TOPOLOGY["people"]) == {"producer", "model-risk", "incident-responder"}
     attached = val(blocks(dev, "resource", "aws_iam_role_policy_attachment")["people"]["for_each"])
     pairs = {(strip(v["role"]), strip(v["policy"])) for v in attached.values()}
     assert pairs == {
         ("producer", "${aws_iam_policy.producer.arn}"),
         ("model-risk", "${aws_iam_policy.operator_models.arn}"),
         ("model-risk", "${aws_iam_policy.operator_audit.arn}"),
+        ("incident-responder", "${aws_iam_policy.operator_incidents.arn}"),
+        ("incident-responder", "${aws_iam_policy.operator_audit.arn}"),
     }, pairs
     producer = json.dumps(docs["producer"])
     assert "dynamodb" not in producer and "events:" not in producer and "kms:Decrypt" not in producer
@@ -820,6 +823,69 @@ def test_people_roles_pin_the_session_name_to_the_person_and_get_only_their_poli
     assert [w for w, d in TOPOLOGY["workers"].items() if d.get("resolves_people")] == ["govern"]
     resolve = statement(load(ROOT / "modules" / "worker" / "main.tf"), "ResolvePeople")
     assert set(val(resolve["actions"])) == {"iam:ListRoles", "iam:ListUsers"}
+
+
+def dlq_problems(worker_tf, dev_tf):
+    """Why something other than the worker's own queue could put a body in its DLQ, or an
+    incident responder could do more than take, hand back and replay."""
+    problems = []
+    main = load(worker_tf)
+    allow = blocks(main, "resource", "aws_sqs_queue_redrive_allow_policy").get("dlq")
+    text = json.dumps(allow)
+    if not allow or "byQueue" not in text or "aws_sqs_queue.queue.arn" not in text or "aws_sqs_queue.dlq.id" not in text:
+        problems.append(f"the DLQ's redrive-allow policy does not name only the worker's queue: {allow}")
+    policy = blocks(main, "data", "aws_iam_policy_document").get("dlq")
+    st = val(policy["statement"]) if policy else {}
+    if strip(st.get("effect")) != "Deny" or "sqs:SendMessage" not in json.dumps(val(st.get("actions"))) or '"*"' not in json.dumps(st.get("principals")):
+        problems.append(f"the DLQ's queue policy does not deny every sender: {st}")
+    if "aws_sqs_queue_policy" not in module_resources_of(worker_tf) or "dlq" not in module_resources_of(worker_tf)["aws_sqs_queue_policy"]:
+        problems.append("the DLQ has no queue policy")
+    dev = load(dev_tf)
+    ops = {strip(s.get("sid")): s for s in blocks(dev, "data", "aws_iam_policy_document")["operator_incidents"]["statement"]}
+    send = ops.get("ReplayIntoWorkerQueues", {})
+    if "dlq" in json.dumps(val(send.get("resources"))):
+        problems.append("responders may send to a DLQ")
+    for sid, st in ops.items():
+        acts = json.dumps(val(st.get("actions")))
+        if "dynamodb:" in acts and acts not in ('"dynamodb:GetItem"', '["dynamodb:GetItem"]'):
+            problems.append(f"{sid}: responders may write the workers' records: {acts}")
+        if "*" in acts:
+            problems.append(f"{sid}: wildcard action {acts}")
+    return problems
+
+
+def module_resources_of(tf):
+    res = {}
+    for entry in load(tf).get("resource", []):
+        for t, named in entry.items():
+            res.setdefault(t, set()).update(named.keys())
+    return res
+
+
+def test_only_the_workers_queue_fills_its_dlq_and_responders_only_take_and_replay():
+    assert dlq_problems(ROOT / "modules" / "worker" / "main.tf", ROOT / "envs" / "dev" / "main.tf") == []
+
+
+@pytest.mark.parametrize(
+    "file, old, new",
+    [
+        ("worker", 'redrivePermission = "byQueue"', 'redrivePermission = "allowAll"'),
+        ("worker", 'effect    = "Deny"', 'effect    = "Allow"'),
+        ("dev", 'resources = [for w in module.worker : w.queue_arn]', 'resources = [for w in module.worker : w.dlq_arn]'),
+        ("dev", 'actions   = ["dynamodb:GetItem"]\n    resources = [module.tables.table_arns["idempotency"]]', 'actions   = ["dynamodb:GetItem", "dynamodb:PutItem"]\n    resources = [module.tables.table_arns["idempotency"]]'),
+    ],
+)
+def test_the_dlq_check_fails_if_the_policies_loosen(tmp_path, file, old, new):
+    paths = {"worker": ROOT / "modules" / "worker" / "main.tf", "dev": ROOT / "envs" / "dev" / "main.tf"}
+    out = {}
+    for k, p in paths.items():
+        text = p.read_text()
+        if k == file:
+            assert old in text, old
+            text = text.replace(old, new, 1)
+        out[k] = tmp_path / f"{k}.tf"
+        out[k].write_text(text)
+    assert dlq_problems(out["worker"], out["dev"]) != []
 
 
 def test_people_who_trace_lineage_see_metadata_of_the_data_zones_never_their_keys():

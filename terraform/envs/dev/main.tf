@@ -246,11 +246,45 @@ resource "aws_iam_policy" "producer" {
   policy = data.aws_iam_policy_document.producer.json
 }
 
+# Incident responders (`mlsec dlq list|show|replay`): take, hand back and delete parked
+# messages in the DLQs, send them back to their worker's queue (never to a DLQ: those
+# deny every sender), read the workers' claims and failure records (ids, codes and
+# digests; GetItem only), and append their replays to the audit chain.
+data "aws_iam_policy_document" "operator_incidents" {
+  statement {
+    sid       = "ParkedMessages"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+    resources = [for w in module.worker : w.dlq_arn]
+  }
+  statement {
+    sid       = "ReplayIntoWorkerQueues"
+    actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+    resources = [for w in module.worker : w.queue_arn]
+  }
+  statement {
+    sid       = "PipelineKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    resources = [module.kms.key_arns["pipeline"]]
+  }
+  statement {
+    sid       = "ReadFailureRecords"
+    actions   = ["dynamodb:GetItem"]
+    resources = [module.tables.table_arns["idempotency"]]
+  }
+}
+
+resource "aws_iam_policy" "operator_incidents" {
+  name   = "${var.name_prefix}-operator-incidents"
+  policy = data.aws_iam_policy_document.operator_incidents.json
+}
+
 resource "aws_iam_role_policy_attachment" "people" {
   for_each = {
-    "producer/drop"          = { role = "producer", policy = aws_iam_policy.producer.arn }
-    "model-risk/decide"      = { role = "model-risk", policy = aws_iam_policy.operator_models.arn }
-    "model-risk/audit-trail" = { role = "model-risk", policy = aws_iam_policy.operator_audit.arn }
+    "producer/drop"                  = { role = "producer", policy = aws_iam_policy.producer.arn }
+    "model-risk/decide"              = { role = "model-risk", policy = aws_iam_policy.operator_models.arn }
+    "model-risk/audit-trail"         = { role = "model-risk", policy = aws_iam_policy.operator_audit.arn }
+    "incident-responder/dlq"         = { role = "incident-responder", policy = aws_iam_policy.operator_incidents.arn }
+    "incident-responder/audit-trail" = { role = "incident-responder", policy = aws_iam_policy.operator_audit.arn }
   }
   role       = aws_iam_role.people[each.value.role].name
   policy_arn = each.value.policy

@@ -44,6 +44,36 @@ resource "aws_sqs_queue" "dlq" {
   kms_master_key_id         = var.key_arns["pipeline"]
 }
 
+# Only the worker's own queue may redrive into its DLQ, and nobody may send to it: what is
+# parked came through the worker's queue (SQS's own redrive move is not a SendMessage
+# call; the redrive-allow policy governs it). `mlsec dlq replay` also refuses any body no
+# record of the worker names (cli/src/dlq.rs), should a body get in some other way.
+resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
+  queue_url = aws_sqs_queue.dlq.id
+  redrive_allow_policy = jsonencode({
+    redrivePermission = "byQueue"
+    sourceQueueArns   = [aws_sqs_queue.queue.arn]
+  })
+}
+
+data "aws_iam_policy_document" "dlq" {
+  statement {
+    sid       = "NobodySendsToTheDlq"
+    effect    = "Deny"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dlq.arn]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "dlq" {
+  queue_url = aws_sqs_queue.dlq.id
+  policy    = data.aws_iam_policy_document.dlq.json
+}
+
 resource "aws_sqs_queue" "queue" {
   name                       = local.full_name
   visibility_timeout_seconds = local.visibility_seconds
