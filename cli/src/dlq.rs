@@ -220,6 +220,11 @@ impl<'a> Sweep<'a> {
         self.held.insert(m.message_id.clone(), m.receipt.clone());
     }
 
+    /// `m` is someone else's to move or hand back now.
+    fn release(&mut self, m: &queues::Taken) {
+        self.held.remove(&m.message_id);
+    }
+
     /// Hands every held message back.
     async fn finish(self) -> Result<(), WorkError> {
         let receipts: Vec<String> = self.held.into_values().collect();
@@ -371,31 +376,31 @@ pub async fn replay(dep: &Deployment, worker: &str, opts: &ReplayOptions) -> Res
     let result = async {
         while report.matched < opts.max {
             let Some(m) = sweep.next().await? else { break };
+            // Held from the start: whatever fails below, it is handed back.
+            sweep.hold(&m);
             let p = dlq.explain(&m).await?;
             if !p.matches(&opts.filters) {
                 report.skipped += 1;
-                sweep.hold(&m);
                 continue;
             }
             if let Origin::Unproven { .. } = p.origin {
                 report.refused += 1;
                 report.refused_messages.push(p);
-                sweep.hold(&m);
                 continue;
             }
             if !moved_inputs.insert(p.input_key.clone()) {
                 // Moved earlier in this run and parked again: not moved twice.
                 report.came_back += 1;
-                sweep.hold(&m);
                 continue;
             }
             report.matched += 1;
             attempts_before.insert(p.input_key.clone(), p.failure.as_ref().map_or(0, |f| f.attempts));
             if opts.dry_run {
                 report.messages.push(moved(&p));
-                sweep.hold(&m);
                 continue;
             }
+            // The batch moves it, or hands it back.
+            sweep.release(&m);
             batch.push((m, p));
             if batch.len() == 10 {
                 first_move.get_or_insert_with(Instant::now);
@@ -418,7 +423,6 @@ pub async fn replay(dep: &Deployment, worker: &str, opts: &ReplayOptions) -> Res
     let unmoved: Vec<String> = batch.iter().map(|(m, _)| m.receipt.clone()).collect();
     dlq.hand_back(&unmoved).await?;
     sweep.finish().await?;
-    result?;
     if progress && !opts.dry_run {
         eprintln!();
     }
@@ -426,29 +430,36 @@ pub async fn replay(dep: &Deployment, worker: &str, opts: &ReplayOptions) -> Res
         let s = t.elapsed().as_secs_f64();
         report.moved_per_second = if s > 0.0 { report.moved as f64 / s } else { report.moved as f64 };
     }
-    if !opts.dry_run {
-        follow(&dlq, &mut report, &attempts_before, Duration::from_secs(opts.wait_seconds)).await?;
-    }
-    report.seconds = started.elapsed().as_secs_f64();
+    // The moves are on the audit chain before anything else can fail, even when the run
+    // stopped on an error after some of them.
     if let Some((actor, log)) = audit {
         let ids: Vec<&str> = report.messages.iter().map(|m| m.input_key.as_str()).collect();
+        let reason = match &result {
+            Ok(()) => "operator replay".to_string(),
+            Err(e) => format!("operator replay, stopped: {e}"),
+        };
         let entry = AuditEntry::new(
             AuditAction::DlqReplayed,
             Subject::new("queue", worker),
             crate::ops::command_id(&actor, &format!("dlq-replay:{worker}")),
         )
-        .reason("operator replay")
+        .reason(reason)
         .attribute("filters", serde_json::to_string(&opts.filters).map_err(WorkError::fatal)?)
         .attribute("rate", opts.rate)
         .attribute("max", opts.max)
         .attribute("matched", report.matched)
         .attribute("moved", report.moved)
-        .attribute("completed", report.completed)
-        .attribute("failed_again", report.failed_again)
         .attribute("refused", report.refused)
+        .attribute("skipped", report.skipped)
+        .attribute("came_back", report.came_back)
         .attribute("input_keys", serde_json::to_string(&ids).map_err(WorkError::fatal)?);
         log.append(entry).await?;
     }
+    result?;
+    if !opts.dry_run {
+        follow(&dlq, &mut report, &attempts_before, Duration::from_secs(opts.wait_seconds)).await?;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
@@ -469,14 +480,23 @@ async fn move_batch(
     report: &mut ReplayReport,
 ) -> Result<(), WorkError> {
     let bodies: Vec<&str> = batch.iter().map(|(m, _)| m.body.as_str()).collect();
-    let sent = queues::send_batch(&dlq.dep.sqs, &dlq.queue_url, &bodies).await?;
-    // Only now is it safe to delete: the messages exist in the worker's queue.
-    let receipts: Vec<&str> = sent.iter().map(|&i| batch[i].0.receipt.as_str()).collect();
-    let deleted = queues::delete_batch(&dlq.dep.sqs, &dlq.url, &receipts).await?;
+    let sent = match queues::send_batch(&dlq.dep.sqs, &dlq.queue_url, &bodies).await {
+        Ok(sent) => sent,
+        Err(e) => {
+            let all: Vec<String> = batch.iter().map(|(m, _)| m.receipt.clone()).collect();
+            report.matched -= batch.len();
+            let _ = dlq.hand_back(&all).await;
+            return Err(e);
+        }
+    };
     for &i in &sent {
         report.moved += 1;
         report.messages.push(moved(&batch[i].1));
     }
+    // Only now is it safe to delete: the messages exist in the worker's queue. If the
+    // delete fails, they reappear in the DLQ after their hold: duplicates the claims skip.
+    let receipts: Vec<&str> = sent.iter().map(|&i| batch[i].0.receipt.as_str()).collect();
+    let deleted = queues::delete_batch(&dlq.dep.sqs, &dlq.url, &receipts).await?;
     if deleted.len() < sent.len() {
         // Sent but still in the DLQ: the next run sees a duplicate the worker's claim skips.
         tracing::warn!(

@@ -57,7 +57,11 @@ async fn claims_on_dynamodb_let_one_of_two_concurrent_deliveries_work() {
 
     // The claim keeps the digest of the message that took it (what proves origin to a replay).
     let state = idem.input_state("curate", "e1").await.unwrap().unwrap();
-    assert_eq!(state.state, "done");
+    assert_eq!(
+        (state.state.as_str(), state.message_sha256.as_deref()),
+        ("done", Some("sha-m")),
+        "done keeps the digest"
+    );
     let state = idem.input_state("curate", "e2").await.unwrap().unwrap();
     assert_eq!((state.state.as_str(), state.message_sha256.as_deref()), ("in_progress", Some("sha-m")));
 }

@@ -121,7 +121,7 @@ async fn list_then_replay_with_a_filter_then_verify_and_injected_bodies_are_refu
     assert_eq!(replays.len(), 2, "dry runs are not recorded");
     let last = &replays[1].entry;
     assert_eq!(last.attributes["moved"], "1");
-    assert_eq!(last.attributes["completed"], "1");
+    assert_eq!(last.attributes["refused"], "0", "filtered: the injected bodies did not match");
     assert!(last.attributes["input_keys"].contains(&event_id));
     assert!(last.attributes["filters"].contains("transient"));
     let me = mlsec_aws::identity::caller(&dep.sts).await.unwrap();

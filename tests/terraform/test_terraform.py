@@ -847,11 +847,23 @@ def dlq_problems(worker_tf, dev_tf):
         problems.append("responders may send to a DLQ")
     for sid, st in ops.items():
         acts = json.dumps(val(st.get("actions")))
-        if "dynamodb:" in acts and acts not in ('"dynamodb:GetItem"', '["dynamodb:GetItem"]'):
-            problems.append(f"{sid}: responders may write the workers' records: {acts}")
+        res = json.dumps(val(st.get("resources")))
+        if re.search(r"dynamodb:(Put|Update|Delete|BatchWrite|TransactWrite)", acts):
+            problems.append(f"{sid}: responders may write tables: {acts}")
+        if "idempotency" in res and acts not in ('"dynamodb:GetItem"', '["dynamodb:GetItem"]'):
+            problems.append(f"{sid}: responders may do more than read single claims and failure records: {acts}")
         if "*" in acts:
             problems.append(f"{sid}: wildcard action {acts}")
     return problems
+
+
+def test_incident_responders_are_named_in_the_key_policies_their_iam_policy_relies_on():
+    # An IAM grant alone cannot use a key whose policy does not name the role: the DLQs and
+    # tables are under the pipeline key, the audit records under the audit keys.
+    text = (ROOT / "envs" / "dev" / "main.tf").read_text()
+    for line in ("writers = concat(", "pipeline      = concat("):
+        decl = next(l for l in text.splitlines() if l.strip().startswith(line.strip()))
+        assert 'local.people["incident-responder"]' in decl, decl
 
 
 def module_resources_of(tf):

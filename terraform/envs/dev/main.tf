@@ -28,10 +28,10 @@ locals {
   # Every worker and operator appends to the audit chain (records encrypted with the audit
   # key, checkpoints signed with the audit signing key); auditors only read and verify.
   people  = { for p, r in aws_iam_role.people : p => r.arn }
-  writers = concat(values(module.roles.role_arns), var.operator_role_arns, [local.people["model-risk"]])
+  writers = concat(values(module.roles.role_arns), var.operator_role_arns, [local.people["model-risk"], local.people["incident-responder"]])
   key_users = merge(local.worker_key_users, {
     landing       = concat(local.worker_key_users["landing"], var.producer_role_arns, [local.people["producer"]])
-    pipeline      = concat(local.worker_key_users["pipeline"], var.operator_role_arns, [local.people["model-risk"]])
+    pipeline      = concat(local.worker_key_users["pipeline"], var.operator_role_arns, [local.people["model-risk"], local.people["incident-responder"]])
     audit         = local.writers
     audit_signing = local.writers
   })
@@ -270,6 +270,12 @@ data "aws_iam_policy_document" "operator_incidents" {
     sid       = "ReadFailureRecords"
     actions   = ["dynamodb:GetItem"]
     resources = [module.tables.table_arns["idempotency"]]
+  }
+  # `mlsec status` (the runbooks' first step) lists the registry; it holds no personal data.
+  statement {
+    sid       = "ReadRegistry"
+    actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"]
+    resources = [module.tables.table_arns["registry"]]
   }
 }
 

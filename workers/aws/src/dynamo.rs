@@ -449,18 +449,25 @@ impl Idempotency for DynamoIdempotency {
 
     async fn complete(&self, worker: &str, input_id: &str, token: &str) -> Result<()> {
         // Unconditional: the effects are durable whoever else may hold the input now, and
-        // a second holder's effects are the same (deterministic keys and event ids).
+        // a second holder's effects are the same (deterministic keys and event ids). An
+        // update, not a put: the claiming body's digest stays (what proves a parked
+        // duplicate's origin to `mlsec dlq replay`).
         self.client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .item("pk", Self::key(worker, input_id))
-            .item("state", s(DONE))
-            .item("token", s(token))
-            .item("done_at_ms", n(now_ms()))
-            .item("expires_at", Self::expires_at())
+            .key("pk", Self::key(worker, input_id))
+            .update_expression(
+                "SET #state = :done, #token = :token, done_at_ms = :now, expires_at = :exp REMOVE lease_until_ms",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":done", s(DONE))
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":now", n(now_ms()))
+            .expression_attribute_values(":exp", Self::expires_at())
             .send()
             .await
-            .map_err(|e| classify("dynamodb:PutItem", e))?;
+            .map_err(|e| classify("dynamodb:UpdateItem", e))?;
         Ok(())
     }
 

@@ -155,6 +155,11 @@ async fn process_one(handler: &dyn Handler, books: &Books, delivery: &Delivery) 
     let result = async {
         let message = parsed.as_ref().map_err(clone_error)?;
         let input_id = message.input_id();
+        if input_id.contains('#') {
+            // Keys are `<worker>#<input>` and `<worker>#failure#<key>`: an id with `#` could
+            // name another record (pipeline event ids are hex).
+            return Err(WorkError::permanent("bad_event_id", "an event id may not contain '#'"));
+        }
         let token = match idempotency.claim(worker, &input_id, &message_sha256, lease_ms).await? {
             Claim::Done => return Ok(Handled::Duplicate),
             Claim::Held { until_ms } => return Ok(Handled::Busy(until_ms)),
@@ -191,6 +196,12 @@ async fn process_one(handler: &dyn Handler, books: &Books, delivery: &Delivery) 
             Outcome::Duplicate
         }
         Ok(Handled::Busy(until_ms)) => {
+            if delivery.receive_count >= books.max_receive_count {
+                // SQS parks this copy next: say why, so that it is explained (and its origin
+                // proven) in the DLQ. Its input is done or being done by the holder.
+                let held = WorkError::transient("idempotency:claim", "another delivery held the input");
+                record_failure(worker, books, failure_of(&parsed, &message_sha256, &held), true).await;
+            }
             let seconds = ((until_ms - crate::now_ms()).max(0) + 999) / 1000;
             info!(
                 worker,
@@ -215,20 +226,37 @@ async fn process_one(handler: &dyn Handler, books: &Books, delivery: &Delivery) 
                 ErrorClass::Transient => warn!(worker, message_id = id, error = %e, "transient failure; will retry"),
                 ErrorClass::Fatal => error!(worker, message_id = id, error = %e, "fatal failure"),
             }
-            let failure = Failure {
-                input_key: parsed.as_ref().map_or_else(|_| format!("body-{message_sha256}"), |m| m.input_id()),
-                message_sha256,
-                event_type: parsed.as_ref().ok().and_then(|m| m.schema().map(str::to_string)),
-                dataset: parsed.as_ref().ok().and_then(inbound_dataset),
-                correlation_id: parsed.as_ref().ok().and_then(inbound_correlation),
-                error_class: class.as_str().to_string(),
-                reason_code: e.reason_code().to_string(),
-                operation: e.operation().map(str::to_string),
-                at_ms: crate::now_ms(),
-            };
-            record_failure(worker, books, failure, last).await;
+            record_failure(worker, books, failure_of(&parsed, &message_sha256, &e), last).await;
             Outcome::Failed { class, reason: e.to_string() }
         }
+    }
+}
+
+/// What a failed attempt of `delivery` is recorded as.
+fn failure_of(parsed: &Result<Inbound, WorkError>, message_sha256: &str, e: &WorkError) -> Failure {
+    Failure {
+        input_key: parsed.as_ref().map_or_else(|_| format!("body-{message_sha256}"), |m| m.input_id()),
+        message_sha256: message_sha256.to_string(),
+        event_type: parsed.as_ref().ok().and_then(|m| m.schema().map(str::to_string)),
+        dataset: parsed.as_ref().ok().and_then(inbound_dataset),
+        correlation_id: parsed.as_ref().ok().and_then(inbound_correlation),
+        error_class: e.class().as_str().to_string(),
+        reason_code: e.reason_code().to_string(),
+        operation: e.operation().map(str::to_string),
+        at_ms: crate::now_ms(),
+    }
+}
+
+/// Records the attempts of deliveries a driver gave up on without an outcome (the Lambda
+/// driver near its deadline): a transient failure of `operation`, announced on the last
+/// attempt the queue allows.
+pub async fn record_abandoned(worker: &str, books: &Books, deliveries: &[Delivery], operation: &str) {
+    for d in deliveries {
+        let sha = sha256_hex(d.body.as_bytes());
+        let parsed = Inbound::parse(&d.id, &d.body);
+        let e = WorkError::transient(operation, "the work was stopped before it finished");
+        let last = d.receive_count >= books.max_receive_count;
+        record_failure(worker, books, failure_of(&parsed, &sha, &e), last).await;
     }
 }
 
@@ -342,8 +370,9 @@ pub async fn heartbeat(
 }
 
 /// Renews the claim every third of the lease while the handler works; returns only when
-/// the claim was lost (its lease ran out and another delivery took the input), which
-/// stops this delivery's work. A failed renewal is retried at the next period.
+/// the claim was lost (another delivery took the input, or completed it), which stops this
+/// delivery's work. A failed renewal is retried at the next period, but once the lease
+/// may have run out unrenewed the work stops too: another delivery could take it over.
 async fn keep_claim(
     idempotency: &dyn Idempotency,
     worker: &str,
@@ -352,14 +381,21 @@ async fn keep_claim(
     lease: Duration,
 ) -> WorkError {
     let period = (lease / 3).max(Duration::from_millis(100));
+    let mut renewed = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(period).await;
         match idempotency.renew(worker, input_id, token, lease.as_millis() as i64).await {
-            Ok(true) => {}
+            Ok(true) => renewed = tokio::time::Instant::now(),
             Ok(false) => {
                 return WorkError::transient(
                     "idempotency:renew",
-                    "the claim ran out and another delivery took the input",
+                    "the claim was taken over or completed by another delivery",
+                );
+            }
+            Err(e) if renewed.elapsed() + period >= lease => {
+                return WorkError::transient(
+                    "idempotency:renew",
+                    format!("the claim could not be renewed within its lease: {e}"),
                 );
             }
             Err(e) => warn!(worker, input_id, error = %e, "cannot renew the claim; retrying"),
@@ -497,7 +533,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_holder_renews_its_lease_while_it_works_and_stops_when_the_claim_is_lost() {
+    async fn the_holder_renews_its_lease_while_it_works_and_stops_when_the_claim_is_lost_or_cannot_be_renewed() {
         // Work three times longer than the lease: renewals keep the claim.
         let h = SlowHandler::new(900);
         let (fake, idem) = idem();
@@ -520,6 +556,46 @@ mod tests {
         );
         assert_eq!(h.counts(), (1, 0), "the work was stopped");
         assert_eq!(fake.item("slow", &id), Some(ClaimItem::Done), "the other delivery's completion stands");
+        // Renewals fail (the table is throttled): before the lease could run out, the holder
+        // stops and gives the claim up, so that no second delivery ever works beside it.
+        let h = SlowHandler::new(5_000);
+        fake.fail_next_op("renew", 1_000);
+        let started = std::time::Instant::now();
+        let report = process_batch(&h, &leased, vec![Delivery::new("3", body("throttled"))]).await;
+        assert!(
+            matches!(&report.outcomes[0].1, Outcome::Failed { class: ErrorClass::Transient, reason } if reason.contains("could not be renewed")),
+            "{:?}",
+            report.outcomes
+        );
+        assert!(
+            started.elapsed() <= lease + Duration::from_millis(150),
+            "stopped within its lease: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(h.counts(), (1, 0));
+        assert_eq!(fake.item("slow", &input_id(&body("throttled"))), None, "released");
+    }
+
+    #[tokio::test]
+    async fn an_event_id_that_could_name_another_record_is_refused() {
+        let h = ScriptedHandler::default();
+        let (fake, books) = idem();
+        let env = mlsec_events::Envelope {
+            schema: "RawAccepted".into(),
+            fingerprint: "00".into(),
+            event_id: "failure#x".into(),
+            correlation_id: "c".into(),
+            dataset: None,
+            zone: mlsec_events::Zone::Raw,
+            role: None,
+            payload: String::new(),
+        };
+        let body = crate::inbound::eventbridge_body("mlsec.ingest", "RawAccepted", serde_json::to_value(&env).unwrap());
+        let report = process_batch(&h, &books, vec![Delivery::new("1", body)]).await;
+        assert!(
+            matches!(&report.outcomes[0].1, Outcome::Failed { class: ErrorClass::Permanent, reason } if reason.contains("bad_event_id"))
+        );
+        assert!(!fake.calls.lock().unwrap().contains(&"claim".to_string()), "no claim under a foreign key");
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use tracing::warn;
 
 use crate::{
     Handler, WorkError,
-    batch::{Books, Delivery, heartbeat, process_batch},
+    batch::{Books, Delivery, heartbeat, process_batch, record_abandoned},
     ports::RetryScheduler,
     topology::MAX_VISIBILITY_SECONDS,
 };
@@ -81,7 +81,7 @@ pub async fn handle_sqs_event(
             (None, _) => return Err(WorkError::fatal("SQS record without messageId")),
         }
     }
-    let ids: Vec<String> = messages.iter().map(|d| d.id.clone()).collect();
+    let taken = messages.clone();
     let in_hand: Vec<(String, String)> = handles.values().cloned().collect();
     let stop = async {
         match deadline {
@@ -97,12 +97,16 @@ pub async fn handle_sqs_event(
     let Some(report) = report else {
         warn!(
             worker = handler.name(),
-            messages = ids.len(),
+            messages = taken.len(),
             "the invocation nears its deadline: the batch is handed back"
         );
-        for id in ids {
-            hand_back(handler, retry, &handles, &id, timing.retry_delay).await;
-            response.add_failure(id);
+        record_abandoned(handler.name(), books, &taken, "lambda:deadline").await;
+        // The stopped work still holds its claims: hand back after their lease, so that the
+        // retry takes the input over instead of finding it held.
+        let delay = timing.retry_delay.max(books.lease.as_secs().min(MAX_VISIBILITY_SECONDS as u64) as i32);
+        for d in taken {
+            hand_back(handler, retry, &handles, &d.id, delay).await;
+            response.add_failure(d.id);
         }
         return Ok(response);
     };
@@ -169,7 +173,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        ErrorClass,
+        ErrorClass, Inbound,
         fakes::{MemoryBus, MemoryIdempotency, MemoryRetry, ScriptedHandler, SlowHandler, object_created_body as body},
     };
 
@@ -254,18 +258,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn near_its_deadline_the_lambda_driver_stops_and_hands_the_batch_back_for_a_quick_retry() {
+    async fn near_its_deadline_the_lambda_driver_stops_records_and_hands_the_batch_back() {
         let h = SlowHandler::new(60_000);
-        let idem = idem();
+        let fake = Arc::new(MemoryIdempotency::default());
+        let idem = Books { idempotency: fake.clone(), ..idem() };
         let retry = MemoryRetry::default();
         let deadline = Instant::now() + DEADLINE_MARGIN + Duration::from_millis(200);
         let event = sqs_event(&[("a", body("huge")), ("b", body("other"))]);
-        let r = handle_sqs_event(&h, &idem, &retry, timing(7), event, Some(deadline)).await.unwrap();
+        // A window unlike the lease, to tell renewals from hand-backs.
+        let timing = Timing { retry_delay: 7, window: 90 };
+        let r = handle_sqs_event(&h, &idem, &retry, timing, event, Some(deadline)).await.unwrap();
         let mut ids: Vec<_> = r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
         ids.sort();
         assert_eq!(ids, vec!["a", "b"], "reported, not lost to a timeout");
         assert_eq!(h.counts(), (2, 0), "the work was stopped");
-        let back: Vec<_> = hand_backs(&retry).into_iter().map(|c| (c.1, c.2)).collect();
-        assert!(back.contains(&("rh-a".into(), 7)) && back.contains(&("rh-b".into(), 7)), "{back:?}");
+        // Back when the stopped work's claims have lapsed (the lease), not at once.
+        let lease = idem.lease.as_secs() as i32;
+        let back: Vec<_> =
+            retry.calls.lock().unwrap().iter().filter(|c| c.2 != 90).map(|c| (c.1.clone(), c.2)).collect();
+        assert!(back.contains(&("rh-a".into(), lease)) && back.contains(&("rh-b".into(), lease)), "{back:?}");
+        // And each stopped attempt is on record, so that a message that always times out is
+        // parked explained.
+        let key = Inbound::parse("a", &body("huge")).unwrap().input_id();
+        let record = fake.failure("slow", &key).expect("a failure record");
+        assert_eq!(record.operation.as_deref(), Some("lambda:deadline"));
     }
 }

@@ -181,9 +181,10 @@ pub struct FailureRecord {
     pub message_sha256s: Vec<String>,
 }
 
-/// The Lambda driver's hold on a failed message: SQS returns a failed message only when
-/// its visibility timeout runs out (ingest 30 min, curate 90 min); shortening it makes the
-/// retry, and the move to the DLQ, happen in seconds (`ChangeMessageVisibility`).
+/// The Lambda driver's hold on a message (`ChangeMessageVisibility`): SQS returns a failed
+/// message only when its visibility runs out, so the driver shortens it for a retry (and
+/// the move to the DLQ) in seconds; the same call renews the in-flight window while a batch
+/// is worked on ([`crate::batch::heartbeat`]).
 #[async_trait]
 pub trait RetryScheduler: Send + Sync {
     /// Makes the message visible again after `delay_seconds`. `queue_arn` is the SQS
