@@ -463,6 +463,191 @@ pub async fn replay(dep: &Deployment, worker: &str, opts: &ReplayOptions) -> Res
     Ok(report)
 }
 
+/// A parked message kept in the incident bucket (`dlq/<worker>/<message id>.json`, under
+/// the pipeline key) instead of being deleted: `mlsec dlq archive` writes it, `restore`
+/// reads it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Archived {
+    pub worker: String,
+    pub message_id: String,
+    pub input_key: String,
+    pub event_type: String,
+    pub body_sha256: String,
+    pub reason_code: String,
+    /// Why it was archived (the operator's words) and by whom, as STS says.
+    pub reason: String,
+    pub archived_by: String,
+    pub archived_at_ms: i64,
+    /// The message body, to restore it byte for byte.
+    pub body: String,
+}
+
+/// What an archive or restore did (or, dry, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ArchiveReport {
+    pub dry_run: bool,
+    /// Archived (archive) or sent back to the worker's queue (restore).
+    pub done: usize,
+    /// Not matching the filters.
+    pub skipped: usize,
+    /// Restore only: bodies no record of the worker names (not sent), or already restored.
+    pub refused: usize,
+    pub already_restored: usize,
+    pub keys: Vec<String>,
+}
+
+fn archive_key(worker: &str, message_id: &str) -> String {
+    format!("dlq/{worker}/{message_id}.json")
+}
+
+fn restored_key(key: &str) -> String {
+    format!("{}.restored", key.trim_end_matches(".json"))
+}
+
+/// Moves the parked messages of `worker` that match `filters` into the incident bucket:
+/// written (encrypted) first, deleted from the DLQ only after the write succeeded. Nothing
+/// is checked for origin: an injected body is archived like any other, and restore checks
+/// it. Audited with the reason, the filters, the count and the input keys.
+pub async fn archive(
+    dep: &Deployment,
+    worker: &str,
+    filters: &Filters,
+    reason: &str,
+    dry_run: bool,
+) -> Result<ArchiveReport, WorkError> {
+    let (actor, log) = crate::ops::operator(dep).await?;
+    let dlq = Dlq::open(dep, worker).await?;
+    let store = dep.ports("operator").store;
+    let bucket = dep.bucket_ref("incidents").await?;
+    let mut sweep = Sweep::new(&dlq);
+    let mut report = ArchiveReport { dry_run, ..Default::default() };
+    let mut inputs = Vec::new();
+    let result = async {
+        while let Some(m) = sweep.next().await? {
+            sweep.hold(&m);
+            let p = dlq.explain(&m).await?;
+            if !p.matches(filters) {
+                report.skipped += 1;
+                continue;
+            }
+            let key = archive_key(worker, &m.message_id);
+            if !dry_run {
+                let doc = Archived {
+                    worker: worker.to_string(),
+                    message_id: m.message_id.clone(),
+                    input_key: p.input_key.clone(),
+                    event_type: p.event_type.clone(),
+                    body_sha256: p.body_sha256.clone(),
+                    reason_code: p.reason().to_string(),
+                    reason: reason.to_string(),
+                    archived_by: actor.id.clone(),
+                    archived_at_ms: now_ms(),
+                    body: m.body.clone(),
+                };
+                let bytes = serde_json::to_vec(&doc).map_err(WorkError::fatal)?;
+                store.put(&bucket, &key, bytes.into(), "application/json").await?;
+                // Only now: the message is kept where an operator can restore it.
+                queues::delete_batch(&dep.sqs, &dlq.url, &[m.receipt.as_str()]).await?;
+                sweep.release(&m);
+            }
+            report.done += 1;
+            report.keys.push(key);
+            inputs.push(p.input_key);
+        }
+        Ok::<_, WorkError>(())
+    }
+    .await;
+    sweep.finish().await?;
+    if !dry_run {
+        let entry = AuditEntry::new(
+            AuditAction::DlqArchived,
+            Subject::new("queue", worker),
+            crate::ops::command_id(&actor, &format!("dlq-archive:{worker}")),
+        )
+        .reason(reason)
+        .attribute("filters", serde_json::to_string(filters).map_err(WorkError::fatal)?)
+        .attribute("archived", report.done)
+        .attribute("input_keys", serde_json::to_string(&inputs).map_err(WorkError::fatal)?)
+        .attribute("objects", serde_json::to_string(&report.keys).map_err(WorkError::fatal)?);
+        log.append(entry).await?;
+    }
+    result?;
+    Ok(report)
+}
+
+/// Sends archived messages of `worker` that match `filters` back to the worker's queue,
+/// if a record of the worker still names the body (the same origin check as replay: an
+/// object someone put in the incident bucket proves nothing). Each restored object gets a
+/// `.restored` marker beside it and is kept; a restored one is not restored again.
+pub async fn restore(
+    dep: &Deployment,
+    worker: &str,
+    filters: &Filters,
+    dry_run: bool,
+) -> Result<ArchiveReport, WorkError> {
+    let (actor, log) = crate::ops::operator(dep).await?;
+    let dlq = Dlq::open(dep, worker).await?;
+    let store = dep.ports("operator").store;
+    let bucket = dep.bucket_ref("incidents").await?;
+    let keys = store.list(&bucket.name, &format!("dlq/{worker}/")).await?;
+    let mut report = ArchiveReport { dry_run, ..Default::default() };
+    let mut inputs = Vec::new();
+    for key in keys.iter().filter(|k| k.ends_with(".json")) {
+        if keys.contains(&restored_key(key)) {
+            report.already_restored += 1;
+            continue;
+        }
+        let bytes = store.get(&bucket.name, key, None).await?;
+        let Ok(doc) = serde_json::from_slice::<Archived>(&bytes) else {
+            report.refused += 1;
+            continue;
+        };
+        let taken = queues::Taken {
+            message_id: doc.message_id.clone(),
+            receipt: String::new(),
+            body: doc.body.clone(),
+            sent_at_ms: None,
+            receive_count: None,
+            dead_letter_source_arn: None,
+        };
+        let p = dlq.explain(&taken).await?;
+        if !p.matches(filters) {
+            report.skipped += 1;
+            continue;
+        }
+        if let Origin::Unproven { .. } = p.origin {
+            report.refused += 1;
+            continue;
+        }
+        if !dry_run {
+            queues::send_batch(&dep.sqs, &dlq.queue_url, &[doc.body.as_str()])
+                .await?
+                .first()
+                .ok_or_else(|| WorkError::transient("sqs:SendMessageBatch", "the message was not sent"))?;
+            let marker = serde_json::json!({ "restored_by": actor.id, "restored_at_ms": now_ms() }).to_string();
+            store.put(&bucket, &restored_key(key), marker.into_bytes().into(), "application/json").await?;
+        }
+        report.done += 1;
+        report.keys.push(key.clone());
+        inputs.push(p.input_key);
+    }
+    if !dry_run {
+        let entry = AuditEntry::new(
+            AuditAction::DlqReplayed,
+            Subject::new("queue", worker),
+            crate::ops::command_id(&actor, &format!("dlq-restore:{worker}")),
+        )
+        .reason("operator restore from the incident bucket")
+        .attribute("from", "archive")
+        .attribute("filters", serde_json::to_string(filters).map_err(WorkError::fatal)?)
+        .attribute("moved", report.done)
+        .attribute("refused", report.refused)
+        .attribute("input_keys", serde_json::to_string(&inputs).map_err(WorkError::fatal)?);
+        log.append(entry).await?;
+    }
+    Ok(report)
+}
+
 fn moved(p: &Parked) -> Moved {
     Moved {
         input_key: p.input_key.clone(),

@@ -216,6 +216,31 @@ enum DlqCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move parked messages into the incident bucket (encrypted) instead of replaying them:
+    /// written first, deleted from the DLQ after. Nothing is ever just deleted. Audited.
+    ///
+    /// Example: `mlsec dlq archive score --reason unrecorded --why "injected, see incident 42"`
+    Archive {
+        worker: String,
+        #[command(flatten)]
+        filters: DlqFilters,
+        /// Why (recorded with the archive and on the audit chain); --reason filters by reason code.
+        #[arg(long)]
+        why: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Send archived messages back to the worker's queue, if a record of the worker still
+    /// names them; each is restored once. Audited.
+    ///
+    /// Example: `mlsec dlq restore score --id <event id>`
+    Restore {
+        worker: String,
+        #[command(flatten)]
+        filters: DlqFilters,
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -586,6 +611,16 @@ async fn main() -> Result<()> {
                     bail!("no message {id} in the {worker} DLQ");
                 }
                 println!("{}", serde_json::to_string_pretty(&parked)?);
+            }
+            DlqCommand::Archive { worker, filters, why, dry_run } => {
+                check_worker(&dep, &worker)?;
+                let r = dlq::archive(&dep, &worker, &filters.into(), &why, dry_run).await?;
+                println!("{}", serde_json::to_string(&r)?);
+            }
+            DlqCommand::Restore { worker, filters, dry_run } => {
+                check_worker(&dep, &worker)?;
+                let r = dlq::restore(&dep, &worker, &filters.into(), dry_run).await?;
+                println!("{}", serde_json::to_string(&r)?);
             }
             DlqCommand::Replay { worker, filters, rate, max, dry_run, wait, json } => {
                 check_worker(&dep, &worker)?;

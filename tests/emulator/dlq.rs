@@ -127,3 +127,51 @@ async fn list_then_replay_with_a_filter_then_verify_and_injected_bodies_are_refu
     let me = mlsec_aws::identity::caller(&dep.sts).await.unwrap();
     assert_eq!(last.actor.id, me.id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_keeps_parked_messages_encrypted_and_restore_brings_back_only_what_the_worker_vouches_for() {
+    let stack = Stack::new("dlq-archive").await;
+    let dep = &stack.dep;
+    let queue_url = dep.queue_url(&dep.names.queue("score")).await.unwrap();
+    let dlq_name = dep.names.dlq("score");
+    let dlq_url = dep.queue_url(&dlq_name).await.unwrap();
+    // A body the score worker fails permanently (it is no event), so it is parked with a
+    // failure record; and one injected straight into the DLQ.
+    dep.sqs.send_message().queue_url(&queue_url).message_body("not an event").send().await.unwrap();
+    let running = stack.start(&["score"]).await;
+    let parked = stack.eventually(TIMEOUT, || async { stack.depth(&dlq_name).await == 1 }).await;
+    running.stop().await.unwrap();
+    assert!(parked);
+    dep.sqs.send_message().queue_url(&dlq_url).message_body("injected").send().await.unwrap();
+
+    let dry = dlq::archive(dep, "score", &Filters::default(), "incident 42", true).await.unwrap();
+    assert_eq!((dry.done, stack.depth(&dlq_name).await), (2, 2), "a dry run moves nothing");
+    let archived = dlq::archive(dep, "score", &Filters::default(), "incident 42", false).await.unwrap();
+    assert_eq!(archived.done, 2);
+    assert_eq!(stack.depth(&dlq_name).await, 0, "out of the DLQ");
+    // Kept, not deleted: one object per message, under the pipeline key.
+    let bucket = stack.bucket("incidents");
+    let keys = stack.keys("incidents").await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let pipeline_key = dep.key_arn("pipeline").await.unwrap();
+    for key in &keys {
+        let head = dep.s3.head_object().bucket(&bucket).key(key).send().await.unwrap();
+        assert_eq!(head.ssekms_key_id(), Some(pipeline_key.as_str()), "{key}");
+    }
+
+    // Restore: the body the worker failed goes back to its queue; the injected one does not.
+    let restored = dlq::restore(dep, "score", &Filters::default(), false).await.unwrap();
+    assert_eq!((restored.done, restored.refused), (1, 1), "{restored:?}");
+    assert_eq!(stack.depth(&dep.names.queue("score")).await, 1);
+    let again = dlq::restore(dep, "score", &Filters::default(), false).await.unwrap();
+    assert_eq!((again.done, again.already_restored, again.refused), (0, 1, 1), "restored once");
+    assert_eq!(stack.keys("incidents").await.len(), 3, "the archive stays, with a restored marker");
+
+    let chain = mlsec_cli::audit::load(dep).await.unwrap();
+    let records = chain.decoded();
+    let archive = records.iter().find(|r| r.entry.action.as_str() == "dlq_archived").expect("the archive is audited");
+    assert_eq!(archive.entry.reason, "incident 42");
+    assert_eq!(archive.entry.attributes["archived"], "2");
+    let restores = records.iter().filter(|r| r.entry.attributes.get("from").map(String::as_str) == Some("archive"));
+    assert_eq!(restores.count(), 2, "each restore run is audited");
+}

@@ -854,6 +854,10 @@ def dlq_problems(worker_tf, dev_tf):
             problems.append(f"{sid}: responders may do more than read single claims and failure records: {acts}")
         if "*" in acts:
             problems.append(f"{sid}: wildcard action {acts}")
+        if re.search(r"s3:Delete|sqs:SendMessage\b", acts) and sid != "ReplayIntoWorkerQueues":
+            problems.append(f"{sid}: responders may delete archived messages or send elsewhere: {acts}")
+    if "IncidentBucket" not in ops:
+        problems.append("responders cannot archive parked messages (no IncidentBucket statement)")
     return problems
 
 
@@ -884,6 +888,7 @@ def test_only_the_workers_queue_fills_its_dlq_and_responders_only_take_and_repla
         ("worker", 'redrivePermission = "byQueue"', 'redrivePermission = "allowAll"'),
         ("worker", 'effect    = "Deny"', 'effect    = "Allow"'),
         ("dev", 'resources = [for w in module.worker : w.queue_arn]', 'resources = [for w in module.worker : w.dlq_arn]'),
+        ("dev", 'actions   = ["s3:PutObject", "s3:GetObject", "s3:ListBucket"]', 'actions   = ["s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:DeleteObject"]'),
         ("dev", 'actions   = ["dynamodb:GetItem"]\n    resources = [module.tables.table_arns["idempotency"]]', 'actions   = ["dynamodb:GetItem", "dynamodb:PutItem"]\n    resources = [module.tables.table_arns["idempotency"]]'),
     ],
 )

@@ -271,6 +271,12 @@ data "aws_iam_policy_document" "operator_incidents" {
     actions   = ["dynamodb:GetItem"]
     resources = [module.tables.table_arns["idempotency"]]
   }
+  # `mlsec dlq archive|restore`: parked messages kept in the incident bucket (pipeline key).
+  statement {
+    sid       = "IncidentBucket"
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:ListBucket"]
+    resources = [module.buckets.bucket_arns["incidents"], "${module.buckets.bucket_arns["incidents"]}/*"]
+  }
   # `mlsec status` (the runbooks' first step) lists the registry; it holds no personal data.
   statement {
     sid       = "ReadRegistry"
