@@ -73,6 +73,8 @@ pub struct Parked {
     pub event_id: Option<String>,
     pub event_type: String,
     pub dataset: Option<String>,
+    /// The landing object an S3 notification names.
+    pub landing_key: Option<String>,
     pub body_sha256: String,
     pub body_bytes: usize,
     pub sent_at_ms: Option<i64>,
@@ -127,9 +129,15 @@ impl<'a> Dlq<'a> {
         })
     }
 
+    /// [`Dlq::explain`] for a page of messages at once (their record reads overlap).
+    async fn explain_all(&self, page: &[queues::Taken]) -> Result<Vec<Parked>, WorkError> {
+        futures::future::join_all(page.iter().map(|m| self.explain(m))).await.into_iter().collect()
+    }
+
     /// What a taken message is, and whether the worker's records vouch for it.
     async fn explain(&self, m: &queues::Taken) -> Result<Parked, WorkError> {
         let sha = sha256_hex(m.body.as_bytes());
+        let mut landing_key = None;
         let (input_key, event_id, event_type, dataset) = match Inbound::parse(&m.message_id, &m.body) {
             Ok(inbound) => {
                 let key = inbound.input_id();
@@ -137,7 +145,10 @@ impl<'a> Dlq<'a> {
                     InboundBody::Pipeline(env) => {
                         (key, Some(env.event_id.clone()), env.schema.clone(), env.dataset.clone())
                     }
-                    InboundBody::ObjectCreated(_) => (key, None, "ObjectCreated".to_string(), None),
+                    InboundBody::ObjectCreated(o) => {
+                        landing_key = Some(o.key.clone());
+                        (key, None, "ObjectCreated".to_string(), None)
+                    }
                 }
             }
             Err(_) => (format!("body-{sha}"), None, "undecodable".to_string(), None),
@@ -166,6 +177,7 @@ impl<'a> Dlq<'a> {
             event_id,
             event_type,
             dataset,
+            landing_key,
             body_sha256: sha,
             body_bytes: m.body.len(),
             sent_at_ms: m.sent_at_ms,
@@ -195,6 +207,18 @@ struct Sweep<'a> {
 impl<'a> Sweep<'a> {
     fn new(dlq: &'a Dlq<'a>) -> Self {
         Self { dlq, seen: HashSet::new(), held: HashMap::new(), page: Vec::new().into_iter(), idle: 0, new_in_page: 1 }
+    }
+
+    /// The new messages of the next receive that brings any (empty: the sweep is over).
+    async fn next_page(&mut self) -> Result<Vec<queues::Taken>, WorkError> {
+        let mut out = Vec::new();
+        while let Some(m) = self.next().await? {
+            out.push(m);
+            if self.page.len() == 0 {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     async fn next(&mut self) -> Result<Option<queues::Taken>, WorkError> {
@@ -238,12 +262,13 @@ pub async fn list(dep: &Deployment, worker: &str, filters: &Filters) -> Result<V
     let mut sweep = Sweep::new(&dlq);
     let mut out = Vec::new();
     let result = async {
-        while let Some(m) = sweep.next().await? {
-            sweep.hold(&m);
-            let p = dlq.explain(&m).await?;
-            if p.matches(filters) {
-                out.push(p);
+        loop {
+            let page = sweep.next_page().await?;
+            if page.is_empty() {
+                break;
             }
+            page.iter().for_each(|m| sweep.hold(m));
+            out.extend(dlq.explain_all(&page).await?.into_iter().filter(|p| p.matches(filters)));
         }
         Ok::<_, WorkError>(())
     }
@@ -374,40 +399,48 @@ pub async fn replay(dep: &Deployment, worker: &str, opts: &ReplayOptions) -> Res
     // Moves go in batches of up to 10 (one send, one delete).
     let mut batch: Vec<(queues::Taken, Parked)> = Vec::new();
     let result = async {
-        while report.matched < opts.max {
-            let Some(m) = sweep.next().await? else { break };
+        'sweep: while report.matched < opts.max {
+            let page = sweep.next_page().await?;
+            if page.is_empty() {
+                break;
+            }
             // Held from the start: whatever fails below, it is handed back.
-            sweep.hold(&m);
-            let p = dlq.explain(&m).await?;
-            if !p.matches(&opts.filters) {
-                report.skipped += 1;
-                continue;
-            }
-            if let Origin::Unproven { .. } = p.origin {
-                report.refused += 1;
-                report.refused_messages.push(p);
-                continue;
-            }
-            if !moved_inputs.insert(p.input_key.clone()) {
-                // Moved earlier in this run and parked again: not moved twice.
-                report.came_back += 1;
-                continue;
-            }
-            report.matched += 1;
-            attempts_before.insert(p.input_key.clone(), p.failure.as_ref().map_or(0, |f| f.attempts));
-            if opts.dry_run {
-                report.messages.push(moved(&p));
-                continue;
-            }
-            // The batch moves it, or hands it back.
-            sweep.release(&m);
-            batch.push((m, p));
-            if batch.len() == 10 {
-                first_move.get_or_insert_with(Instant::now);
-                pace.before(batch.len()).await;
-                move_batch(&dlq, std::mem::take(&mut batch), &mut report).await?;
-                if progress {
-                    eprint!("\rmoved {} of at most {}", report.moved, opts.max);
+            page.iter().for_each(|m| sweep.hold(m));
+            let explained = dlq.explain_all(&page).await?;
+            for (m, p) in page.into_iter().zip(explained) {
+                if report.matched >= opts.max {
+                    break 'sweep;
+                }
+                if !p.matches(&opts.filters) {
+                    report.skipped += 1;
+                    continue;
+                }
+                if let Origin::Unproven { .. } = p.origin {
+                    report.refused += 1;
+                    report.refused_messages.push(p);
+                    continue;
+                }
+                if !moved_inputs.insert(p.input_key.clone()) {
+                    // Moved earlier in this run and parked again: not moved twice.
+                    report.came_back += 1;
+                    continue;
+                }
+                report.matched += 1;
+                attempts_before.insert(p.input_key.clone(), p.failure.as_ref().map_or(0, |f| f.attempts));
+                if opts.dry_run {
+                    report.messages.push(moved(&p));
+                    continue;
+                }
+                // The batch moves it, or hands it back.
+                sweep.release(&m);
+                batch.push((m, p));
+                if batch.len() == 10 {
+                    first_move.get_or_insert_with(Instant::now);
+                    pace.before(batch.len()).await;
+                    move_batch(&dlq, std::mem::take(&mut batch), &mut report).await?;
+                    if progress {
+                        eprint!("\rmoved {} of at most {}", report.moved, opts.max);
+                    }
                 }
             }
         }
@@ -822,6 +855,7 @@ mod tests {
             event_id: Some(format!("e-{since}")),
             event_type: event_type.into(),
             dataset: Some("d".into()),
+            landing_key: None,
             body_sha256: "s".into(),
             body_bytes: 1,
             sent_at_ms: Some(since),

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bench;
 pub mod demo;
 pub mod dlq;
+pub mod faults;
 pub mod lineage;
 pub mod local;
 pub mod models;

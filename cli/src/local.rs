@@ -64,7 +64,13 @@ pub async fn start(
     let mut tasks = JoinSet::new();
     for name in names {
         let decl = dep.topology.workers.get(*name).ok_or_else(|| WorkError::fatal(format!("unknown worker {name}")))?;
-        let visibility_timeout = Duration::from_secs(decl.queue.visibility_timeout_seconds as u64);
+        // The in-flight window: the topology's, unless the queues were set to another
+        // (`MLSEC_VISIBILITY_WINDOW_SECONDS`, as `mlsec faults` does to recover in seconds).
+        let window = std::env::var("MLSEC_VISIBILITY_WINDOW_SECONDS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(decl.queue.visibility_timeout_seconds as u64);
+        let visibility_timeout = Duration::from_secs(window);
         let handler = build(dep, contracts.clone(), name).await?;
         let driver = LocalDriver {
             sqs: dep.sqs.clone(),

@@ -127,6 +127,32 @@ enum Command {
         appends: u64,
     },
     /// Run the whole chain on the local stack and print a summary.
+    /// The fault-injection suite: the chain under injected AWS errors, connection resets,
+    /// latency and SIGKILLs of the workers' process, then an account of every object
+    /// dropped (lost, duplicate effects, drain time). Exits 1 unless 0 lost and 0 duplicates.
+    ///
+    /// Example: `mlsec faults --objects 1000 --kills 20 --fault-rate 0.05` (scripts/faults.sh runs it
+    /// on its own emulator)
+    Faults {
+        #[arg(long, default_value_t = 50)]
+        objects: usize,
+        #[arg(long, default_value_t = 5)]
+        kills: usize,
+        /// Share of the workers' AWS calls that get a fault.
+        #[arg(long, default_value_t = 0.05)]
+        fault_rate: f64,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// The workers' in-flight window and claim lease, seconds.
+        #[arg(long, default_value_t = 10)]
+        window_seconds: u32,
+        #[arg(long, default_value_t = 900)]
+        timeout_seconds: u64,
+        #[arg(long, default_value = "out/faults")]
+        work_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     Demo {
         #[arg(long, default_value_t = 20_000)]
         training_rows: usize,
@@ -753,6 +779,27 @@ async fn main() -> Result<()> {
             }
             if cfg!(debug_assertions) {
                 eprintln!("note: debug build; run with --release for representative figures");
+            }
+        }
+        Command::Faults { objects, kills, fault_rate, seed, window_seconds, timeout_seconds, work_dir, json } => {
+            let contracts = Arc::new(Contracts::from_env()?);
+            let opts = mlsec_cli::faults::FaultOptions {
+                objects,
+                kills,
+                fault_rate,
+                seed,
+                window_seconds,
+                timeout: Duration::from_secs(timeout_seconds),
+                work_dir,
+            };
+            let report = mlsec_cli::faults::run(&dep, contracts, &opts).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", mlsec_cli::faults::render(&report));
+            }
+            if !report.passed() {
+                bail!("the fault suite lost or duplicated work");
             }
         }
         Command::Demo { training_rows, scoring_rows, out_dir, timeout_seconds } => {
