@@ -418,6 +418,11 @@ impl Idempotency for DynamoIdempotency {
             return Ok(Claim::Held { until_ms: now });
         };
         match item.get("state").and_then(|v| v.as_s().ok()).map(String::as_str) {
+            // Our own put went through and only its answer was lost (the SDK retried it, and
+            // the retry found the item): the claim is ours.
+            Some(IN_PROGRESS) if item.get("token").and_then(|v| v.as_s().ok()) == Some(&lease.token) => {
+                Ok(Claim::Acquired(lease))
+            }
             Some(IN_PROGRESS) => {
                 let until_ms =
                     item.get("lease_until_ms").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(now);
