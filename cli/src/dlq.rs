@@ -579,8 +579,12 @@ pub async fn archive(
                 };
                 let bytes = serde_json::to_vec(&doc).map_err(WorkError::fatal)?;
                 store.put(&bucket, &key, bytes.into(), "application/json").await?;
-                // Only now: the message is kept where an operator can restore it.
-                queues::delete_batch(&dep.sqs, &dlq.url, &[m.receipt.as_str()]).await?;
+                // Only now: the message is kept where an operator can restore it. A delete
+                // that did not go through leaves it held (handed back, counted as not done):
+                // it must not be both archived and parked, or replay and restore send it twice.
+                if queues::delete_batch(&dep.sqs, &dlq.url, &[m.receipt.as_str()]).await?.is_empty() {
+                    return Err(WorkError::transient("sqs:DeleteMessageBatch", "an archived message was not deleted"));
+                }
                 sweep.release(&m);
             }
             report.done += 1;

@@ -126,7 +126,6 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         appends: u64,
     },
-    /// Run the whole chain on the local stack and print a summary.
     /// The fault-injection suite: the chain under injected AWS errors, connection resets,
     /// latency and SIGKILLs of the workers' process, then an account of every object
     /// dropped (lost, duplicate effects, drain time). Exits 1 unless 0 lost and 0 duplicates.
@@ -153,6 +152,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the whole chain on the local stack and print a summary.
     Demo {
         #[arg(long, default_value_t = 20_000)]
         training_rows: usize,
