@@ -12,9 +12,15 @@ Every request is forwarded to the upstream (moto) unless the proxy, with probabi
             happened, the caller does not know
   latency   forwarded after 50-400 ms
 
-The kinds are drawn uniformly from --kinds with a random.Random(--seed). Counts by kind:
-GET /__faultproxy__/stats; POST /__faultproxy__/off (stop injecting) and /__faultproxy__/on.
-Bodies are read by Content-Length or chunked transfer encoding and forwarded unchanged.
+The kinds are drawn uniformly from --kinds with a random.Random(--seed), one draw per
+request in the order requests arrive: the sequence of draws repeats with the seed, but which
+concurrent request meets which draw depends on timing, so a run is repeatable in its
+statistics, not call for call. Counts by kind: GET /__faultproxy__/stats;
+POST /__faultproxy__/off (stop injecting) and /__faultproxy__/on. A request the upstream
+fails to answer gets a 502 and is counted (upstream_errors). Bodies are read by
+Content-Length or chunked transfer encoding and forwarded unchanged.
+
+With --port 0 the system picks a free port; the first line on stdout is "listening PORT".
 """
 
 import argparse
@@ -40,6 +46,7 @@ class State:
         self.on = True
         self.requests = 0
         self.injected = {k: 0 for k in kinds}
+        self.upstream_errors = 0
 
     def draw(self):
         with self.lock:
@@ -92,6 +99,30 @@ def make_handler(state, upstream_host, upstream_port):
             self.end_headers()
             self.wfile.write(body)
 
+        def _relay(self, status, body, headers, head=False):
+            # The upstream's own headers (its Date and Server included), not ours on top.
+            self.send_response_only(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            if not head:
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+
+        def _upstream_failed(self, e):
+            with state.lock:
+                state.upstream_errors += 1
+            print(f"upstream error on {self.command} {self.path}: {e!r}", file=sys.stderr, flush=True)
+            self.close_connection = True
+            body = b"upstream error"
+            self.send_response(502)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
         def _error(self, kind):
             s3 = "x-amz-target" not in {k.lower() for k in self.headers.keys()}
             if kind == "500":
@@ -113,7 +144,9 @@ def make_handler(state, upstream_host, upstream_port):
             elif self.path.endswith("/on"):
                 state.on = True
             with state.lock:
-                body = json.dumps({"requests": state.requests, "injected": state.injected, "on": state.on}).encode()
+                body = json.dumps(
+                    {"requests": state.requests, "injected": state.injected, "upstream_errors": state.upstream_errors, "on": state.on}
+                ).encode()
             self._answer(200, body, {"Content-Type": "application/json"})
 
         def _forward(self, body, chunked):
@@ -129,7 +162,9 @@ def make_handler(state, upstream_host, upstream_port):
                 conn.send(body)
             resp = conn.getresponse()
             data = resp.read()
-            out = {k: v for k, v in resp.getheaders() if k.lower() not in HOP and k.lower() != "content-length"}
+            # A HEAD answer keeps the upstream's Content-Length (the object's size).
+            drop = HOP if self.command == "HEAD" else HOP | {"content-length"}
+            out = {k: v for k, v in resp.getheaders() if k.lower() not in drop}
             conn.close()
             return resp.status, data, out
 
@@ -144,10 +179,13 @@ def make_handler(state, upstream_host, upstream_port):
                 return self._reset()
             if kind == "latency":
                 time.sleep(latency)
-            status, data, headers = self._forward(body, chunked)
+            try:
+                status, data, headers = self._forward(body, chunked)
+            except (OSError, http.client.HTTPException) as e:
+                return self._upstream_failed(e)
             if kind == "reset-after":
                 return self._reset()
-            self._answer(status, data, headers)
+            self._relay(status, data, headers)
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
@@ -165,20 +203,27 @@ def make_handler(state, upstream_host, upstream_port):
                 return self._reset()
             if kind == "latency":
                 time.sleep(latency)
-            status, data, headers = self._forward(body, chunked)
+            try:
+                status, data, headers = self._forward(body, chunked)
+            except (OSError, http.client.HTTPException) as e:
+                return self._upstream_failed(e)
             if kind == "reset-after":
                 return self._reset()
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.end_headers()
+            self._relay(status, data, headers, head=True)
 
     return Proxy
 
 
+class Server(ThreadingHTTPServer):
+    # The workers open many connections at once (5 workers, pooled clients): the default
+    # listen backlog of 5 would refuse some of them, a fault nobody asked for.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--port", type=int, required=True, help="0: pick a free port (printed on stdout)")
     p.add_argument("--upstream", required=True, help="host:port of the emulator")
     p.add_argument("--rate", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=1)
@@ -186,9 +231,10 @@ def main():
     a = p.parse_args()
     host, port = a.upstream.rsplit(":", 1)
     state = State(a.rate, a.kinds.split(","), a.seed)
-    server = ThreadingHTTPServer(("127.0.0.1", a.port), make_handler(state, host, int(port)))
-    server.daemon_threads = True
-    print(f"faultproxy on 127.0.0.1:{a.port} -> {a.upstream}, rate {a.rate}, seed {a.seed}", file=sys.stderr, flush=True)
+    server = Server(("127.0.0.1", a.port), make_handler(state, host, int(port)))
+    bound = server.server_address[1]
+    print(f"listening {bound}", flush=True)
+    print(f"faultproxy on 127.0.0.1:{bound} -> {a.upstream}, rate {a.rate}, seed {a.seed}", file=sys.stderr, flush=True)
     server.serve_forever()
 
 

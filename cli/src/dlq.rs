@@ -212,10 +212,20 @@ impl<'a> Sweep<'a> {
     /// The new messages of the next receive that brings any (empty: the sweep is over).
     async fn next_page(&mut self) -> Result<Vec<queues::Taken>, WorkError> {
         let mut out = Vec::new();
-        while let Some(m) = self.next().await? {
-            out.push(m);
-            if self.page.len() == 0 {
-                break;
+        loop {
+            match self.next().await {
+                Ok(Some(m)) => {
+                    out.push(m);
+                    if self.page.len() == 0 {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                // What this page took so far is held, so `finish` hands it back.
+                Err(e) => {
+                    out.iter().for_each(|m| self.hold(m));
+                    return Err(e);
+                }
             }
         }
         Ok(out)
@@ -452,10 +462,6 @@ pub async fn replay(dep: &Deployment, worker: &str, opts: &ReplayOptions) -> Res
         Ok::<_, WorkError>(())
     }
     .await;
-    // Whatever was taken and not moved goes back, even after an error.
-    let unmoved: Vec<String> = batch.iter().map(|(m, _)| m.receipt.clone()).collect();
-    dlq.hand_back(&unmoved).await?;
-    sweep.finish().await?;
     if progress && !opts.dry_run {
         eprintln!();
     }
@@ -488,6 +494,11 @@ pub async fn replay(dep: &Deployment, worker: &str, opts: &ReplayOptions) -> Res
         .attribute("input_keys", serde_json::to_string(&ids).map_err(WorkError::fatal)?);
         log.append(entry).await?;
     }
+    // Whatever was taken and not moved goes back, even after an error (after the audit
+    // entry: a hand-back that fails must not keep the moves off the chain).
+    let unmoved: Vec<String> = batch.iter().map(|(m, _)| m.receipt.clone()).collect();
+    dlq.hand_back(&unmoved).await?;
+    sweep.finish().await?;
     result?;
     if !opts.dry_run {
         follow(&dlq, &mut report, &attempts_before, Duration::from_secs(opts.wait_seconds)).await?;
@@ -594,8 +605,12 @@ pub async fn archive(
         Ok::<_, WorkError>(())
     }
     .await;
-    sweep.finish().await?;
+    // The archived messages are on the audit chain before the hand-back can fail.
     if !dry_run {
+        let reason = match &result {
+            Ok(()) => reason.to_string(),
+            Err(e) => format!("{reason} (stopped: {e})"),
+        };
         let entry = AuditEntry::new(
             AuditAction::DlqArchived,
             Subject::new("queue", worker),
@@ -608,6 +623,7 @@ pub async fn archive(
         .attribute("objects", serde_json::to_string(&report.keys).map_err(WorkError::fatal)?);
         log.append(entry).await?;
     }
+    sweep.finish().await?;
     result?;
     Ok(report)
 }
@@ -616,6 +632,11 @@ pub async fn archive(
 /// if a record of the worker still names the body (the same origin check as replay: an
 /// object someone put in the incident bucket proves nothing). Each restored object gets a
 /// `.restored` marker beside it and is kept; a restored one is not restored again.
+///
+/// The marker is written after the send, never before: a marker whose send then failed
+/// would hide a message that never went back. A crash (or a second responder) between the
+/// send and the marker sends the body twice; the worker's claim on the input's event id
+/// makes that one effect (at-least-once send, exactly-once effect, as everywhere else).
 pub async fn restore(
     dep: &Deployment,
     worker: &str,
@@ -629,52 +650,61 @@ pub async fn restore(
     let keys = store.list(&bucket.name, &format!("dlq/{worker}/")).await?;
     let mut report = ArchiveReport { dry_run, ..Default::default() };
     let mut inputs = Vec::new();
-    for key in keys.iter().filter(|k| k.ends_with(".json")) {
-        if keys.contains(&restored_key(key)) {
-            report.already_restored += 1;
-            continue;
+    let result = async {
+        for key in keys.iter().filter(|k| k.ends_with(".json")) {
+            if keys.contains(&restored_key(key)) {
+                report.already_restored += 1;
+                continue;
+            }
+            let bytes = store.get(&bucket.name, key, None).await?;
+            let Ok(doc) = serde_json::from_slice::<Archived>(&bytes) else {
+                report.refused += 1;
+                continue;
+            };
+            let taken = queues::Taken {
+                message_id: doc.message_id.clone(),
+                receipt: String::new(),
+                body: doc.body.clone(),
+                sent_at_ms: None,
+                receive_count: None,
+                dead_letter_source_arn: None,
+            };
+            let p = dlq.explain(&taken).await?;
+            if !p.matches(filters) {
+                report.skipped += 1;
+                continue;
+            }
+            if let Origin::Unproven { .. } = p.origin {
+                report.refused += 1;
+                continue;
+            }
+            if !dry_run {
+                queues::send_batch(&dep.sqs, &dlq.queue_url, &[doc.body.as_str()])
+                    .await?
+                    .first()
+                    .ok_or_else(|| WorkError::transient("sqs:SendMessageBatch", "the message was not sent"))?;
+                let marker = serde_json::json!({ "restored_by": actor.id, "restored_at_ms": now_ms() }).to_string();
+                store.put(&bucket, &restored_key(key), marker.into_bytes().into(), "application/json").await?;
+            }
+            report.done += 1;
+            report.keys.push(key.clone());
+            inputs.push(p.input_key);
         }
-        let bytes = store.get(&bucket.name, key, None).await?;
-        let Ok(doc) = serde_json::from_slice::<Archived>(&bytes) else {
-            report.refused += 1;
-            continue;
-        };
-        let taken = queues::Taken {
-            message_id: doc.message_id.clone(),
-            receipt: String::new(),
-            body: doc.body.clone(),
-            sent_at_ms: None,
-            receive_count: None,
-            dead_letter_source_arn: None,
-        };
-        let p = dlq.explain(&taken).await?;
-        if !p.matches(filters) {
-            report.skipped += 1;
-            continue;
-        }
-        if let Origin::Unproven { .. } = p.origin {
-            report.refused += 1;
-            continue;
-        }
-        if !dry_run {
-            queues::send_batch(&dep.sqs, &dlq.queue_url, &[doc.body.as_str()])
-                .await?
-                .first()
-                .ok_or_else(|| WorkError::transient("sqs:SendMessageBatch", "the message was not sent"))?;
-            let marker = serde_json::json!({ "restored_by": actor.id, "restored_at_ms": now_ms() }).to_string();
-            store.put(&bucket, &restored_key(key), marker.into_bytes().into(), "application/json").await?;
-        }
-        report.done += 1;
-        report.keys.push(key.clone());
-        inputs.push(p.input_key);
+        Ok::<_, WorkError>(())
     }
+    .await;
+    // Audited on every exit: what was sent before an error is on the chain too.
     if !dry_run {
+        let reason = match &result {
+            Ok(()) => "operator restore from the incident bucket".to_string(),
+            Err(e) => format!("operator restore from the incident bucket, stopped: {e}"),
+        };
         let entry = AuditEntry::new(
             AuditAction::DlqReplayed,
             Subject::new("queue", worker),
             crate::ops::command_id(&actor, &format!("dlq-restore:{worker}")),
         )
-        .reason("operator restore from the incident bucket")
+        .reason(reason)
         .attribute("from", "archive")
         .attribute("filters", serde_json::to_string(filters).map_err(WorkError::fatal)?)
         .attribute("moved", report.done)
@@ -682,6 +712,7 @@ pub async fn restore(
         .attribute("input_keys", serde_json::to_string(&inputs).map_err(WorkError::fatal)?);
         log.append(entry).await?;
     }
+    result?;
     Ok(report)
 }
 

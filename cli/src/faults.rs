@@ -9,11 +9,22 @@
 //! at seeded random moments and restarting it, turns the faults off, lets the chain drain,
 //! replays every DLQ through `mlsec dlq replay`, drains again and reports:
 //! - lost: a drop with no terminal state (scored, curated, quarantined, rejected, or
-//!   parked in a DLQ with a failure record);
+//!   parked in a DLQ with a failure record), or an event naming an object that is not
+//!   there;
+//! - wrong outcomes: a drop whose terminal state is not the one it must reach (a scoring
+//!   drop is scored, a training drop curated, a hostile file quarantined). Every input is
+//!   valid and the faults are off for the replay, so a drop still parked after it counts
+//!   here too;
 //! - duplicate effects: more than one distinct event id for one drop's acceptance,
-//!   curation or scoring, and more scored or curated objects than distinct events;
-//! - deliveries versus distinct event ids, identical rewrites (extra object versions);
-//! - time to drain after the last fault.
+//!   quarantine, curation or scoring; more than one scored object for one drop; a scored
+//!   object no event names; two versions of one object with different content;
+//! - deliveries versus distinct event ids, identical rewrites (extra versions with the
+//!   same digest: harmless, counted);
+//! - time to drain after the last fault, and any exit of the workers' process the harness
+//!   did not cause.
+//!
+//! The run passes only with 0 lost, 0 wrong, 0 duplicate effects, 0 unexpected exits, at
+//! least one injected fault (when the rate is above 0) and every planned kill done.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -59,7 +70,12 @@ pub struct FaultReport {
     pub training: usize,
     pub hostile: usize,
     pub kills: usize,
+    pub kills_planned: usize,
+    pub unexpected_exits: usize,
+    pub fault_rate: f64,
     pub proxy_requests: u64,
+    /// Requests the emulator itself failed to answer (502 from the proxy: extra faults).
+    pub upstream_errors: u64,
     pub faults_injected: BTreeMap<String, u64>,
     pub scored: usize,
     pub curated: usize,
@@ -68,6 +84,8 @@ pub struct FaultReport {
     pub parked: usize,
     pub lost: usize,
     pub lost_keys: Vec<String>,
+    pub wrong_outcomes: usize,
+    pub wrong: Vec<String>,
     pub duplicate_effects: usize,
     pub duplicates: Vec<String>,
     pub deliveries: usize,
@@ -79,8 +97,36 @@ pub struct FaultReport {
 }
 
 impl FaultReport {
+    pub fn injected(&self) -> u64 {
+        self.faults_injected.values().sum()
+    }
+
+    /// Why the run failed (empty when it passed).
+    pub fn failures(&self) -> Vec<String> {
+        let mut why = Vec::new();
+        if self.lost > 0 {
+            why.push(format!("{} lost", self.lost));
+        }
+        if self.wrong_outcomes > 0 {
+            why.push(format!("{} wrong outcomes", self.wrong_outcomes));
+        }
+        if self.duplicate_effects > 0 {
+            why.push(format!("{} duplicate effects", self.duplicate_effects));
+        }
+        if self.unexpected_exits > 0 {
+            why.push(format!("the workers' process exited {} times by itself", self.unexpected_exits));
+        }
+        if self.fault_rate > 0.0 && self.injected() == 0 {
+            why.push("no fault was injected".into());
+        }
+        if self.kills < self.kills_planned {
+            why.push(format!("{} of {} kills done", self.kills, self.kills_planned));
+        }
+        why
+    }
+
     pub fn passed(&self) -> bool {
-        self.lost == 0 && self.duplicate_effects == 0
+        self.failures().is_empty()
     }
 }
 
@@ -106,6 +152,22 @@ struct Workers {
     window: u32,
     log: PathBuf,
     kills: usize,
+    unexpected_exits: usize,
+}
+
+/// The child dies with the harness (SIGKILL when the thread that started it ends), so an
+/// interrupted or killed run leaves no workers or proxy behind.
+fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
 }
 
 impl Workers {
@@ -113,7 +175,7 @@ impl Workers {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).map_err(WorkError::fatal)?;
         let err = log.try_clone().map_err(WorkError::fatal)?;
         let exe = std::env::current_exe().map_err(WorkError::fatal)?;
-        let child = Command::new(exe)
+        let child = die_with_parent(&mut Command::new(exe))
             .args(["run", "--all"])
             .env("AWS_ENDPOINT_URL", &self.proxy_url)
             .env("MLSEC_VISIBILITY_WINDOW_SECONDS", self.window.to_string())
@@ -138,13 +200,21 @@ impl Workers {
         self.start()
     }
 
-    /// Restarts the process if it stopped by itself (a fatal error).
+    /// Restarts the process if it stopped by itself (a fatal error), and counts that: the
+    /// workers must ride out the faults, not exit on them.
     fn keep_alive(&mut self) -> Result<(), WorkError> {
         let exited = match self.child.as_mut() {
-            Some(c) => c.try_wait().map_err(WorkError::fatal)?.is_some(),
-            None => true,
+            Some(c) => c.try_wait().map_err(WorkError::fatal)?,
+            None => return self.start(),
         };
-        if exited { self.start() } else { Ok(()) }
+        match exited {
+            Some(status) => {
+                self.unexpected_exits += 1;
+                tracing::warn!(%status, "the workers' process exited by itself; restarting it (see workers.log)");
+                self.start()
+            }
+            None => Ok(()),
+        }
     }
 
     fn stop(&mut self) {
@@ -168,28 +238,35 @@ struct Proxy {
 }
 
 impl Proxy {
+    /// Starts the proxy on a port it picks itself (port 0) and reads that port from its
+    /// first line of output, so no other process can take the port in between.
     fn start(upstream: &str, rate: f64, seed: u64, log: &PathBuf) -> Result<Self, WorkError> {
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(WorkError::fatal)?.port();
+        use std::io::BufRead;
         let python = if std::path::Path::new(".venv/bin/python").exists() { ".venv/bin/python" } else { "python3" };
         let up = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
         let log = std::fs::File::create(log).map_err(WorkError::fatal)?;
-        let child = Command::new(python)
-            .args(["scripts/faultproxy.py", "--port", &port.to_string(), "--upstream", &up])
+        let mut child = die_with_parent(&mut Command::new(python))
+            .args(["scripts/faultproxy.py", "--port", "0", "--upstream", &up])
             .args(["--rate", &rate.to_string(), "--seed", &seed.to_string()])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .map_err(|e| WorkError::fatal(format!("starting scripts/faultproxy.py: {e}")))?;
-        let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(Self { child, url });
+        let mut line = String::new();
+        let stdout = child.stdout.take().ok_or_else(|| WorkError::fatal("no proxy stdout"))?;
+        std::io::BufReader::new(stdout).read_line(&mut line).map_err(WorkError::fatal)?;
+        let port: u16 = match line.trim().strip_prefix("listening ").and_then(|p| p.parse().ok()) {
+            Some(p) => p,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(WorkError::fatal(format!(
+                    "the fault proxy did not start (said {line:?}; see faultproxy.log)"
+                )));
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Err(WorkError::fatal("the fault proxy did not start"))
+        };
+        Ok(Self { child, url: format!("http://127.0.0.1:{port}") })
     }
 
     async fn control(&self, what: &str) -> Result<serde_json::Value, WorkError> {
@@ -258,6 +335,7 @@ pub async fn run(dep: &Deployment, contracts: Arc<Contracts>, opts: &FaultOption
         window: opts.window_seconds,
         log: opts.work_dir.join("workers.log"),
         kills: 0,
+        unexpected_exits: 0,
     }));
     workers.lock().unwrap().start()?;
     let mut events: Vec<Received> = Vec::new();
@@ -364,14 +442,19 @@ pub async fn run(dep: &Deployment, contracts: Arc<Contracts>, opts: &FaultOption
     workers.lock().unwrap().stop();
 
     let mut report = account(&drops, &events, &parked);
-    report.kills = workers.lock().unwrap().kills;
+    {
+        let w = workers.lock().unwrap();
+        (report.kills, report.unexpected_exits) = (w.kills, w.unexpected_exits);
+    }
+    report.kills_planned = opts.kills;
+    report.fault_rate = opts.fault_rate;
     report.proxy_requests = stats["requests"].as_u64().unwrap_or(0);
+    report.upstream_errors = stats["upstream_errors"].as_u64().unwrap_or(0);
     report.faults_injected = stats["injected"]
         .as_object()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
         .unwrap_or_default();
-    report.identical_rewrites = rewrites(dep).await?;
-    report.duplicate_effects += extra_objects(dep, &events).await?;
+    check_objects(dep, &events, &mut report).await?;
     report.replayed = replayed;
     report.drain_seconds_after_last_fault = drain_seconds;
     report.seconds = started.elapsed().as_secs_f64();
@@ -493,86 +576,192 @@ fn account(
             dup("DatasetCurated", has("DatasetCurated", &c));
             dup("RecordsScored", has("RecordsScored", &c));
         }
-        let terminal = if has("ObjectQuarantined", key) > 0 {
-            r.quarantined += 1;
-            true
+        let state = if has("ObjectQuarantined", key) > 0 {
+            Some("quarantined")
         } else if !c.is_empty() && has("DatasetRejected", &c) > 0 {
-            r.rejected += 1;
-            true
-        } else if !c.is_empty() && *kind == Kind::Scoring && has("RecordsScored", &c) > 0 {
-            r.scored += 1;
-            true
+            Some("rejected")
+        } else if !c.is_empty() && has("RecordsScored", &c) > 0 {
+            Some("scored")
         } else if !c.is_empty() && *kind == Kind::Training && has("DatasetCurated", &c) > 0 {
-            r.curated += 1;
-            true
+            Some("curated")
         } else if parked_keys.contains(key) || (!c.is_empty() && parked_correlations.contains(&c)) {
-            r.parked += 1;
-            true
+            Some("parked")
         } else {
-            false
+            None
         };
-        if !terminal {
-            r.lost += 1;
-            r.lost_keys.push(key.clone());
+        match state {
+            Some("quarantined") => r.quarantined += 1,
+            Some("rejected") => r.rejected += 1,
+            Some("scored") => r.scored += 1,
+            Some("curated") => r.curated += 1,
+            Some(_) => r.parked += 1,
+            None => {
+                r.lost += 1;
+                r.lost_keys.push(key.clone());
+            }
+        }
+        let expected = match kind {
+            Kind::Scoring => "scored",
+            Kind::Training => "curated",
+            Kind::Hostile => "quarantined",
+        };
+        if let Some(s) = state.filter(|s| *s != expected) {
+            r.wrong_outcomes += 1;
+            r.wrong.push(format!("{key}: {s}, expected {expected}"));
         }
     }
     r
 }
 
-/// Extra versions of the same key in the data zones (identical rewrites after a crash).
-async fn rewrites(dep: &Deployment) -> Result<usize, WorkError> {
-    let mut extra = 0;
-    for b in ["raw", "curated", "scored"] {
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
-        loop {
-            let page = dep
-                .s3
-                .list_object_versions()
-                .bucket(dep.names.bucket(b))
-                .set_key_marker(key_marker.clone())
-                .set_version_id_marker(version_marker.clone())
-                .send()
-                .await
-                .map_err(|e| mlsec_aws::errors::classify("s3:ListObjectVersions", e))?;
-            for v in page.versions() {
-                *counts.entry(v.key().unwrap_or_default().to_string()).or_default() += 1;
-            }
-            if page.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = page.next_key_marker().map(str::to_string);
-            version_marker = page.next_version_id_marker().map(str::to_string);
+/// Every version in bucket `b`: key → version ids.
+async fn versions(dep: &Deployment, bucket: &str) -> Result<BTreeMap<String, Vec<String>>, WorkError> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+    loop {
+        let page = dep
+            .s3
+            .list_object_versions()
+            .bucket(bucket)
+            .set_key_marker(key_marker.clone())
+            .set_version_id_marker(version_marker.clone())
+            .send()
+            .await
+            .map_err(|e| mlsec_aws::errors::classify("s3:ListObjectVersions", e))?;
+        for v in page.versions() {
+            out.entry(v.key().unwrap_or_default().to_string())
+                .or_default()
+                .push(v.version_id().unwrap_or("null").to_string());
         }
-        extra += counts.values().map(|n| n - 1).sum::<usize>();
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(str::to_string);
+        version_marker = page.next_version_id_marker().map(str::to_string);
     }
-    Ok(extra)
+    Ok(out)
 }
 
-/// Scored outputs beyond one per distinct `RecordsScored` (a second object for one
-/// dataset would be duplicate rows downstream).
-async fn extra_objects(dep: &Deployment, events: &[Received]) -> Result<usize, WorkError> {
-    let scored: BTreeSet<&str> = events
-        .iter()
-        .filter(|e| e.schema == "RecordsScored")
-        .filter_map(|e| e.event["scored"]["key"].as_str())
-        .collect();
-    let keys = dep.ports("operator").store.list(&dep.names.bucket("scored"), "").await?;
-    let outputs = keys.iter().filter(|k| k.ends_with(".parquet")).count();
-    Ok(outputs.saturating_sub(scored.len()))
+/// What the data buckets hold: bucket → key → versions, each with the pipeline's SHA-256
+/// from its metadata (read only for keys with more than one version).
+type Listing = BTreeMap<String, BTreeMap<String, Vec<(String, Option<String>)>>>;
+
+async fn list_data_zones(dep: &Deployment) -> Result<(Listing, String), WorkError> {
+    let mut all = Listing::new();
+    for zone in ["raw", "curated", "scored"] {
+        let bucket = dep.names.bucket(zone);
+        let mut keys = BTreeMap::new();
+        for (key, vs) in versions(dep, &bucket).await? {
+            let mut with_digest = Vec::new();
+            for v in vs.iter() {
+                let digest = if vs.len() < 2 {
+                    None
+                } else {
+                    let head = dep
+                        .s3
+                        .head_object()
+                        .bucket(&bucket)
+                        .key(&key)
+                        .version_id(v)
+                        .send()
+                        .await
+                        .map_err(|e| mlsec_aws::errors::classify("s3:HeadObject", e))?;
+                    let sha = head.metadata().and_then(|m| m.get(mlsec_aws::s3::SHA256_METADATA)).cloned();
+                    Some(sha.unwrap_or_else(|| format!("no digest ({v})")))
+                };
+                with_digest.push((v.clone(), digest));
+            }
+            keys.insert(key, with_digest);
+        }
+        all.insert(bucket, keys);
+    }
+    Ok((all, dep.names.bucket("scored")))
+}
+
+async fn check_objects(dep: &Deployment, events: &[Received], r: &mut FaultReport) -> Result<(), WorkError> {
+    let (listing, scored_bucket) = list_data_zones(dep).await?;
+    judge_objects(events, &listing, &scored_bucket, r);
+    Ok(())
+}
+
+/// The objects behind the events:
+/// - every object an event names (raw Parquet, curated dataset, scored output) exists in
+///   the version it names, else the drop's data is lost;
+/// - one scored object per drop, and no scored object that no event names (a second
+///   output for one dataset would be duplicate rows downstream);
+/// - a key written more than once holds the same content (the pipeline's SHA-256 in the
+///   object metadata) in every version: identical rewrites are counted, different
+///   contents are duplicate effects.
+fn judge_objects(events: &[Received], listing: &Listing, scored_bucket: &str, r: &mut FaultReport) {
+    let mut named: BTreeSet<(String, String, String)> = BTreeSet::new();
+    let mut scored_per_drop: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for e in events {
+        let field = match e.schema.as_str() {
+            "RawAccepted" => "parquet",
+            "DatasetCurated" => "curated",
+            "RecordsScored" => "scored",
+            _ => continue,
+        };
+        let o = &e.event[field];
+        let (Some(bucket), Some(key)) = (o["bucket"].as_str(), o["key"].as_str()) else { continue };
+        let version = o["version_id"].as_str().unwrap_or("null");
+        named.insert((bucket.to_string(), key.to_string(), version.to_string()));
+        if e.schema == "RecordsScored" {
+            scored_per_drop.entry(e.event["correlation_id"].as_str().unwrap_or_default()).or_default().insert(key);
+        }
+    }
+    for (c, keys) in &scored_per_drop {
+        if keys.len() > 1 {
+            r.duplicate_effects += keys.len() - 1;
+            r.duplicates.push(format!("drop {c}: {} scored objects", keys.len()));
+        }
+    }
+    for (bucket, keys) in listing {
+        for (key, vs) in keys {
+            let digests: BTreeSet<&Option<String>> = vs.iter().map(|(_, d)| d).collect();
+            if vs.len() < 2 {
+                continue;
+            }
+            if digests.len() > 1 {
+                r.duplicate_effects += 1;
+                r.duplicates.push(format!(
+                    "s3://{bucket}/{key}: {} versions with {} contents",
+                    vs.len(),
+                    digests.len()
+                ));
+            } else {
+                r.identical_rewrites += vs.len() - 1;
+            }
+        }
+    }
+    let scored_named: BTreeSet<&str> = named.iter().filter(|n| n.0 == scored_bucket).map(|n| n.1.as_str()).collect();
+    for key in listing.get(scored_bucket).into_iter().flat_map(|k| k.keys()) {
+        if key.ends_with(".parquet") && !scored_named.contains(key.as_str()) {
+            r.duplicate_effects += 1;
+            r.duplicates.push(format!("s3://{scored_bucket}/{key}: a scored object no event names"));
+        }
+    }
+    for (bucket, key, version) in &named {
+        let there = listing.get(bucket).and_then(|b| b.get(key)).is_some_and(|vs| vs.iter().any(|(v, _)| v == version));
+        if !there {
+            r.lost += 1;
+            r.lost_keys.push(format!("s3://{bucket}/{key}?versionId={version}: named by an event, not there"));
+        }
+    }
 }
 
 /// For people.
 pub fn render(r: &FaultReport) -> String {
-    let faults: u64 = r.faults_injected.values().sum();
+    let list = |v: &[String]| if v.is_empty() { String::new() } else { format!(" {v:?}") };
+    let failures = r.failures();
     format!(
         "objects dropped: {} ({} scoring, {} training, {} hostile)\n\
-         faults injected: {faults} of {} proxied calls {:?}\n\
-         kills (SIGKILL): {}\n\
+         faults injected: {} of {} proxied calls {:?}; emulator errors (502): {}\n\
+         kills (SIGKILL): {} of {} planned; the workers' process exited by itself {} times\n\
          terminal: {} scored, {} curated, {} quarantined, {} rejected, {} parked with a failure record\n\
          lost: {}{}\n\
+         wrong outcomes: {}{}\n\
          duplicate effects: {}{}\n\
-         deliveries: {} for {} distinct events; identical rewrites (extra versions): {}\n\
+         deliveries: {} for {} distinct events; identical rewrites (extra versions, same digest): {}\n\
          replayed from DLQs: {}\n\
          drain after the last fault: {:.1} s; whole run {:.1} s\n\
          {}\n",
@@ -580,24 +769,174 @@ pub fn render(r: &FaultReport) -> String {
         r.scoring,
         r.training,
         r.hostile,
+        r.injected(),
         r.proxy_requests,
         r.faults_injected,
+        r.upstream_errors,
         r.kills,
+        r.kills_planned,
+        r.unexpected_exits,
         r.scored,
         r.curated,
         r.quarantined,
         r.rejected,
         r.parked,
         r.lost,
-        if r.lost_keys.is_empty() { String::new() } else { format!(" {:?}", r.lost_keys) },
+        list(&r.lost_keys),
+        r.wrong_outcomes,
+        list(&r.wrong),
         r.duplicate_effects,
-        if r.duplicates.is_empty() { String::new() } else { format!(" {:?}", r.duplicates) },
+        list(&r.duplicates),
         r.deliveries,
         r.distinct_events,
         r.identical_rewrites,
         r.replayed,
         r.drain_seconds_after_last_fault,
         r.seconds,
-        if r.passed() { "PASSED: 0 lost, 0 duplicate effects" } else { "FAILED" },
+        if failures.is_empty() {
+            "PASSED: 0 lost, 0 wrong outcomes, 0 duplicate effects, every kill done".to_string()
+        } else {
+            format!("FAILED: {}", failures.join(", "))
+        },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(schema: &str, id: &str, event: serde_json::Value) -> Received {
+        Received { schema: schema.into(), event_id: id.into(), event }
+    }
+
+    fn accepted(key: &str, c: &str) -> Received {
+        ev("RawAccepted", &format!("a-{c}"), json!({"source": {"key": key}, "correlation_id": c}))
+    }
+
+    fn scored(id: &str, c: &str, key: &str, version: &str) -> Received {
+        ev(
+            "RecordsScored",
+            id,
+            json!({"correlation_id": c, "scored": {"bucket": "scored", "key": key, "version_id": version}}),
+        )
+    }
+
+    fn drops(v: &[(&str, Kind)]) -> BTreeMap<String, Kind> {
+        v.iter().map(|(k, kind)| (k.to_string(), *kind)).collect()
+    }
+
+    fn none() -> (BTreeSet<String>, BTreeSet<String>) {
+        (BTreeSet::new(), BTreeSet::new())
+    }
+
+    #[test]
+    fn each_kind_must_reach_its_own_outcome() {
+        let d = drops(&[("s", Kind::Scoring), ("t", Kind::Training), ("h", Kind::Hostile)]);
+        // The scoring drop was quarantined, the hostile one accepted and curated.
+        let events = vec![
+            ev("ObjectQuarantined", "q", json!({"source_key": "s"})),
+            accepted("t", "ct"),
+            ev("DatasetCurated", "c1", json!({"correlation_id": "ct"})),
+            accepted("h", "ch"),
+            ev("RecordsScored", "r1", json!({"correlation_id": "ch"})),
+        ];
+        let r = account(&d, &events, &none());
+        assert_eq!((r.lost, r.wrong_outcomes), (0, 2), "{:?}", r.wrong);
+        assert!(r.wrong.iter().any(|w| w.starts_with("s: quarantined")));
+        assert!(r.wrong.iter().any(|w| w.starts_with("h: scored")));
+        assert!(!r.passed());
+    }
+
+    #[test]
+    fn a_scoring_drop_curated_but_never_scored_is_lost_and_parked_is_wrong() {
+        let d = drops(&[("s1", Kind::Scoring), ("s2", Kind::Scoring)]);
+        let events = vec![
+            accepted("s1", "c1"),
+            ev("DatasetCurated", "d1", json!({"correlation_id": "c1"})),
+            accepted("s2", "c2"),
+        ];
+        let parked = (BTreeSet::from(["c2".to_string()]), BTreeSet::new());
+        let r = account(&d, &events, &parked);
+        assert_eq!(r.lost_keys, vec!["s1".to_string()]);
+        assert_eq!((r.parked, r.wrong_outcomes), (1, 1));
+    }
+
+    #[test]
+    fn two_distinct_scoring_events_for_one_drop_are_a_duplicate_and_redeliveries_are_not() {
+        let d = drops(&[("s", Kind::Scoring)]);
+        let once = vec![accepted("s", "c"), scored("r1", "c", "k", "v1"), scored("r1", "c", "k", "v1")];
+        let r = account(&d, &once, &none());
+        assert_eq!((r.duplicate_effects, r.scored, r.deliveries, r.distinct_events), (0, 1, 3, 2));
+        let twice = vec![accepted("s", "c"), scored("r1", "c", "k", "v1"), scored("r2", "c", "k", "v1")];
+        assert_eq!(account(&d, &twice, &none()).duplicate_effects, 1);
+    }
+
+    /// (bucket, key, [(version, digest)])
+    type Rows<'a> = [(&'a str, &'a str, &'a [(&'a str, Option<&'a str>)])];
+
+    fn listing(v: &Rows) -> Listing {
+        let mut l = Listing::new();
+        for (bucket, key, versions) in v {
+            l.entry(bucket.to_string()).or_default().insert(
+                key.to_string(),
+                versions.iter().map(|(v, d)| (v.to_string(), d.map(str::to_string))).collect(),
+            );
+        }
+        l
+    }
+
+    #[test]
+    fn objects_judge_rewrites_orphans_second_outputs_and_missing_versions() {
+        let events = vec![scored("r1", "c", "a.parquet", "v1")];
+        // The named version is there, rewritten once with the same content: fine, counted.
+        let mut r = FaultReport::default();
+        judge_objects(
+            &events,
+            &listing(&[("scored", "a.parquet", &[("v1", Some("x")), ("v2", Some("x"))])]),
+            "scored",
+            &mut r,
+        );
+        assert_eq!((r.duplicate_effects, r.lost, r.identical_rewrites), (0, 0, 1));
+        // Rewritten with other content.
+        let mut r = FaultReport::default();
+        judge_objects(
+            &events,
+            &listing(&[("scored", "a.parquet", &[("v1", Some("x")), ("v2", Some("y"))])]),
+            "scored",
+            &mut r,
+        );
+        assert_eq!(r.duplicate_effects, 1);
+        // A second scored object nobody names.
+        let mut r = FaultReport::default();
+        let two = listing(&[("scored", "a.parquet", &[("v1", None)]), ("scored", "b.parquet", &[("v9", None)])]);
+        judge_objects(&events, &two, "scored", &mut r);
+        assert_eq!((r.duplicate_effects, r.lost), (1, 0), "{:?}", r.duplicates);
+        // Two scored objects for one drop, both named.
+        let mut r = FaultReport::default();
+        let both = vec![scored("r1", "c", "a.parquet", "v1"), scored("r2", "c", "b.parquet", "v9")];
+        judge_objects(&both, &two, "scored", &mut r);
+        assert_eq!(r.duplicate_effects, 1, "{:?}", r.duplicates);
+        // The named version is gone.
+        let mut r = FaultReport::default();
+        judge_objects(&events, &listing(&[("scored", "a.parquet", &[("v2", None)])]), "scored", &mut r);
+        assert_eq!(r.lost, 1);
+    }
+
+    #[test]
+    fn a_run_without_faults_or_with_kills_missing_or_exits_does_not_pass() {
+        let ok = FaultReport {
+            fault_rate: 0.05,
+            faults_injected: BTreeMap::from([("500".to_string(), 3)]),
+            kills: 5,
+            kills_planned: 5,
+            ..Default::default()
+        };
+        assert!(ok.passed(), "{:?}", ok.failures());
+        assert!(!FaultReport { faults_injected: BTreeMap::new(), ..ok.clone() }.passed());
+        assert!(!FaultReport { kills: 4, ..ok.clone() }.passed());
+        assert!(!FaultReport { unexpected_exits: 1, ..ok.clone() }.passed());
+        assert!(!FaultReport { duplicate_effects: 1, ..ok.clone() }.passed());
+        assert!(FaultReport { fault_rate: 0.0, faults_injected: BTreeMap::new(), ..ok }.passed());
+    }
 }

@@ -128,7 +128,9 @@ enum Command {
     },
     /// The fault-injection suite: the chain under injected AWS errors, connection resets,
     /// latency and SIGKILLs of the workers' process, then an account of every object
-    /// dropped (lost, duplicate effects, drain time). Exits 1 unless 0 lost and 0 duplicates.
+    /// dropped (lost, wrong outcomes, duplicate effects, drain time). Exits 1 unless 0 lost,
+    /// 0 wrong outcomes, 0 duplicates, every planned kill done and (at a rate above 0) at
+    /// least one fault injected.
     ///
     /// Example: `mlsec faults --objects 1000 --kills 20 --fault-rate 0.05` (scripts/faults.sh runs it
     /// on its own emulator)
@@ -799,7 +801,7 @@ async fn main() -> Result<()> {
                 print!("{}", mlsec_cli::faults::render(&report));
             }
             if !report.passed() {
-                bail!("the fault suite lost or duplicated work");
+                bail!("the fault suite failed: {}", report.failures().join(", "));
             }
         }
         Command::Demo { training_rows, scoring_rows, out_dir, timeout_seconds } => {
