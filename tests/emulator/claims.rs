@@ -92,3 +92,38 @@ async fn failure_records_count_attempts_and_keep_every_failed_digest_on_dynamodb
     assert_eq!(idem.failure("curate", "e9").await.unwrap(), Some(second));
     assert_eq!(idem.failure("score", "e9").await.unwrap(), None, "per worker");
 }
+
+/// A retry (a message received before) does not write a second, identical version of an
+/// output an earlier attempt already wrote; different content, or a first attempt, writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_skips_a_put_whose_key_already_holds_the_same_digest() {
+    use mlsec_runtime::ports::attempt;
+    let stack = Stack::new("rewrites").await;
+    let dep = &stack.dep;
+    let store = dep.ports("operator").store;
+    let dest = dep.bucket_ref("curated").await.unwrap();
+    let versions = || async {
+        let out = dep.s3.list_object_versions().bucket(&dest.name).prefix("k/").send().await.unwrap();
+        out.versions().len()
+    };
+    let body = bytes::Bytes::from_static(b"the same bytes");
+    let first = store.put(&dest, "k/a.parquet", body.clone(), "application/octet-stream").await.unwrap();
+    // A retry of the same write: no new version, the first one is named.
+    let again =
+        attempt::scope(true, store.put(&dest, "k/a.parquet", body.clone(), "application/octet-stream")).await.unwrap();
+    assert_eq!(again.version_id, first.version_id);
+    assert_eq!((again.sha256.as_str(), again.size), (first.sha256.as_str(), first.size));
+    assert_eq!(versions().await, 1);
+    // A copy retried onto a key that holds the source's digest is skipped too.
+    let copied = store.copy(&first, &dest, "k/copy.parquet").await.unwrap();
+    let copied_again = attempt::scope(true, store.copy(&first, &dest, "k/copy.parquet")).await.unwrap();
+    assert_eq!(copied_again.version_id, copied.version_id);
+    assert_eq!(versions().await, 2);
+    // Other content on retry, and the same content on a first attempt, are written.
+    let other = attempt::scope(true, store.put(&dest, "k/a.parquet", "other".into(), "application/octet-stream"))
+        .await
+        .unwrap();
+    assert_ne!(other.version_id, first.version_id);
+    store.put(&dest, "k/a.parquet", "other".into(), "application/octet-stream").await.unwrap();
+    assert_eq!(versions().await, 4);
+}

@@ -204,6 +204,7 @@ ALLOWED_RESOURCE_SOURCES = {
     "ReadOwnRecords": ["var.worker.reads_records"],
     "ListRecordBuckets": ["var.worker.reads_records"],
     "WriteOutputBuckets": ["var.worker.writes"],
+    "HeadOwnOutputs": ["var.worker.writes"],
     "UseZoneKeys": ["local.full_keys"],
     "DecryptReadZones": ["local.read_keys"],
     "DerivePseudonymSubkeys": ["local.key_names"],
@@ -256,6 +257,10 @@ def policy_violations(doc):
             problems.append(f"{sid}: reads must not cover output buckets")
         if sid == "WriteOutputBuckets" and "var.worker.reads" in resources:
             problems.append(f"{sid}: writes must not cover input buckets")
+        if sid == "HeadOwnOutputs" and (
+            (actions if isinstance(actions, list) else [actions]) != ["s3:GetObject"] or "var.worker.reads" in resources
+        ):
+            problems.append(f"{sid}: the retry's digest check reads the current version of own outputs only")
     return problems
 
 
@@ -278,6 +283,11 @@ def test_worker_policies_are_least_privilege():
             'resources = [for b in var.worker.writes : "${var.bucket_arns[b]}/*"]',
             'resources = [for b in var.worker.reads : "${var.bucket_arns[b]}/*"]',
             "writes must not cover input buckets",
+        ),
+        (
+            'actions   = ["s3:GetObject"] # HeadOwnOutputs',
+            'actions   = ["s3:GetObject", "s3:GetObjectVersion"] # HeadOwnOutputs',
+            "own outputs only",
         ),
         (
             'resources = [for t in local.write_tables : var.table_arns[t]]',

@@ -177,6 +177,16 @@ data "aws_iam_policy_document" "worker" {
     resources = [for b in var.worker.writes : "${var.bucket_arns[b]}/*"]
   }
 
+  # A retry heads the key it is about to write: when it already holds the same digest (an
+  # earlier attempt wrote it and crashed before `done`), the write is skipped. HeadObject
+  # needs s3:GetObject; only the current version of the worker's own outputs, whose
+  # contents it produced from inputs it reads anyway. No GetObjectVersion, no tagging.
+  statement {
+    sid       = "HeadOwnOutputs"
+    actions   = ["s3:GetObject"] # HeadOwnOutputs
+    resources = [for b in var.worker.writes : "${var.bucket_arns[b]}/*"]
+  }
+
   statement {
     sid       = "UseZoneKeys"
     actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use mlsec_events::{ObjectRef, sha256_hex};
 use mlsec_runtime::{
     WorkError,
-    ports::{BucketRef, ByteChunks, ObjectHead, ObjectStore, Result},
+    ports::{BucketRef, ByteChunks, ObjectHead, ObjectStore, Result, attempt},
 };
 
 use crate::errors::{classify, is_missing};
@@ -55,8 +55,34 @@ impl S3Store {
             .map_err(|e| classify("s3:GetObject", e))
     }
 
+    /// On a retry only ([`attempt::is_retry`]): the latest version of `key` when it already
+    /// holds `sha256` under `dest`'s key, so the write can be skipped. Any error (a 404, a
+    /// 403 where the role may not read, the network) means "write it": skipping is an
+    /// optimisation, never a reason to fail.
+    async fn already_there(&self, dest: &BucketRef, key: &str, sha256: &str) -> Option<ObjectRef> {
+        if !attempt::is_retry() {
+            return None;
+        }
+        let head = self.client.head_object().bucket(&dest.name).key(key).send().await.ok()?;
+        let same = head.metadata().and_then(|m| m.get(SHA256_METADATA)).is_some_and(|d| d == sha256)
+            && head.server_side_encryption() == Some(&ServerSideEncryption::AwsKms)
+            && head.ssekms_key_id().is_some_and(|k| k == dest.kms_key_arn || dest.kms_key_arn.ends_with(k));
+        if !same {
+            return None;
+        }
+        tracing::info!(bucket = %dest.name, key, sha256, "retry: the key already holds this content; not written again");
+        Some(ObjectRef {
+            bucket: dest.name.clone(),
+            key: key.to_string(),
+            version_id: head.version_id().map(str::to_string),
+            sha256: sha256.to_string(),
+            size: head.content_length().unwrap_or(0),
+        })
+    }
+
     /// The one place objects are written: SSE-KMS with the destination zone's key, an S3
-    /// Bucket Key, and the pipeline's SHA-256 in the object metadata.
+    /// Bucket Key, and the pipeline's SHA-256 in the object metadata. A retry skips the
+    /// write when the key already holds the same digest ([`Self::already_there`]).
     async fn put_body(
         &self,
         dest: &BucketRef,
@@ -66,6 +92,9 @@ impl S3Store {
         size: u64,
         body: ByteStream,
     ) -> Result<ObjectRef> {
+        if let Some(existing) = self.already_there(dest, key, &sha256).await {
+            return Ok(existing);
+        }
         let out = self
             .client
             .put_object()
@@ -186,6 +215,9 @@ impl ObjectStore for S3Store {
     }
 
     async fn copy(&self, source: &ObjectRef, dest: &BucketRef, key: &str) -> Result<ObjectRef> {
+        if let Some(existing) = self.already_there(dest, key, &source.sha256).await {
+            return Ok(existing);
+        }
         let out = self
             .client
             .copy_object()

@@ -167,7 +167,7 @@ async fn process_one(handler: &dyn Handler, books: &Books, delivery: &Delivery) 
         };
         let work = async {
             let summary = tokio::select! {
-                summary = handler.handle(message) => summary?,
+                summary = crate::ports::attempt::scope(delivery.receive_count > 1, handler.handle(message)) => summary?,
                 lost = keep_claim(idempotency, worker, &input_id, &token, lease) => return Err(lost),
             };
             // Only now: the effects and the next event are durable.
@@ -635,5 +635,30 @@ mod tests {
         let d = Delivery { id: "t2".into(), body: body("transient"), receive_count: 3 };
         let report = process_batch(&h, &books, vec![d]).await;
         assert!(matches!(report.outcomes[0].1, Outcome::Failed { class: ErrorClass::Transient, .. }));
+    }
+
+    /// Records whether each handled message ran as a retry.
+    struct SeesAttempt(std::sync::Mutex<Vec<bool>>);
+
+    #[async_trait]
+    impl Handler for SeesAttempt {
+        fn name(&self) -> &'static str {
+            "sees"
+        }
+        async fn handle(&self, _: &Inbound) -> Result<String, WorkError> {
+            self.0.lock().unwrap().push(crate::ports::attempt::is_retry());
+            Ok("ok".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_received_before_runs_as_a_retry_and_a_first_delivery_does_not() {
+        let (_, books) = idem();
+        let h = SeesAttempt(Default::default());
+        let first = Delivery { id: "1".into(), body: body("first"), receive_count: 1 };
+        let again = Delivery { id: "2".into(), body: body("again"), receive_count: 2 };
+        process_batch(&h, &books, vec![first, again]).await;
+        assert_eq!(*h.0.lock().unwrap(), vec![false, true]);
+        assert!(!crate::ports::attempt::is_retry(), "outside a handler");
     }
 }

@@ -115,6 +115,26 @@ pub enum Claim {
     Held { until_ms: i64 },
 }
 
+/// Whether the work running now is a retry of an input (its message was received before):
+/// an earlier attempt may have written some outputs already. Set by the batch core around
+/// a handler; the S3 adapter reads it to skip a put whose key already holds the same
+/// digest (a crash between a write and `done` would otherwise write an identical second
+/// version). Outside a scope it is `false`: first attempts pay no extra call.
+pub mod attempt {
+    tokio::task_local! {
+        static RETRY: bool;
+    }
+
+    /// Runs `f` with [`is_retry`] answering `retry`.
+    pub async fn scope<F: std::future::Future>(retry: bool, f: F) -> F::Output {
+        RETRY.scope(retry, f).await
+    }
+
+    pub fn is_retry() -> bool {
+        RETRY.try_with(|r| *r).unwrap_or(false)
+    }
+}
+
 /// A held claim: the token proves it is this delivery's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
