@@ -964,3 +964,56 @@ mod tests {
         assert!(parse_when("2w").is_err() && parse_when("soon").is_err());
     }
 }
+
+/// What `mlsec reingest` sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reingest {
+    pub dataset: String,
+    pub sha256: String,
+    /// The request's event id (the gateway's claim key for it).
+    pub request: String,
+    pub requested_by: String,
+}
+
+/// `mlsec reingest DATASET SHA256`: asks the gateway to announce an accepted content's
+/// recorded `RawAccepted` again, unchanged (same event id): zones that never completed it
+/// (its message archived, or gone past the DLQ's retention) handle it; zones that did skip
+/// it by their claims. The request goes to the gateway's queue (the responder's replay
+/// permission), not on a bus; the gateway checks its own ledger, so a request proves
+/// nothing and needs to. Audited with the caller's STS identity before it is sent.
+pub async fn reingest(dep: &Deployment, dataset: &str, sha256: &str, why: &str) -> Result<Reingest, WorkError> {
+    use mlsec_events::{Envelope, PipelineEvent, ReingestRequested, derive_event_id};
+    let (actor, log) = crate::ops::operator(dep).await?;
+    let request = derive_event_id(&format!("reingest|{dataset}|{sha256}|{}|{}", actor.id, now_ms()), "operator");
+    let event = ReingestRequested {
+        event_id: request.clone(),
+        correlation_id: request.clone(),
+        dataset: dataset.to_string(),
+        sha256: sha256.to_string(),
+        requested_by: actor.id.clone(),
+        reason: why.to_string(),
+        occurred_at_ms: now_ms(),
+    };
+    let envelope = Envelope::wrap(&event).map_err(WorkError::fatal)?;
+    let detail = serde_json::to_value(&envelope).map_err(WorkError::fatal)?;
+    let body =
+        mlsec_runtime::inbound::eventbridge_body(&dep.names.event_source("operator"), ReingestRequested::NAME, detail);
+    // On the chain first: a request that then fails to send is still a recorded intent,
+    // never an unrecorded effect.
+    let entry = AuditEntry::new(
+        AuditAction::DlqReplayed,
+        Subject::new("dataset", dataset),
+        crate::ops::command_id(&actor, &format!("reingest:{dataset}:{sha256}")),
+    )
+    .reason(why)
+    .attribute("from", "ledger")
+    .attribute("sha256", sha256)
+    .attribute("request", request.as_str());
+    log.append(entry).await?;
+    let queue = dep.queue_url(&dep.names.queue("ingest")).await?;
+    queues::send_batch(&dep.sqs, &queue, &[body.as_str()])
+        .await?
+        .first()
+        .ok_or_else(|| WorkError::transient("sqs:SendMessageBatch", "the reingest request was not sent"))?;
+    Ok(Reingest { dataset: dataset.into(), sha256: sha256.into(), request, requested_by: actor.id })
+}

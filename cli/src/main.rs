@@ -126,6 +126,21 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         appends: u64,
     },
+    /// Ask the gateway to announce an accepted object again (its recorded RawAccepted,
+    /// unchanged): zones that never completed it handle it, zones that did skip it. For an
+    /// input whose downstream message was archived or expired. Audited (your STS identity).
+    ///
+    /// Example: `mlsec reingest transactions_scoring 3f5a…e1 --why "curate DLQ expired in INC-42"`
+    Reingest {
+        dataset: String,
+        /// Hex SHA-256 of the accepted content (RawAccepted's source.sha256).
+        sha256: String,
+        /// Why (recorded in the audit chain).
+        #[arg(long)]
+        why: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// The fault-injection suite: the chain under injected AWS errors, connection resets,
     /// latency and SIGKILLs of the workers' process, then an account of every object
     /// dropped (lost, wrong outcomes, duplicate effects, drain time). Exits 1 unless 0 lost,
@@ -781,6 +796,17 @@ async fn main() -> Result<()> {
             }
             if cfg!(debug_assertions) {
                 eprintln!("note: debug build; run with --release for representative figures");
+            }
+        }
+        Command::Reingest { dataset, sha256, why, json } => {
+            let r = mlsec_cli::dlq::reingest(&dep, &dataset, &sha256, &why).await?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "asked the gateway to announce {}/{} again (request {}, by {}); `mlsec dlq list ingest` shows it if the content was never accepted",
+                    r.dataset, r.sha256, r.request, r.requested_by
+                );
             }
         }
         Command::Faults { objects, kills, fault_rate, seed, window_seconds, timeout_seconds, work_dir, json } => {

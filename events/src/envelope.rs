@@ -126,6 +126,7 @@ impl Envelope {
             "ModelPromoted" => json::<ModelPromoted>(self),
             "RecordsScored" => json::<RecordsScored>(self),
             "ProcessingFailed" => json::<ProcessingFailed>(self),
+            "ReingestRequested" => json::<ReingestRequested>(self),
             other => Err(EventError::WrongSchema { expected: crate::CATALOGUE.join("|"), found: other.to_string() }),
         }
     }

@@ -203,6 +203,7 @@ fn rust_types_match_the_avsc_files() {
     rust_type_matches_avsc::<ModelReviewed>();
     rust_type_matches_avsc::<RecordsScored>();
     rust_type_matches_avsc::<ProcessingFailed>();
+    rust_type_matches_avsc::<ReingestRequested>();
 }
 
 #[test]
@@ -289,6 +290,7 @@ fn every_released_version_is_readable_at_run_time() {
     released_list_matches_the_directory::<ModelReviewed>();
     released_list_matches_the_directory::<RecordsScored>();
     released_list_matches_the_directory::<ProcessingFailed>();
+    released_list_matches_the_directory::<ReingestRequested>();
 }
 
 #[test]

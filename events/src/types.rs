@@ -240,6 +240,18 @@ pub struct ProcessingFailed {
     pub occurred_at_ms: i64,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "mlsec.events")]
+pub struct ReingestRequested {
+    pub event_id: String,
+    pub correlation_id: String,
+    pub dataset: String,
+    pub sha256: String,
+    pub requested_by: String,
+    pub reason: String,
+    pub occurred_at_ms: i64,
+}
+
 /// Implements [`PipelineEvent`]. Every released version of the schema must be listed
 /// (`released: ["v1", ...]`); a test checks the list against `schemas/events/released/`.
 macro_rules! pipeline_event {
@@ -299,9 +311,10 @@ pipeline_event!(ModelReviewed, Zone::Registry, |_| None, released: ["v1"]);
 pipeline_event!(ModelPromoted, Zone::Registry, |_| None, released: ["v1", "v2"]);
 pipeline_event!(RecordsScored, Zone::Serving, |e| Some(&e.dataset), released: ["v1"]);
 pipeline_event!(ProcessingFailed, Zone::Operations, |e| e.dataset.as_deref(), released: ["v1"]);
+pipeline_event!(ReingestRequested, Zone::Operations, |e| Some(&e.dataset), released: ["v1"]);
 
 /// Names of every event in the catalogue, in flow order.
-pub const CATALOGUE: [&str; 11] = [
+pub const CATALOGUE: [&str; 12] = [
     RawAccepted::NAME,
     ObjectQuarantined::NAME,
     DatasetCurated::NAME,
@@ -313,6 +326,7 @@ pub const CATALOGUE: [&str; 11] = [
     ModelPromoted::NAME,
     RecordsScored::NAME,
     ProcessingFailed::NAME,
+    ReingestRequested::NAME,
 ];
 
 impl DatasetRole {

@@ -175,3 +175,66 @@ async fn archive_keeps_parked_messages_encrypted_and_restore_brings_back_only_wh
     let restores = records.iter().filter(|r| r.entry.attributes.get("from").map(String::as_str) == Some("archive"));
     assert_eq!(restores.count(), 2, "each restore run is audited");
 }
+
+/// `mlsec reingest`: the gateway announces an accepted content's recorded `RawAccepted`
+/// again with the same event id, on request; a request for content it never accepted is
+/// parked with `not_accepted`, and a request sent under another source is refused. Each
+/// request is on the audit chain in the caller's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reingest_announces_the_recorded_event_again_and_refuses_what_was_never_accepted() {
+    let stack = Stack::new("reingest").await;
+    let dep = &stack.dep;
+    let sub = Subscription::create(dep, "ops", &["RawAccepted".into()]).await.unwrap();
+    let running = stack.start(&["ingest"]).await;
+    let bytes = csv_bytes(SampleKind::Scoring, 20, 3);
+    drop_bytes(dep, "bank-core/transactions_scoring/r.csv", ByteStream::from(bytes)).await.unwrap();
+    let first = sub.wait_for(&["RawAccepted"], TIMEOUT).await.expect("accepted");
+    let first = first.iter().find(|e| e.schema == "RawAccepted").unwrap().clone();
+    let sha = first.event["source"]["sha256"].as_str().unwrap().to_string();
+
+    let r = dlq::reingest(dep, "transactions_scoring", &sha, "curate DLQ expired").await.unwrap();
+    let again = sub.wait_for(&["RawAccepted"], TIMEOUT).await.expect("announced again");
+    let again = again.iter().find(|e| e.schema == "RawAccepted").unwrap();
+    assert_eq!(again.event_id, first.event_id, "the recorded event, unchanged");
+    assert_eq!(again.event, first.event);
+
+    // Content never accepted: parked with a reason an operator can list.
+    let unknown = "0".repeat(64);
+    dlq::reingest(dep, "transactions_scoring", &unknown, "typo").await.unwrap();
+    // The same request shape under a worker's source is refused.
+    let forged = {
+        use mlsec_events::{Envelope, ReingestRequested};
+        let e = ReingestRequested {
+            event_id: "f".repeat(64),
+            correlation_id: "f".repeat(64),
+            dataset: "transactions_scoring".into(),
+            sha256: sha.clone(),
+            requested_by: "nobody".into(),
+            reason: "forged".into(),
+            occurred_at_ms: 0,
+        };
+        let detail = serde_json::to_value(Envelope::wrap(&e).unwrap()).unwrap();
+        eventbridge_body(&dep.names.event_source("curate"), "ReingestRequested", detail)
+    };
+    let ingest_queue = dep.queue_url(&dep.names.queue("ingest")).await.unwrap();
+    dep.sqs.send_message().queue_url(&ingest_queue).message_body(forged).send().await.unwrap();
+    let dlq_name = dep.names.dlq("ingest");
+    let parked = stack.eventually(TIMEOUT, || async { stack.depth(&dlq_name).await == 2 }).await;
+    assert!(parked, "both requests are parked");
+    running.stop().await.unwrap();
+    let mut reasons: Vec<String> =
+        dlq::list(dep, "ingest", &Filters::default()).await.unwrap().iter().map(|p| p.reason().to_string()).collect();
+    reasons.sort();
+    assert_eq!(reasons, vec!["forged_source".to_string(), "not_accepted".to_string()]);
+    assert!(sub.poll(1).await.unwrap().iter().all(|e| e.schema != "RawAccepted"), "nothing announced for them");
+
+    let chain = mlsec_cli::audit::load(dep).await.unwrap();
+    let records = chain.decoded();
+    let asked: Vec<_> =
+        records.iter().filter(|r| r.entry.attributes.get("from").map(String::as_str) == Some("ledger")).collect();
+    assert_eq!(asked.len(), 2, "each request is audited");
+    assert_eq!(asked[0].entry.attributes["sha256"], sha);
+    assert_eq!(asked[0].entry.attributes["request"], r.request);
+    let me = mlsec_aws::identity::caller(&dep.sts).await.unwrap();
+    assert_eq!(asked[0].entry.actor.id, me.id);
+}

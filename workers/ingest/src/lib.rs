@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use mlsec_events::{
-    Envelope, ObjectQuarantined, ObjectRef, RawAccepted,
+    Envelope, ObjectQuarantined, ObjectRef, PipelineEvent, RawAccepted, ReingestRequested,
     audit::{AuditAction, AuditEntry, Subject},
     derive_event_id,
 };
@@ -275,6 +275,38 @@ impl IngestWorker {
         Ok(Ingested::Duplicate { first_event_id, reannounced: true })
     }
 
+    /// `mlsec reingest`: announces an accepted content's recorded `RawAccepted` again,
+    /// unchanged (same event id), like a re-drop of the same bytes. The request proves
+    /// nothing and needs to: whoever sends one can only make the gateway repeat its own
+    /// ledger. Content never accepted, or a ledger entry without its event, is a permanent
+    /// failure with a reason code (parked, listed by `mlsec dlq list ingest`).
+    async fn reingest(&self, message: &Inbound) -> Result<Ingested, WorkError> {
+        // Only from `<prefix>.operator` (topology `operator_sends`), else `forged_source`.
+        let req: ReingestRequested = message.event()?;
+        let hex64 = req.sha256.len() == 64 && req.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex64 || self.contracts.dataset(&req.dataset).is_none() {
+            return Err(WorkError::permanent(
+                "bad_reingest_request",
+                format!("dataset {:?} is not in the catalogue or {:?} is not a SHA-256", req.dataset, req.sha256),
+            ));
+        }
+        let Some(entry) = self.already_accepted(&req.dataset, &req.sha256).await? else {
+            return Err(WorkError::permanent(
+                "not_accepted",
+                format!("{}/{} was never accepted (no ledger entry)", req.dataset, req.sha256),
+            ));
+        };
+        if entry.event.is_none() {
+            return Err(WorkError::permanent(
+                "no_recorded_event",
+                format!("the ledger entry of {}/{} has no recorded event to announce", req.dataset, req.sha256),
+            ));
+        }
+        info!(worker = WORKER, dataset = %req.dataset, sha256 = %req.sha256, requested_by = %req.requested_by,
+            request = %req.event_id, "reingest requested");
+        self.reannounce(entry, &req.dataset, &req.sha256).await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn accept(
         &self,
@@ -421,6 +453,9 @@ impl Handler for IngestWorker {
 impl IngestWorker {
     /// Handles one S3 notification and says what was decided.
     pub async fn ingest(&self, message: &Inbound) -> Result<Ingested, WorkError> {
+        if message.schema() == Some(ReingestRequested::NAME) {
+            return self.reingest(message).await;
+        }
         let created = message.object_created()?;
         if created.bucket != self.config.landing_bucket {
             return Err(WorkError::permanent(

@@ -40,6 +40,10 @@ pub struct Topology {
     pub workers: BTreeMap<String, WorkerDecl>,
     /// Events people publish through the CLI (source `<prefix>.operator`).
     pub operator_emits: Vec<String>,
+    /// Requests operators send straight to one worker's queue (never on a bus): event type →
+    /// the worker that accepts it. Their source is `<prefix>.operator` like decisions.
+    #[serde(default)]
+    pub operator_sends: std::collections::BTreeMap<String, String>,
     /// The roles people take (`<prefix>-<name>`), with what each is for. Their trust
     /// policies pin the session name to the person (ADR 0012), so a session stands for one
     /// person and separation of duties can compare people.
@@ -273,7 +277,7 @@ impl Topology {
             .filter(|(_, w)| w.emits.iter().any(|e| e == detail_type))
             .map(|(n, _)| n.as_str())
             .collect();
-        if self.operator_emits.iter().any(|e| e == detail_type) {
+        if self.operator_emits.iter().any(|e| e == detail_type) || self.operator_sends.contains_key(detail_type) {
             out.push(OPERATOR);
         }
         out
