@@ -683,8 +683,13 @@ pub async fn restore(
                     .await?
                     .first()
                     .ok_or_else(|| WorkError::transient("sqs:SendMessageBatch", "the message was not sent"))?;
+                // Sent: counted (and audited) even if the marker below fails.
+                report.done += 1;
+                report.keys.push(key.clone());
+                inputs.push(p.input_key.clone());
                 let marker = serde_json::json!({ "restored_by": actor.id, "restored_at_ms": now_ms() }).to_string();
                 store.put(&bucket, &restored_key(key), marker.into_bytes().into(), "application/json").await?;
+                continue;
             }
             report.done += 1;
             report.keys.push(key.clone());
@@ -982,9 +987,15 @@ pub struct Reingest {
 /// permission), not on a bus; the gateway checks its own ledger, so a request proves
 /// nothing and needs to. Audited with the caller's STS identity before it is sent.
 pub async fn reingest(dep: &Deployment, dataset: &str, sha256: &str, why: &str) -> Result<Reingest, WorkError> {
-    use mlsec_events::{Envelope, PipelineEvent, ReingestRequested, derive_event_id};
+    use mlsec_events::{Envelope, PipelineEvent, ReingestRequested};
     let (actor, log) = crate::ops::operator(dep).await?;
-    let request = derive_event_id(&format!("reingest|{dataset}|{sha256}|{}|{}", actor.id, now_ms()), "operator");
+    let sha256 = sha256.to_ascii_lowercase();
+    let sha256 = sha256.as_str();
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(WorkError::permanent("bad_reingest_request", format!("{sha256:?} is not a hex SHA-256")));
+    }
+    let at_ms = now_ms();
+    let request = mlsec_ingest::reingest_request_id(dataset, sha256, &actor.id, at_ms);
     let event = ReingestRequested {
         event_id: request.clone(),
         correlation_id: request.clone(),
@@ -992,7 +1003,7 @@ pub async fn reingest(dep: &Deployment, dataset: &str, sha256: &str, why: &str) 
         sha256: sha256.to_string(),
         requested_by: actor.id.clone(),
         reason: why.to_string(),
-        occurred_at_ms: now_ms(),
+        occurred_at_ms: at_ms,
     };
     let envelope = Envelope::wrap(&event).map_err(WorkError::fatal)?;
     let detail = serde_json::to_value(&envelope).map_err(WorkError::fatal)?;

@@ -608,6 +608,10 @@ fn account(
         if let Some(s) = state.filter(|s| *s != expected) {
             r.wrong_outcomes += 1;
             r.wrong.push(format!("{key}: {s}, expected {expected}"));
+        } else if has("ObjectQuarantined", key) > 0 && has("RawAccepted", key) > 0 {
+            // Both verdicts for one drop: one of them is wrong, whichever came first.
+            r.wrong_outcomes += 1;
+            r.wrong.push(format!("{key}: both accepted and quarantined"));
         }
     }
     r
@@ -843,6 +847,10 @@ mod tests {
         ];
         let r = account(&d, &events, &none());
         assert_eq!((r.lost, r.wrong_outcomes), (0, 2), "{:?}", r.wrong);
+        // A hostile file quarantined and also accepted is not a pass.
+        let hostile = drops(&[("h", Kind::Hostile)]);
+        let both = vec![ev("ObjectQuarantined", "q", json!({"source_key": "h"})), accepted("h", "ch")];
+        assert_eq!(account(&hostile, &both, &none()).wrong, vec!["h: both accepted and quarantined".to_string()]);
         assert!(r.wrong.iter().any(|w| w.starts_with("s: quarantined")));
         assert!(r.wrong.iter().any(|w| w.starts_with("h: scored")));
         assert!(!r.passed());

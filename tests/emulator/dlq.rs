@@ -204,9 +204,10 @@ async fn reingest_announces_the_recorded_event_again_and_refuses_what_was_never_
     // The same request shape under a worker's source is refused.
     let forged = {
         use mlsec_events::{Envelope, ReingestRequested};
+        let id = mlsec_ingest::reingest_request_id("transactions_scoring", &sha, "nobody", 0);
         let e = ReingestRequested {
-            event_id: "f".repeat(64),
-            correlation_id: "f".repeat(64),
+            event_id: id.clone(),
+            correlation_id: id,
             dataset: "transactions_scoring".into(),
             sha256: sha.clone(),
             requested_by: "nobody".into(),
@@ -218,14 +219,31 @@ async fn reingest_announces_the_recorded_event_again_and_refuses_what_was_never_
     };
     let ingest_queue = dep.queue_url(&dep.names.queue("ingest")).await.unwrap();
     dep.sqs.send_message().queue_url(&ingest_queue).message_body(forged).send().await.unwrap();
+    // A request from the operator source whose id was chosen (it could name another input's
+    // claim and mark it done) is refused.
+    let chosen = {
+        use mlsec_events::{Envelope, ReingestRequested};
+        let e = ReingestRequested {
+            event_id: first.event_id.clone(),
+            correlation_id: "c".into(),
+            dataset: "transactions_scoring".into(),
+            sha256: sha.clone(),
+            requested_by: "nobody".into(),
+            reason: "poison a claim".into(),
+            occurred_at_ms: 0,
+        };
+        let detail = serde_json::to_value(Envelope::wrap(&e).unwrap()).unwrap();
+        eventbridge_body(&dep.names.event_source("operator"), "ReingestRequested", detail)
+    };
+    dep.sqs.send_message().queue_url(&ingest_queue).message_body(chosen).send().await.unwrap();
     let dlq_name = dep.names.dlq("ingest");
-    let parked = stack.eventually(TIMEOUT, || async { stack.depth(&dlq_name).await == 2 }).await;
-    assert!(parked, "both requests are parked");
+    let parked = stack.eventually(TIMEOUT, || async { stack.depth(&dlq_name).await == 3 }).await;
+    assert!(parked, "the three requests are parked");
     running.stop().await.unwrap();
     let mut reasons: Vec<String> =
         dlq::list(dep, "ingest", &Filters::default()).await.unwrap().iter().map(|p| p.reason().to_string()).collect();
     reasons.sort();
-    assert_eq!(reasons, vec!["forged_source".to_string(), "not_accepted".to_string()]);
+    assert_eq!(reasons, ["bad_reingest_request", "forged_source", "not_accepted"].map(String::from).to_vec());
     assert!(sub.poll(1).await.unwrap().iter().all(|e| e.schema != "RawAccepted"), "nothing announced for them");
 
     let chain = mlsec_cli::audit::load(dep).await.unwrap();

@@ -258,7 +258,9 @@ def policy_violations(doc):
         if sid == "WriteOutputBuckets" and "var.worker.reads" in resources:
             problems.append(f"{sid}: writes must not cover input buckets")
         if sid == "HeadOwnOutputs" and (
-            (actions if isinstance(actions, list) else [actions]) != ["s3:GetObject"] or "var.worker.reads" in resources
+            (actions if isinstance(actions, list) else [actions]) != ["s3:GetObject"]
+            or "var.worker.reads" in resources
+            or "contains(['models', 'holdout'],b)" not in resources
         ):
             problems.append(f"{sid}: the retry's digest check reads the current version of own outputs only")
     return problems
@@ -283,6 +285,11 @@ def test_worker_policies_are_least_privilege():
             'resources = [for b in var.worker.writes : "${var.bucket_arns[b]}/*"]',
             'resources = [for b in var.worker.reads : "${var.bucket_arns[b]}/*"]',
             "writes must not cover input buckets",
+        ),
+        (
+            'if !contains(["models", "holdout"], b)]',
+            ']',
+            "own outputs only",
         ),
         (
             'actions   = ["s3:GetObject"] # HeadOwnOutputs',

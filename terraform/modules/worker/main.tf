@@ -179,12 +179,15 @@ data "aws_iam_policy_document" "worker" {
 
   # A retry heads the key it is about to write: when it already holds the same digest (an
   # earlier attempt wrote it and crashed before `done`), the write is skipped. HeadObject
-  # needs s3:GetObject; only the current version of the worker's own outputs, whose
-  # contents it produced from inputs it reads anyway. No GetObjectVersion, no tagging.
+  # needs s3:GetObject, which reads whole objects: granted only on data-zone outputs whose
+  # contents the worker derives from inputs it reads anyway. Never the models bucket
+  # (shared by train and govern: gate reports and holdout metrics must stay out of the
+  # trainer's reach) or the holdout bucket (only govern reads it, ADR 0011); there a retry
+  # gets a 403 on the head and simply writes again. No GetObjectVersion, no tagging.
   statement {
     sid       = "HeadOwnOutputs"
     actions   = ["s3:GetObject"] # HeadOwnOutputs
-    resources = [for b in var.worker.writes : "${var.bucket_arns[b]}/*"]
+    resources = [for b in var.worker.writes : "${var.bucket_arns[b]}/*" if !contains(["models", "holdout"], b)]
   }
 
   statement {

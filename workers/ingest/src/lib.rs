@@ -283,6 +283,12 @@ impl IngestWorker {
     async fn reingest(&self, message: &Inbound) -> Result<Ingested, WorkError> {
         // Only from `<prefix>.operator` (topology `operator_sends`), else `forged_source`.
         let req: ReingestRequested = message.event()?;
+        // The request's id is the gateway's claim key for it: it must be the one derived
+        // from the request itself, never a chosen one (which could name, and mark done,
+        // another input's claim).
+        if req.event_id != reingest_request_id(&req.dataset, &req.sha256, &req.requested_by, req.occurred_at_ms) {
+            return Err(WorkError::permanent("bad_reingest_request", "the request id is not derived from the request"));
+        }
         let hex64 = req.sha256.len() == 64 && req.sha256.bytes().all(|b| b.is_ascii_hexdigit());
         if !hex64 || self.contracts.dataset(&req.dataset).is_none() {
             return Err(WorkError::permanent(
@@ -521,6 +527,11 @@ impl IngestWorker {
             }
         }
     }
+}
+
+/// The event id of a reingest request: derived from its fields, so no sender picks it.
+pub fn reingest_request_id(dataset: &str, sha256: &str, requested_by: &str, at_ms: i64) -> String {
+    derive_event_id(&format!("reingest|{dataset}|{sha256}|{requested_by}|{at_ms}"), "operator")
 }
 
 /// What an accepted content's event id derives from: the dataset, the contract version it
