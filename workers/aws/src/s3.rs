@@ -59,14 +59,15 @@ impl S3Store {
     /// holds `sha256` under `dest`'s key, so the write can be skipped. Any error (a 404, a
     /// 403 where the role may not read, the network) means "write it": skipping is an
     /// optimisation, never a reason to fail.
-    async fn already_there(&self, dest: &BucketRef, key: &str, sha256: &str) -> Option<ObjectRef> {
+    async fn already_there(&self, dest: &BucketRef, key: &str, sha256: &str, size: i64) -> Option<ObjectRef> {
         if !attempt::is_retry() {
             return None;
         }
         let head = self.client.head_object().bucket(&dest.name).key(key).send().await.ok()?;
         let same = head.metadata().and_then(|m| m.get(SHA256_METADATA)).is_some_and(|d| d == sha256)
             && head.server_side_encryption() == Some(&ServerSideEncryption::AwsKms)
-            && head.ssekms_key_id().is_some_and(|k| k == dest.kms_key_arn || dest.kms_key_arn.ends_with(k));
+            && head.content_length() == Some(size)
+            && head.ssekms_key_id().is_some_and(|k| same_key(k, &dest.kms_key_arn));
         if !same {
             return None;
         }
@@ -76,7 +77,7 @@ impl S3Store {
             key: key.to_string(),
             version_id: head.version_id().map(str::to_string),
             sha256: sha256.to_string(),
-            size: head.content_length().unwrap_or(0),
+            size,
         })
     }
 
@@ -92,7 +93,7 @@ impl S3Store {
         size: u64,
         body: ByteStream,
     ) -> Result<ObjectRef> {
-        if let Some(existing) = self.already_there(dest, key, &sha256).await {
+        if let Some(existing) = self.already_there(dest, key, &sha256, size as i64).await {
             return Ok(existing);
         }
         let out = self
@@ -118,6 +119,13 @@ impl S3Store {
             size: size as i64,
         })
     }
+}
+
+/// Whether two names of a KMS key (a key id or a key ARN) name the same key: equal, or the
+/// same `key/<id>` last segment. Never a suffix match on part of an id.
+fn same_key(a: &str, b: &str) -> bool {
+    let id = |k: &str| k.rsplit_once("key/").map_or(k, |(_, id)| id).to_string();
+    !a.is_empty() && (a == b || id(a) == id(b))
 }
 
 fn copy_source(bucket: &str, key: &str, version: Option<&str>) -> String {
@@ -215,7 +223,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn copy(&self, source: &ObjectRef, dest: &BucketRef, key: &str) -> Result<ObjectRef> {
-        if let Some(existing) = self.already_there(dest, key, &source.sha256).await {
+        if let Some(existing) = self.already_there(dest, key, &source.sha256, source.size).await {
             return Ok(existing);
         }
         let out = self
@@ -270,6 +278,16 @@ async fn file_digest(path: &std::path::Path) -> Result<(String, u64)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn key_names_match_by_whole_id_never_by_suffix() {
+        let arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab";
+        assert!(super::same_key(arn, arn));
+        assert!(super::same_key("1234abcd-12ab", arn));
+        assert!(!super::same_key("12ab", arn), "a suffix of the id is another key");
+        assert!(!super::same_key("", arn));
+        assert!(!super::same_key("arn:aws:kms:us-east-1:123456789012:key/other", arn));
+    }
+
     #[test]
     fn copy_source_encodes_keys_and_versions() {
         assert_eq!(super::copy_source("b", "a b/c+d.csv", Some("v1")), "b/a%20b/c%2Bd.csv?versionId=v1");
