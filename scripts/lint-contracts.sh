@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lints every data contract (the deployment's and the examples') with datacontract-cli (ODCS v3), pinned, in its own
+# Lints every data contract (the deployment's, the examples' and the ones `mlsec contract infer` writes, kept as
+# golden files by cli/src/golden_tests.rs) with datacontract-cli (ODCS v3), pinned, in its own
 # project-local virtualenv (.venv-contracts, separate from moto's). Also checks that
 # the linter rejects a broken contract, so a silently passing linter is noticed.
 set -euo pipefail
@@ -11,7 +12,7 @@ if ! "$VENV/bin/datacontract" --version 2>/dev/null | grep -q "$VERSION"; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "datacontract-cli==$VERSION"
 fi
 status=0
-for contract in contracts/*.yaml docs/examples/*/contracts/*.yaml; do
+for contract in contracts/*.yaml docs/examples/*/contracts/*.yaml cli/tests/golden/infer-*.yaml; do
   if "$VENV/bin/datacontract" lint "$contract" >/dev/null 2>&1; then
     echo "ok      $contract"
   else

@@ -168,6 +168,22 @@ impl Filter {
 
 /// The records as Parquet (one row per record; inputs, outputs and attributes as JSON text),
 /// for DuckDB or Athena.
+/// `audit show` for people: one line per record.
+pub fn render_records<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> String {
+    let mut t = crate::output::Table::new(["seq", "time", "action", "subject", "actor", "reason"]);
+    for r in records {
+        t.row([
+            r.seq.to_string(),
+            mlsec_runtime::time::format_rfc3339_ms(r.time_ms),
+            r.entry.action.as_str().to_string(),
+            r.entry.subject.id.clone(),
+            r.entry.actor.id.clone(),
+            r.entry.reason.clone(),
+        ]);
+    }
+    t.render()
+}
+
 pub fn to_parquet(records: &[AuditRecord]) -> Result<Vec<u8>> {
     let text = |f: &dyn Fn(&AuditRecord) -> String| -> ArrayRef {
         Arc::new(records.iter().map(|r| Some(f(r))).collect::<StringArray>())

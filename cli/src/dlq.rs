@@ -802,43 +802,28 @@ async fn follow(
     Ok(())
 }
 
-/// An age for people: `45s`, `12m`, `3h05m`, `2d04h`.
-pub fn age(ms: i64) -> String {
-    let s = (ms / 1000).max(0);
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
-    }
-}
-
 /// `dlq list` for people: one line per reason code and event type.
 pub fn render_groups(worker: &str, groups: &[Group], now_ms: i64) -> String {
     if groups.is_empty() {
         return format!("the {worker} DLQ is empty\n");
     }
-    let mut out = format!(
-        "{:<28} {:<18} {:>6} {:>9} {:>9} {:>9}\n",
-        "REASON", "EVENT TYPE", "COUNT", "UNPROVEN", "OLDEST", "NEWEST"
-    );
+    let mut t = crate::output::Table::new(["reason", "event type", "count", "unproven", "oldest", "newest"]);
+    let ago = |t: Option<i64>| t.map_or("-".to_string(), |t| crate::output::age(now_ms - t));
     for g in groups {
-        let ago = |t: Option<i64>| t.map_or("-".to_string(), |t| age(now_ms - t));
-        out += &format!(
-            "{:<28} {:<18} {:>6} {:>9} {:>9} {:>9}\n",
-            g.reason,
-            g.event_type,
-            g.count,
-            g.unproven,
+        t.row([
+            g.reason.clone(),
+            g.event_type.clone(),
+            g.count.to_string(),
+            g.unproven.to_string(),
             ago(g.oldest_ms),
-            ago(g.newest_ms)
-        );
+            ago(g.newest_ms),
+        ]);
     }
     let total: usize = groups.iter().map(|g| g.count).sum();
-    out += &format!(
-        "{total} parked in the {worker} DLQ; mlsec dlq replay {worker} --reason <code> --dry-run lists what a replay moves\n"
-    );
-    out
+    t.render()
+        + &format!(
+            "{total} parked in the {worker} DLQ; mlsec dlq replay {worker} --reason <code> --dry-run lists what a replay moves\n"
+        )
 }
 
 /// `dlq replay` for people.

@@ -4,10 +4,15 @@
 
 pub mod audit;
 pub mod bench;
+pub mod check;
 pub mod demo;
 pub mod dlq;
 pub mod faults;
+#[cfg(test)]
+mod golden_tests;
+pub mod infer;
 pub mod lineage;
 pub mod local;
 pub mod models;
 pub mod ops;
+pub mod output;

@@ -6,10 +6,12 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use mlsec_aws::{Deployment, provision};
 use mlsec_cli::{
-    demo, dlq,
+    check, demo, dlq, infer,
     local::{self, PollOptions, WORKERS},
     models, ops,
+    output::{self, Output},
 };
+use mlsec_events::DatasetRole;
 use mlsec_runtime::{
     contract::Contracts,
     sample::{SampleKind, write_csv},
@@ -24,12 +26,54 @@ struct Cli {
     /// AWS the role's trust policy requires SESSION to be your own user name.
     #[arg(long = "as", global = true, value_name = "ROLE/SESSION")]
     as_person: Option<String>,
+    /// How results are printed: `table` for people (default), `json` for scripts (stable
+    /// field names; `--json` on a command means the same), `dot` for `models lineage`.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check a file before dropping it: the verdict the pipeline would reach (Z1 gate,
+    /// then Z3's data-quality rules), with the workers' own code, offline (no AWS). Exits 1
+    /// if the file would be quarantined or the dataset rejected.
+    ///
+    /// Examples: `mlsec check applications.csv --dataset credit_applications`;
+    /// `mlsec check batch.jsonl.gz --dataset transactions_scoring --output json`
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        dataset: String,
+        /// Check as if landing at this key (default: the dataset's landing prefix + the file
+        /// name).
+        #[arg(long)]
+        key: Option<String>,
+        /// Check the contract's allowedWriters against this S3 requester (an account id);
+        /// by default the writer is assumed allowed.
+        #[arg(long)]
+        requester: Option<String>,
+        /// The deployment's own account (what `self` in allowedWriters means), with --requester.
+        #[arg(long)]
+        account: Option<String>,
+        /// The contracts directory (default: $MLSEC_CONTRACTS_DIR or ./contracts).
+        #[arg(long)]
+        contracts: Option<PathBuf>,
+    },
+    /// Data contracts: infer one from a sample.
+    Contract {
+        #[command(subcommand)]
+        command: ContractCommand,
+    },
+    /// Print a shell completion script.
+    ///
+    /// Examples: `mlsec completions bash > ~/.local/share/bash-completion/completions/mlsec`;
+    /// `mlsec completions zsh > ~/.zfunc/_mlsec`; `mlsec completions fish > ~/.config/fish/completions/mlsec.fish`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Create every key, bucket, table, bus, queue and rule of the topology (idempotent).
     Provision,
     /// Run workers locally, each long-polling its queue, until Ctrl-C.
@@ -81,7 +125,9 @@ enum Command {
         #[command(subcommand)]
         command: QuarantineCommand,
     },
-    /// The model registry: list, show, history, lineage, cards, and people's decisions.
+    /// The model registry: list, show, history, lineage, cards, and people's decisions;
+    /// `models init` writes a first model spec.
+    #[command(visible_alias = "model")]
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
@@ -179,6 +225,40 @@ enum Command {
         out_dir: PathBuf,
         #[arg(long, default_value_t = 180)]
         timeout_seconds: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContractCommand {
+    /// Infer a first ODCS v3 contract from a sample (CSV, JSON Lines, gzip), read through
+    /// the gateway's own gate: per column the type, whether it is required, bounds, lengths,
+    /// allowed values of small categories, a pattern for id-like columns, likely personal
+    /// data (by header and content, with a suggested pseudonymisation) and likely protected
+    /// attributes. No sample value is copied except categories that are not personal data.
+    /// Review the result, then `mlsec check` a file against it.
+    ///
+    /// Example: `mlsec contract infer applications.csv --dataset credit_applications --source crm --out contracts/credit_applications.yaml`
+    Infer {
+        file: PathBuf,
+        #[arg(long)]
+        dataset: String,
+        /// The landing prefix's first part: files land under <source>/<dataset>/.
+        #[arg(long, default_value = "bank-core")]
+        source: String,
+        #[arg(long, value_parser = ["training", "scoring"], default_value = "training")]
+        role: String,
+        /// For a scoring dataset: the model spec that scores it.
+        #[arg(long)]
+        scoring_model: Option<String>,
+        /// The contract's domain (pseudonyms are linkable within a domain); default: --source.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Write the contract here (default: standard output); the summary goes to stderr.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Overwrite --out if it exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -310,6 +390,33 @@ enum QuarantineCommand {
 
 #[derive(Subcommand)]
 enum ModelsCommand {
+    /// Write a first model spec for a training contract: the target, and one feature per
+    /// usable column with a transform that suits its type (numbers as they are or log1p,
+    /// categories one-hot, timestamps by hour, booleans as they are). Personal-data,
+    /// protected and key columns are left out. Review it, then put it in contracts/models/.
+    ///
+    /// Example: `mlsec models init --dataset credit_applications --target defaulted --out contracts/models/credit_lr.yaml`
+    Init {
+        #[arg(long)]
+        dataset: String,
+        #[arg(long)]
+        target: String,
+        /// The model's name (default: <dataset>_lr).
+        #[arg(long)]
+        name: Option<String>,
+        /// For a string target: the value that is the positive class.
+        #[arg(long)]
+        positive_label: Option<String>,
+        /// The column that identifies a scored row (default: the contract's primary key).
+        #[arg(long)]
+        id_column: Option<String>,
+        #[arg(long)]
+        contracts: Option<PathBuf>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        force: bool,
+    },
     /// Every registered version with its stage, holdout metrics and approvers.
     List {
         #[arg(long)]
@@ -335,12 +442,7 @@ enum ModelsCommand {
     /// any is missing, unreadable or altered.
     ///
     /// Example: `mlsec models lineage fraud_lr@3f2a9c1b04de --output dot | dot -Tsvg > lineage.svg`
-    Lineage {
-        subject: String,
-        /// table, json or dot (Graphviz)
-        #[arg(long, default_value = "table")]
-        output: String,
-    },
+    Lineage { subject: String },
     /// Write a model card (Markdown and HTML): metrics, gates with their intervals, lineage,
     /// approvals and history.
     ///
@@ -459,7 +561,7 @@ fn time_arg(t: &Option<String>) -> Result<Option<i64>> {
         .transpose()
 }
 
-async fn models_command(dep: &Deployment, command: ModelsCommand) -> Result<()> {
+async fn models_command(dep: &Deployment, out: Output, command: ModelsCommand) -> Result<()> {
     use mlsec_runtime::ports::ReviewAction;
     let decide = |subject: String, action, reason: String, wait: u64| async move {
         let (model, version) = models::parse_subject(&subject)?;
@@ -469,29 +571,23 @@ async fn models_command(dep: &Deployment, command: ModelsCommand) -> Result<()> 
         anyhow::Ok(())
     };
     match command {
+        ModelsCommand::Init { .. } => unreachable!("models init runs offline, before any AWS client"),
         ModelsCommand::List { json } => {
+            json_only(out, "models list")?;
             let rows = models::list(dep).await?;
-            if json {
+            if out.or_json(json) == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!("{:<12} {:<14} {:<11} {:>7} {:>7}  approvers", "model", "version", "stage", "auc", "brier");
-                for r in rows {
-                    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-                    println!(
-                        "{:<12} {:<14} {:<11} {:>7} {:>7}  {}",
-                        r.model,
-                        r.version,
-                        r.stage.as_str(),
-                        f(r.holdout_auc),
-                        f(r.brier),
-                        r.approvers.join(", ")
-                    );
-                }
+                print!("{}", models::render_list(&rows));
             }
         }
         ModelsCommand::Show { subject } => {
             let (model, version) = models::parse_subject(&subject)?;
-            println!("{}", serde_json::to_string_pretty(&models::show(dep, &model, &version).await?)?);
+            let record = models::show(dep, &model, &version).await?;
+            match out {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&record)?),
+                _ => print!("{}", output::fields(&serde_json::to_value(&record)?)),
+            }
         }
         ModelsCommand::History { model, at: Some(at), json: _ } => {
             let at_ms = time_arg(&Some(at.clone()))?.expect("given");
@@ -519,14 +615,13 @@ async fn models_command(dep: &Deployment, command: ModelsCommand) -> Result<()> 
                 }
             }
         }
-        ModelsCommand::Lineage { subject, output } => {
+        ModelsCommand::Lineage { subject } => {
             let (model, version) = models::parse_subject(&subject)?;
             let l = mlsec_cli::lineage::lineage(dep, &Contracts::from_env()?, &model, &version).await?;
-            match output.as_str() {
-                "table" => print!("{}", l.table()),
-                "json" => println!("{}", serde_json::to_string_pretty(&l)?),
-                "dot" => print!("{}", l.dot()),
-                other => bail!("--output {other}: expected table, json or dot"),
+            match out {
+                Output::Table => print!("{}", l.table()),
+                Output::Json => println!("{}", serde_json::to_string_pretty(&l)?),
+                Output::Dot => print!("{}", l.dot()),
             }
             if !l.intact() {
                 std::process::exit(1);
@@ -567,9 +662,95 @@ fn check_worker(dep: &Deployment, w: &str) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     telemetry::init();
-    let cli = Cli::parse();
+    let Cli { as_person, output, command } = Cli::parse();
+    match command {
+        // Offline: no AWS client is built.
+        Command::Check { file, dataset, key, requester, account, contracts } => {
+            let contracts = load_contracts(contracts.as_deref())?;
+            let requester = requester.map(|r| check::Requester { requester: Some(r), own_account: account });
+            let report = check::check_file(
+                &contracts,
+                &file,
+                &dataset,
+                key.as_deref(),
+                requester.as_ref(),
+                mlsec_runtime::now_ms(),
+            )?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                _ => print!("{}", check::render(&report, output::colour())),
+            }
+            std::process::exit(report.exit_code());
+        }
+        Command::Contract {
+            command: ContractCommand::Infer { file, dataset, source, role, scoring_model, domain, out, force },
+        } => {
+            let role = if role == "scoring" { DatasetRole::Scoring } else { DatasetRole::Training };
+            let opts = infer::InferOptions { dataset, source, role, scoring_model, domain };
+            let inferred = infer::infer_file(&file, &opts)?;
+            write_out(out.as_deref(), force, &inferred.contract_yaml)?;
+            match output {
+                Output::Json => eprintln!("{}", serde_json::to_string_pretty(&inferred)?),
+                _ => eprint!("{}", infer::render(&inferred)),
+            }
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "mlsec", &mut script);
+            // A closed pipe (`| head`) ends the output quietly.
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => Ok(other?),
+            }
+        }
+        Command::Models {
+            command: ModelsCommand::Init { dataset, target, name, positive_label, id_column, contracts, out, force },
+        } => {
+            let contracts = load_contracts(contracts.as_deref())?;
+            let opts = infer::ModelInit { dataset, target, name, positive_label, id_column };
+            let spec = infer::model_init(&contracts, &opts)?;
+            write_out(out.as_deref(), force, &spec)?;
+            Ok(())
+        }
+        command => online(as_person, output, command).await,
+    }
+}
+
+fn load_contracts(dir: Option<&std::path::Path>) -> Result<Contracts> {
+    Ok(match dir {
+        Some(d) => Contracts::load_dir(d)?,
+        None => Contracts::from_env()?,
+    })
+}
+
+/// Writes `text` to `out` (refusing to overwrite without `force`), or to stdout.
+fn write_out(out: Option<&std::path::Path>, force: bool, text: &str) -> Result<()> {
+    match out {
+        None => print!("{text}"),
+        Some(path) => {
+            if path.exists() && !force {
+                bail!("{} exists; --force overwrites it", path.display());
+            }
+            std::fs::write(path, text).with_context(|| path.display().to_string())?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Prints `value` as JSON, or says the format does not apply.
+fn json_only(out: Output, what: &str) -> Result<()> {
+    if out == Output::Dot {
+        bail!("--output dot applies to models lineage, not {what}");
+    }
+    Ok(())
+}
+
+async fn online(as_person: Option<String>, out: Output, command: Command) -> Result<()> {
     let mut dep = Deployment::from_env().await;
-    if let Some(person) = &cli.as_person {
+    if let Some(person) = &as_person {
         let Some((role, session)) = person.split_once('/') else { bail!("--as takes ROLE/SESSION, not {person}") };
         if !dep.topology.people.contains_key(role) {
             bail!("--as: no people role {role}; known: {:?}", dep.topology.people.keys().collect::<Vec<_>>());
@@ -578,7 +759,10 @@ async fn main() -> Result<()> {
         let arn = format!("arn:aws:iam::{account}:role/{}", dep.names.role(role));
         dep = dep.assume_role(&arn, session).await?;
     }
-    match cli.command {
+    match command {
+        Command::Check { .. } | Command::Contract { .. } | Command::Completions { .. } => {
+            unreachable!("offline commands run before any AWS client")
+        }
         Command::Provision => {
             let p = provision::provision(&dep).await?;
             println!("{}", serde_json::to_string_pretty(&p)?);
@@ -629,11 +813,17 @@ async fn main() -> Result<()> {
             }
         }
         Command::Status => {
+            json_only(out, "status")?;
             let s = ops::status(&dep).await?;
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            match out {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&s)?),
+                _ => print!("{}", ops::render_status(&s)),
+            }
         }
         Command::Dlq { command } => match command {
             DlqCommand::List { worker, filters, json } => {
+                json_only(out, "dlq list")?;
+                let json = out.or_json(json) == Output::Json;
                 check_worker(&dep, &worker)?;
                 let parked = dlq::list(&dep, &worker, &filters.into()).await?;
                 let groups = dlq::group(&parked);
@@ -653,7 +843,10 @@ async fn main() -> Result<()> {
                 if parked.is_empty() {
                     bail!("no message {id} in the {worker} DLQ");
                 }
-                println!("{}", serde_json::to_string_pretty(&parked)?);
+                match out {
+                    Output::Json => println!("{}", serde_json::to_string_pretty(&parked)?),
+                    _ => print!("{}", output::fields(&serde_json::to_value(&parked)?)),
+                }
             }
             DlqCommand::Archive { worker, filters, why, dry_run } => {
                 check_worker(&dep, &worker)?;
@@ -666,6 +859,7 @@ async fn main() -> Result<()> {
                 println!("{}", serde_json::to_string(&r)?);
             }
             DlqCommand::Replay { worker, filters, rate, max, dry_run, wait, json } => {
+                let json = out.or_json(json) == Output::Json;
                 check_worker(&dep, &worker)?;
                 let opts = dlq::ReplayOptions { filters: filters.into(), rate, max, dry_run, wait_seconds: wait };
                 let r = dlq::replay(&dep, &worker, &opts).await?;
@@ -678,21 +872,29 @@ async fn main() -> Result<()> {
         },
         Command::Quarantine { command } => match command {
             QuarantineCommand::List { dataset } => {
-                for e in ops::quarantine_list(&dep, dataset.as_deref()).await? {
-                    println!("{}", serde_json::to_string(&e)?);
+                json_only(out, "quarantine list")?;
+                let entries = ops::quarantine_list(&dep, dataset.as_deref()).await?;
+                match out {
+                    Output::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+                    _ => print!("{}", ops::render_quarantine_list(&entries)),
                 }
             }
             QuarantineCommand::Show { dataset, sha256 } => {
-                println!("{}", serde_json::to_string_pretty(&ops::quarantine_show(&dep, &dataset, &sha256).await?)?);
+                let view = ops::quarantine_show(&dep, &dataset, &sha256).await?;
+                match out {
+                    Output::Json => println!("{}", serde_json::to_string_pretty(&view)?),
+                    _ => print!("{}", output::fields(&serde_json::to_value(&view)?)),
+                }
             }
             QuarantineCommand::Release { dataset, sha256, reason } => {
                 let record = ops::quarantine_release(&dep, &dataset, &sha256, &reason).await?;
                 println!("{}", serde_json::to_string_pretty(&record)?);
             }
         },
-        Command::Models { command } => models_command(&dep, command).await?,
+        Command::Models { command } => models_command(&dep, out, command).await?,
         Command::Audit { command } => match command {
             AuditCommand::Verify { from, offline, public_key, json } => {
+                let json = out.or_json(json) == Output::Json;
                 let chain = match &offline {
                     Some(dir) => mlsec_cli::audit::load_offline(dir, public_key.as_deref())?,
                     None => mlsec_cli::audit::load(&dep).await?,
@@ -717,6 +919,8 @@ async fn main() -> Result<()> {
                 }
             }
             AuditCommand::Show { subject, action, actor, since, until, json } => {
+                json_only(out, "audit show")?;
+                let json = out.or_json(json) == Output::Json;
                 let filter = mlsec_cli::audit::Filter {
                     subject,
                     action,
@@ -725,20 +929,13 @@ async fn main() -> Result<()> {
                     until_ms: time_arg(&until)?,
                 };
                 let records = mlsec_cli::audit::load(&dep).await?.decoded();
-                for r in records.iter().filter(|r| filter.matches(r)) {
-                    if json {
+                let shown: Vec<_> = records.iter().filter(|r| filter.matches(r)).collect();
+                if json {
+                    for r in shown {
                         println!("{}", serde_json::to_string(r)?);
-                    } else {
-                        println!(
-                            "{:>6}  {}  {:<20} {:<40} {:<44} {}",
-                            r.seq,
-                            mlsec_runtime::utc_date(r.time_ms),
-                            r.entry.action.as_str(),
-                            r.entry.subject.id,
-                            r.entry.actor.id,
-                            r.entry.reason
-                        );
                     }
+                } else {
+                    print!("{}", mlsec_cli::audit::render_records(shown));
                 }
             }
             AuditCommand::Export { out } => {
@@ -799,6 +996,7 @@ async fn main() -> Result<()> {
             }
         }
         Command::Reingest { dataset, sha256, why, json } => {
+            let json = out.or_json(json) == Output::Json;
             let r = mlsec_cli::dlq::reingest(&dep, &dataset, &sha256, &why).await?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
@@ -810,6 +1008,7 @@ async fn main() -> Result<()> {
             }
         }
         Command::Faults { objects, kills, fault_rate, seed, window_seconds, timeout_seconds, work_dir, json } => {
+            let json = out.or_json(json) == Output::Json;
             let contracts = Arc::new(Contracts::from_env()?);
             let opts = mlsec_cli::faults::FaultOptions {
                 objects,

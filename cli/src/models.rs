@@ -46,6 +46,24 @@ pub struct ModelRow {
     pub reason: Option<String>,
 }
 
+/// `models list` for people.
+pub fn render_list(rows: &[ModelRow]) -> String {
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    let mut t = crate::output::Table::new(["model", "version", "stage", "auc", "brier", "approvers", "reason"]);
+    for r in rows {
+        t.row([
+            r.model.clone(),
+            r.version.clone(),
+            r.stage.as_str().to_string(),
+            f(r.holdout_auc),
+            f(r.brier),
+            if r.approvers.is_empty() { "-".to_string() } else { r.approvers.join(", ") },
+            r.reason.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    if t.is_empty() { "no model registered\n".into() } else { t.render() }
+}
+
 pub async fn list(dep: &Deployment) -> Result<Vec<ModelRow>, WorkError> {
     let mut rows: Vec<ModelRow> = dep
         .ports("operator")

@@ -19,6 +19,8 @@ use mlsec_runtime::{
 };
 use serde::Serialize;
 
+use crate::output::Table;
+
 /// Uploads `file` to the landing bucket under `<source>/<dataset>/<file name>`, as a
 /// producer would (the landing bucket's default encryption applies).
 pub async fn drop_file(dep: &Deployment, file: &Path, source: &str, dataset: &str) -> Result<String, WorkError> {
@@ -262,6 +264,13 @@ pub struct WorkerStatus {
     pub worker: String,
     pub queue: queues::Depth,
     pub dlq: queues::Depth,
+    /// Age of the oldest parked message SQS showed (`SentTimestamp`, the time it was first
+    /// sent to the worker), from a peek of up to 10 messages that leaves them visible: on
+    /// a DLQ of more than 10 an older one may exist (`mlsec dlq list` sees them all).
+    pub dlq_oldest_age_ms: Option<i64>,
+    /// Why the peek failed (e.g. a caller without `sqs:ReceiveMessage` on the DLQ); the
+    /// depths are still reported.
+    pub dlq_oldest_error: Option<String>,
 }
 
 /// One registry row, as `status` prints it.
@@ -286,11 +295,19 @@ pub async fn status(dep: &Deployment) -> Result<Status, WorkError> {
     for name in dep.topology.workers.keys() {
         let q = dep.queue_url(&dep.names.queue(name)).await?;
         let d = dep.queue_url(&dep.names.dlq(name)).await?;
-        workers.push(WorkerStatus {
-            worker: name.clone(),
-            queue: queues::depth(&dep.sqs, &q).await?,
-            dlq: queues::depth(&dep.sqs, &d).await?,
-        });
+        let dlq = queues::depth(&dep.sqs, &d).await?;
+        let (mut dlq_oldest_age_ms, mut dlq_oldest_error) = (None, None);
+        if dlq.visible + dlq.in_flight > 0 {
+            // Visibility 0: a peek, nothing is held from a replay running beside it.
+            match queues::take(&dep.sqs, &d, 0, 0).await {
+                Ok(peeked) => {
+                    dlq_oldest_age_ms = peeked.iter().filter_map(|m| m.sent_at_ms).min().map(|t| (now_ms() - t).max(0));
+                }
+                Err(e) => dlq_oldest_error = Some(e.to_string()),
+            }
+        }
+        let queue = queues::depth(&dep.sqs, &q).await?;
+        workers.push(WorkerStatus { worker: name.clone(), queue, dlq, dlq_oldest_age_ms, dlq_oldest_error });
     }
     let registry = mlsec_aws::dynamo::DynamoRegistry::new(dep.dynamodb.clone(), dep.names.table("registry"));
     let models = registry
@@ -309,6 +326,65 @@ pub async fn status(dep: &Deployment) -> Result<Status, WorkError> {
 }
 
 /// The operator running this command, as STS says, and the audit chain in their name.
+/// `status` for people: one table of queues, one of models.
+pub fn render_status(s: &Status) -> String {
+    let mut t = Table::new(["worker", "queue", "in flight", "dlq", "dlq in flight", "oldest parked"]);
+    for w in &s.workers {
+        t.row([
+            w.worker.clone(),
+            w.queue.visible.to_string(),
+            w.queue.in_flight.to_string(),
+            w.dlq.visible.to_string(),
+            w.dlq.in_flight.to_string(),
+            match (&w.dlq_oldest_age_ms, &w.dlq_oldest_error) {
+                (Some(ms), _) => crate::output::age(*ms),
+                (None, Some(_)) => "? (see below)".to_string(),
+                (None, None) => "-".to_string(),
+            },
+        ]);
+    }
+    let mut out = t.render();
+    for w in &s.workers {
+        if let Some(e) = &w.dlq_oldest_error {
+            out.push_str(&format!("{}: the DLQ could not be peeked for its oldest message: {e}\n", w.worker));
+        }
+    }
+    let mut m = Table::new(["model", "version", "stage", "auc", "reason"]);
+    for r in &s.models {
+        m.row([
+            r.model.clone(),
+            r.version.clone(),
+            r.stage.clone(),
+            r.auc.map_or("-".to_string(), |a| format!("{a:.4}")),
+            r.reason.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    out.push('\n');
+    if m.is_empty() {
+        out.push_str("no model registered\n");
+    } else {
+        out.push_str(&m.render());
+    }
+    out
+}
+
+/// `quarantine list` for people.
+pub fn render_quarantine_list(entries: &[QuarantineEntry]) -> String {
+    let mut t = Table::new(["quarantined", "dataset", "reason", "releasable", "released by", "sha256", "source key"]);
+    for e in entries {
+        t.row([
+            mlsec_runtime::time::format_rfc3339_ms(e.quarantined_at_ms),
+            e.dataset.clone(),
+            e.reason_code.as_str().to_string(),
+            if e.releasable { "yes" } else { "no" }.to_string(),
+            e.released_by.clone().unwrap_or_else(|| "-".into()),
+            e.sha256.clone(),
+            e.source_key.clone(),
+        ]);
+    }
+    if t.is_empty() { "nothing in quarantine\n".into() } else { t.render() }
+}
+
 pub async fn operator(dep: &Deployment) -> Result<(Actor, Arc<dyn AuditLog>), WorkError> {
     let actor = identity::caller(&dep.sts).await?;
     let log = dep.audit_log("operator", actor.clone());

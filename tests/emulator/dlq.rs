@@ -63,6 +63,20 @@ async fn list_then_replay_with_a_filter_then_verify_and_injected_bodies_are_refu
         dep.sqs.send_message().queue_url(&dlq_url).message_body(body).send().await.unwrap();
     }
 
+    // Status: the depth, and the age of the oldest parked message (the real one, first
+    // sent before the drop's retries), from a peek that holds nothing back.
+    let status = mlsec_cli::ops::status(dep).await.unwrap();
+    let score = status.workers.iter().find(|w| w.worker == "score").unwrap();
+    assert_eq!(score.dlq.visible, 3, "{score:?}");
+    let age = score.dlq_oldest_age_ms.expect("the oldest parked message's age");
+    assert!(age >= 1000 && age < TIMEOUT.as_millis() as i64 + 60_000, "{age} ms");
+    assert!(score.dlq_oldest_error.is_none());
+    let idle = status.workers.iter().find(|w| w.worker == "curate").unwrap();
+    assert_eq!((idle.dlq_oldest_age_ms, idle.dlq.visible), (None, 0));
+    assert!(mlsec_cli::ops::render_status(&status).contains("oldest parked"));
+    let after = mlsec_aws::queues::depth(&dep.sqs, &dlq_url).await.unwrap();
+    assert_eq!((after.visible, after.in_flight), (3, 0), "the peek holds nothing");
+
     // List: three messages, grouped, explained, all still in the DLQ.
     let all = dlq::list(dep, "score", &Filters::default()).await.unwrap();
     assert_eq!(all.len(), 3, "{all:#?}");

@@ -8,6 +8,7 @@ mod claims;
 mod dlq;
 mod interop;
 mod lambda;
+mod onboarding;
 mod provisioning;
 mod quarantine;
 mod review;

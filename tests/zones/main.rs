@@ -4,6 +4,7 @@
 
 mod curate;
 mod model_chain;
+mod onboarding;
 mod public_data;
 mod train;
 

@@ -12,6 +12,7 @@
 //! drop a no-op.
 
 pub mod csv;
+pub mod decide;
 pub mod jsonl;
 pub mod quarantine;
 pub mod reason;
@@ -135,11 +136,7 @@ impl IngestWorker {
         };
         let mut rejection = match contract {
             None => Some(Rejection::new(ReasonCode::UnknownSource, "the landing prefix matches no data contract")),
-            Some(c) if head.size < 0 || head.size as u64 > c.ingest.max_object_bytes => Some(
-                Rejection::new(ReasonCode::TooLarge, format!("{} bytes exceed the contract's limit", head.size))
-                    .rule(format!("maxObjectBytes={}", c.ingest.max_object_bytes)),
-            ),
-            Some(_) => None,
+            Some(c) => decide::too_large(c, u64::try_from(head.size).unwrap_or(u64::MAX)),
         };
         let mut spill = None;
         let mut gate = match (contract, &rejection) {
@@ -474,31 +471,10 @@ impl IngestWorker {
         let inspected =
             self.inspect(&input_id, &created.bucket, &created.key, created.version_id.as_deref(), contract).await?;
         let untrusted = contract
-            .filter(|c| !c.ingest.writer_allowed(created.requester.as_deref(), self.config.account_id.as_deref()));
-        let untrusted = untrusted.map(|_| {
-            Rejection::new(ReasonCode::UntrustedSource, "the requester may not write this dataset's landing prefix")
-                .rule("allowedWriters")
-        });
-        let (c, accepted) = match (contract, inspected.verdict) {
-            (Some(c), Ok(accepted)) => (c, accepted),
-            (_, verdict) => {
-                let rejection = match (verdict, untrusted) {
-                    // What the content is outranks who sent it: malware is never releasable.
-                    (Err(r), _) if r.reason_code.malware_class() => r,
-                    // The approver must see both: a release covers the trust decision only,
-                    // and the released copy is checked again and refused for its content.
-                    (Err(r), Some(mut u)) => {
-                        u.detail = format!("{}; the content was refused too: {}", u.detail, r.reason_code.as_str());
-                        u
-                    }
-                    (_, Some(u)) => u,
-                    (Err(r), None) => r,
-                    (Ok(_), None) => {
-                        Rejection::new(ReasonCode::UnknownSource, "the landing prefix matches no data contract")
-                    }
-                };
-                return self.quarantine(input_id, contract, inspected.source, rejection).await;
-            }
+            .and_then(|c| decide::untrusted(c, created.requester.as_deref(), self.config.account_id.as_deref()));
+        let (c, accepted) = match decide::object_verdict(contract, inspected.verdict, untrusted.as_ref()) {
+            Ok(v) => v,
+            Err(rejection) => return self.quarantine(input_id, contract, inspected.source, rejection).await,
         };
         let sha = inspected.source.sha256.clone();
         // Known content short-cuts only a trusted drop: an untrusted writer is quarantined
@@ -510,8 +486,7 @@ impl IngestWorker {
         {
             return self.reannounce(entry, &c.dataset, &sha).await;
         }
-        let names: Vec<String> = c.columns.iter().map(|col| col.name.clone()).collect();
-        let policy_rejection = untrusted.or_else(|| accepted.over_threshold(&c.ingest, &names));
+        let policy_rejection = decide::policy_rejection(c, &accepted, untrusted);
         let released = match &policy_rejection {
             Some(r) => self.release_of(&c.dataset, &sha, r.reason_code).await?,
             None => None,

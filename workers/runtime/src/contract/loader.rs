@@ -70,7 +70,7 @@ impl Contracts {
     /// Checks a model spec against the contracts it names (the datasets must be loaded):
     /// a bad spec stops the worker at start-up, naming the field, instead of failing
     /// every training run.
-    fn check_spec(&self, m: &ModelSpec) -> Result<(), String> {
+    pub fn check_spec(&self, m: &ModelSpec) -> Result<(), String> {
         if m.kind != "ModelSpec" {
             return Err("kind must be ModelSpec".into());
         }
