@@ -74,13 +74,18 @@ pub fn run(contracts: &Contracts, rows: usize, work_dir: &Path, stages: &[&str])
         mlsec_ingest::validate::Gate::with_sink(contract, mlsec_runtime::now_ms(), vec![], sink).map_err(refused)?;
     let mut reader = BufReader::new(std::fs::File::open(&csv_path)?);
     let mut buf = vec![0u8; 1 << 20];
+    // A progress line on a terminal only, redrawn at most ten times a second (one check
+    // per MiB read: nothing the measurement would see).
+    let mut progress = crate::output::Progress::new("bench ingest (bytes)", Some(input_bytes));
     loop {
         let n = reader.read(&mut buf)?;
         if n == 0 {
             break;
         }
         gate.push(&buf[..n]).map_err(refused)?;
+        progress.inc(n as u64);
     }
+    progress.finish();
     let accepted = gate.finish().map_err(refused)?;
     accepted.parquet.into_inner().map_err(|e| e.into_error())?;
     out.push(measure("ingest", accepted.rows, input_bytes, started));

@@ -18,7 +18,6 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    io::IsTerminal,
     time::{Duration, Instant},
 };
 
@@ -403,7 +402,13 @@ pub async fn replay(dep: &Deployment, worker: &str, opts: &ReplayOptions) -> Res
     let mut moved_inputs: HashSet<String> = HashSet::new();
     let mut attempts_before: HashMap<String, u32> = HashMap::new();
     let mut pace = Pace { rate: f64::from(opts.rate.max(1)), start: Instant::now(), sent: 0 };
-    let progress = std::io::stderr().is_terminal();
+    // The bar's total: what the DLQ holds now, at most --max (a dry run moves nothing;
+    // without sqs:GetQueueAttributes the bar just counts).
+    let total = match queues::depth(&dep.sqs, &dlq.url).await {
+        Ok(d) => Some(u64::try_from(d.visible + d.in_flight).unwrap_or(0).min(opts.max as u64)),
+        Err(_) => None,
+    };
+    let mut progress = (!opts.dry_run).then(|| crate::output::Progress::new(format!("replay {worker}"), total));
     let mut first_move: Option<Instant> = None;
     let mut sweep = Sweep::new(&dlq);
     // Moves go in batches of up to 10 (one send, one delete).
@@ -447,9 +452,10 @@ pub async fn replay(dep: &Deployment, worker: &str, opts: &ReplayOptions) -> Res
                 if batch.len() == 10 {
                     first_move.get_or_insert_with(Instant::now);
                     pace.before(batch.len()).await;
+                    let before = report.moved;
                     move_batch(&dlq, std::mem::take(&mut batch), &mut report).await?;
-                    if progress {
-                        eprint!("\rmoved {} of at most {}", report.moved, opts.max);
+                    if let Some(p) = progress.as_mut() {
+                        p.inc((report.moved - before) as u64);
                     }
                 }
             }
@@ -457,13 +463,17 @@ pub async fn replay(dep: &Deployment, worker: &str, opts: &ReplayOptions) -> Res
         if !batch.is_empty() {
             first_move.get_or_insert_with(Instant::now);
             pace.before(batch.len()).await;
+            let before = report.moved;
             move_batch(&dlq, std::mem::take(&mut batch), &mut report).await?;
+            if let Some(p) = progress.as_mut() {
+                p.inc((report.moved - before) as u64);
+            }
         }
         Ok::<_, WorkError>(())
     }
     .await;
-    if progress && !opts.dry_run {
-        eprintln!();
+    if let Some(p) = progress.as_mut() {
+        p.finish();
     }
     if let Some(t) = first_move {
         let s = t.elapsed().as_secs_f64();

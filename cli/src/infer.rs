@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use mlsec_events::DatasetRole;
-use mlsec_ingest::validate::Gate;
+use mlsec_ingest::{jsonl::Members, validate::Gate};
 use mlsec_runtime::contract::{
     Column, ColumnType, DatasetContract, Format, FormulaPolicy, IngestPolicy, Pseudonymisation,
 };
@@ -258,10 +258,10 @@ fn layout(text: &[u8]) -> Result<(Format, Vec<String>, Vec<Option<ColumnType>>)>
         let mut names: Vec<String> = Vec::new();
         let mut kinds: Vec<Option<ColumnType>> = Vec::new();
         for line in text.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
-            let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(line) else {
+            let Ok(Members(members)) = serde_json::from_slice::<Members>(line) else {
                 continue;
             };
-            for (k, v) in map {
+            for (k, v) in members {
                 let i = match names.iter().position(|n| *n == k) {
                     Some(i) => i,
                     None => {
@@ -522,6 +522,8 @@ impl Profile {
         let has = |words: &[&str]| tokens.iter().any(|t| words.contains(&t.as_str()));
         let joined = tokens.concat();
         let ty = match forced {
+            // A JSON string may still hold a timestamp (the gate parses it from the string).
+            Some(ColumnType::String) if any && self.all_ts => ColumnType::Timestamp,
             Some(t) => t,
             None if !any => ColumnType::String,
             None if self.all_bool => ColumnType::Boolean,

@@ -324,3 +324,38 @@ async fn check_agrees_with_the_pipeline_on_every_hostile_file_and_on_clean_and_d
     );
     assert_eq!(kinds.len(), 3, "the cases cover all three verdicts: {kinds:?}");
 }
+
+#[test]
+fn infer_reads_json_lines_with_their_json_types_and_the_file_then_passes() {
+    let mut jsonl = String::new();
+    for i in 0..300 {
+        let note = if i % 10 == 0 { "null".to_string() } else { format!("\"n{}\"", i % 3) };
+        jsonl.push_str(&format!(
+            "{{\"event_id\": \"ev-{i:06}\", \"qty\": {}, \"price\": {}.5, \"paid\": {}, \"at\": \"2026-11-0{}T10:00:00Z\", \"note\": {note}}}\n",
+            i % 7,
+            i,
+            i % 2 == 0,
+            1 + i % 9
+        ));
+    }
+    let inferred = infer_bytes("events.jsonl", jsonl.as_bytes(), &opts("shop_events", DatasetRole::Training)).unwrap();
+    assert_eq!(inferred.format, "jsonl");
+    let types: Vec<(&str, &str, bool)> =
+        inferred.columns.iter().map(|c| (c.name.as_str(), c.r#type, c.required)).collect();
+    assert_eq!(
+        types,
+        vec![
+            ("event_id", "string", true),
+            ("qty", "integer", true),
+            ("price", "number", true),
+            ("paid", "boolean", true),
+            ("at", "timestamp", true),
+            ("note", "string", false),
+        ]
+    );
+    assert!(inferred.columns[0].primary_key);
+    let contracts = Contracts { datasets: vec![parse(&inferred.contract_yaml)], models: vec![] };
+    let r =
+        check_bytes(&contracts, "e", "bank-core/shop_events/events.jsonl", jsonl.as_bytes(), None, 1_800_000_000_000);
+    assert_eq!((r.verdict, r.rows_accepted), (Verdict::Accepted, 300), "{r:?}");
+}

@@ -12,8 +12,9 @@ use crate::{
 };
 use mlsec_runtime::contract::ColumnType;
 
-/// The object's members in order, duplicates kept (so they can be refused).
-struct Members(Vec<(String, Value)>);
+/// The object's members in order, duplicates kept (so they can be refused). Also what
+/// `mlsec contract infer` reads a sample's keys with, in the order written.
+pub struct Members(pub Vec<(String, Value)>);
 
 impl<'de> Deserialize<'de> for Members {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
