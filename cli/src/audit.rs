@@ -166,8 +166,6 @@ impl Filter {
     }
 }
 
-/// The records as Parquet (one row per record; inputs, outputs and attributes as JSON text),
-/// for DuckDB or Athena.
 /// `audit show` for people: one line per record.
 pub fn render_records<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> String {
     let mut t = crate::output::Table::new(["seq", "time", "action", "subject", "actor", "reason"]);
@@ -184,6 +182,8 @@ pub fn render_records<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) ->
     t.render()
 }
 
+/// The records as Parquet (one row per record; inputs, outputs and attributes as JSON text),
+/// for DuckDB or Athena.
 pub fn to_parquet(records: &[AuditRecord]) -> Result<Vec<u8>> {
     let text = |f: &dyn Fn(&AuditRecord) -> String| -> ArrayRef {
         Arc::new(records.iter().map(|r| Some(f(r))).collect::<StringArray>())

@@ -19,7 +19,7 @@ use mlsec_ingest::{
 use mlsec_runtime::contract::Contracts;
 use serde::Serialize;
 
-use crate::output::{Table, Tone, paint};
+use crate::output::{Table, Tone, clean, paint};
 
 /// Rejected rows listed in a report (the count is always whole).
 const LISTED_ROW_REJECTS: usize = 20;
@@ -34,6 +34,9 @@ pub enum Verdict {
     Quarantined,
     /// Z1 accepts it, Z3 rejects the dataset (a failed error-severity threshold).
     DatasetRejected,
+    /// Z1 accepts it, the curate worker cannot process it and parks it (reason code
+    /// `unreadable_raw_parquet` or `curate_panicked`, as the worker's failure record says).
+    Parked,
 }
 
 #[derive(Debug, Serialize)]
@@ -92,7 +95,7 @@ impl CheckReport {
     pub fn exit_code(&self) -> i32 {
         match self.verdict {
             Verdict::Accepted => 0,
-            Verdict::Quarantined | Verdict::DatasetRejected => 1,
+            Verdict::Quarantined | Verdict::DatasetRejected | Verdict::Parked => 1,
         }
     }
 }
@@ -114,13 +117,28 @@ pub fn check_file(
     requester: Option<&Requester>,
     now_ms: i64,
 ) -> Result<CheckReport> {
-    let body = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
     let Some(contract) = contracts.dataset(dataset) else {
         let known: Vec<&str> = contracts.datasets.iter().map(|d| d.dataset.as_str()).collect();
         bail!("no contract for dataset {dataset}; known: {}", known.join(", "));
     };
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("object");
     let key = key.map(str::to_string).unwrap_or_else(|| format!("{}{name}", contract.landing_prefix));
+    if let Some(other) = contracts.for_landing_key(&key).filter(|c| c.dataset != dataset) {
+        bail!("--key {key} lands in dataset {}, not {dataset}", other.dataset);
+    }
+    // Too large is decided from the size, as the gateway decides it from HeadObject,
+    // before a byte is read.
+    let size = std::fs::metadata(file).with_context(|| format!("read {}", file.display()))?.len();
+    if let Some(c) = contracts.for_landing_key(&key)
+        && let Some(r) = mlsec_ingest::decide::too_large(c, i64::try_from(size).unwrap_or(i64::MAX))
+    {
+        let mut report = empty_report(contracts, &file.display().to_string(), &key, requester.is_none());
+        report.reason_code = Some(r.reason_code.as_str().to_string());
+        report.detail = Some(r.detail);
+        report.evidence = Some(r.evidence);
+        return Ok(report);
+    }
+    let body = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
     Ok(check_bytes(contracts, &file.display().to_string(), &key, &body, requester, now_ms))
 }
 
@@ -137,37 +155,7 @@ pub fn check_bytes(
         None => Writer::Trusted,
         Some(r) => Writer::Requester { requester: r.requester.as_deref(), own_account: r.own_account.as_deref() },
     };
-    let mut not_checked = vec![
-        "whether these bytes were accepted before (the gateway's ledger)".to_string(),
-        "releases recorded for a quarantined copy".to_string(),
-    ];
-    if requester.is_none() {
-        not_checked.push("the S3 requester: assumed to be a writer the contract allows".into());
-    }
-    let mut report = CheckReport {
-        file: file.to_string(),
-        landing_key: key.to_string(),
-        dataset: None,
-        contract: None,
-        verdict: Verdict::Quarantined,
-        reason_code: None,
-        detail: None,
-        evidence: None,
-        format: None,
-        gzip: None,
-        rows_read: 0,
-        rows_accepted: 0,
-        rows_rejected: 0,
-        row_rejects: Vec::new(),
-        dq: Vec::new(),
-        dq_rows_dropped: 0,
-        dq_rejecting: Vec::new(),
-        not_checked,
-    };
-    if let Some(c) = contracts.for_landing_key(key) {
-        report.dataset = Some(c.dataset.clone());
-        report.contract = Some(format!("{}@{}", c.id, c.version));
-    }
+    let mut report = empty_report(contracts, file, key, requester.is_none());
     let (contract, accepted) = match check_object(contracts, key, body, writer, now_ms) {
         Ok(v) => v,
         Err(refused) => {
@@ -182,14 +170,43 @@ pub fn check_bytes(
         }
     };
     rows(&mut report, contract, &accepted);
-    // Z3 on the gateway's Parquet: the curated output itself is not needed (its keys are
+    // Z3 on the gateway's Parquet, as the curate worker runs it (the holdout split of a
+    // training dataset included): the curated output itself is not needed (its keys are
     // the deployment's, not ours), only the DQ report, which judges raw values.
     let parquet = bytes::Bytes::from(accepted.parquet);
     let scratch_key = [0u8; 32];
-    let curated =
-        mlsec_curate::transform::curate(parquet, contract, &scratch_key, &[], now_ms, std::io::sink(), std::io::sink());
+    let split = (contract.role == mlsec_events::DatasetRole::Training).then(|| mlsec_curate::transform::HoldoutSplit {
+        key: scratch_key.to_vec(),
+        column: contract.primary_key().map(|pk| pk.name.clone()),
+        fraction: contract.holdout_fraction,
+        out: std::io::sink(),
+    });
+    let curated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        mlsec_curate::transform::curate_split(
+            parquet,
+            contract,
+            &scratch_key,
+            &[],
+            now_ms,
+            std::io::sink(),
+            std::io::sink(),
+            split,
+        )
+    }));
     match curated {
-        Ok(curated) => {
+        Err(_) => {
+            // The worker turns a panic into a permanent failure: parked, not rejected.
+            report.verdict = Verdict::Parked;
+            report.reason_code = Some("curate_panicked".into());
+            report.detail = Some("the curate zone's transform panicked on this input".into());
+        }
+        Ok(Err(e)) => {
+            // The curate worker parks it (`unreadable_raw_parquet`), no DatasetRejected.
+            report.verdict = Verdict::Parked;
+            report.reason_code = Some("unreadable_raw_parquet".into());
+            report.detail = Some(format!("the curate zone cannot read the gateway's Parquet: {e}"));
+        }
+        Ok(Ok(curated)) => {
             let dq = curated.report;
             report.dq_rows_dropped = dq.rows_dropped;
             report.dq_rejecting = dq.rejecting();
@@ -211,13 +228,40 @@ pub fn check_bytes(
                 .collect();
             report.verdict = if report.dq_rejecting.is_empty() { Verdict::Accepted } else { Verdict::DatasetRejected };
         }
-        Err(e) => {
-            // The curate worker parks such an input (`unreadable_raw_parquet`).
-            report.verdict = Verdict::DatasetRejected;
-            report.detail = Some(format!("the curate zone cannot read the gateway's Parquet: {e}"));
-        }
     }
     report
+}
+
+/// A report naming the file, its landing key and contract, with nothing decided yet.
+fn empty_report(contracts: &Contracts, file: &str, key: &str, writer_assumed: bool) -> CheckReport {
+    let mut not_checked = vec![
+        "whether these bytes were accepted before (the gateway's ledger)".to_string(),
+        "releases recorded for a quarantined copy".to_string(),
+    ];
+    if writer_assumed {
+        not_checked.push("the S3 requester: assumed to be a writer the contract allows".into());
+    }
+    let contract = contracts.for_landing_key(key);
+    CheckReport {
+        file: file.to_string(),
+        landing_key: key.to_string(),
+        dataset: contract.map(|c| c.dataset.clone()),
+        contract: contract.map(|c| format!("{}@{}", c.id, c.version)),
+        verdict: Verdict::Quarantined,
+        reason_code: None,
+        detail: None,
+        evidence: None,
+        format: None,
+        gzip: None,
+        rows_read: 0,
+        rows_accepted: 0,
+        rows_rejected: 0,
+        row_rejects: Vec::new(),
+        dq: Vec::new(),
+        dq_rows_dropped: 0,
+        dq_rejecting: Vec::new(),
+        not_checked,
+    }
 }
 
 /// What the gate read: rows, rejected rows and the first of them.
@@ -247,19 +291,22 @@ pub fn render(r: &CheckReport, colour: bool) -> String {
         Verdict::Accepted => paint("ACCEPTED", Tone::Good, colour),
         Verdict::Quarantined => paint("QUARANTINED", Tone::Bad, colour),
         Verdict::DatasetRejected => paint("DATASET REJECTED", Tone::Bad, colour),
+        Verdict::Parked => paint("PARKED", Tone::Bad, colour),
     };
-    let mut head = Table::new(["file", &r.file]);
+    let mut head = Table::new(["file".to_string(), clean(&r.file)]);
     head.row(["lands at", &r.landing_key]);
     if let (Some(d), Some(c)) = (&r.dataset, &r.contract) {
         head.row(["dataset", &format!("{d} ({c})")]);
     }
-    match (&r.reason_code, r.verdict) {
-        (Some(code), _) => head.row(["verdict (Z1)", &format!("{verdict} {code}")]),
+    let verdict_row = match (&r.reason_code, r.verdict) {
+        (Some(code), Verdict::Parked) => ["verdict (Z3)".to_string(), format!("{verdict} {}", clean(code))],
+        (Some(code), _) => ["verdict (Z1)".to_string(), format!("{verdict} {}", clean(code))],
         (None, Verdict::DatasetRejected) => {
-            head.row(["verdict (Z3)", &format!("{verdict} by {}", r.dq_rejecting.join(", "))])
+            ["verdict (Z3)".to_string(), format!("{verdict} by {}", clean(&r.dq_rejecting.join(", ")))]
         }
-        (None, _) => head.row(["verdict", &verdict]),
+        (None, _) => ["verdict".to_string(), verdict],
     };
+    head.painted_row(verdict_row);
     if let Some(d) = &r.detail {
         head.row(["detail", d]);
     }
@@ -308,7 +355,7 @@ pub fn render(r: &CheckReport, colour: bool) -> String {
         // Passing `required` rules (one per required column) are one line.
         let required_ok = r.dq.iter().filter(|x| x.metric == "required" && x.outcome == "pass").count();
         if required_ok > 0 {
-            t.row([
+            t.painted_row([
                 format!("{required_ok} required columns"),
                 "required".into(),
                 "error".into(),
@@ -323,18 +370,18 @@ pub fn render(r: &CheckReport, colour: bool) -> String {
                 "dataset_rejected" => Tone::Bad,
                 _ => Tone::Warn,
             };
-            t.row([
-                x.id.clone(),
-                x.metric.clone(),
-                x.severity.clone(),
-                x.threshold.clone(),
+            t.painted_row([
+                clean(&x.id),
+                clean(&x.metric),
+                clean(&x.severity),
+                clean(&x.threshold),
                 trim_float(x.measured),
-                paint(&x.outcome, tone, colour),
+                paint(&clean(&x.outcome), tone, colour),
             ]);
         }
         out.push_str(&indent(&t.render()));
     }
-    out.push_str(&format!("\nnot checked offline: {}\n", r.not_checked.join("; ")));
+    out.push_str(&format!("\nnot checked offline: {}\n", clean(&r.not_checked.join("; "))));
     out
 }
 

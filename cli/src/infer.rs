@@ -28,6 +28,8 @@ use serde::Serialize;
 const MAX_CATEGORIES: usize = 20;
 /// Share of a column's values that must look like a kind of personal data.
 const CONTENT_SHARE: f64 = 0.8;
+/// The largest sample read (as stored, and inflated).
+const SAMPLE_LIMIT: u64 = 1 << 30;
 /// Distinct values kept per column for the category and uniqueness tests.
 const DISTINCT_CAP: usize = 2_000_000;
 
@@ -109,6 +111,8 @@ pub struct InferredColumn {
     ty: ColumnType,
     #[serde(skip)]
     observed: (Option<f64>, Option<f64>),
+    #[serde(skip)]
+    formula_values: u64,
 }
 
 /// `infer`'s result: the contract text and what was found.
@@ -123,6 +127,8 @@ pub struct Inferred {
     /// Things a person should decide (rejected rows, protected-looking columns left
     /// unmarked, columns with no values).
     pub notes: Vec<String>,
+    /// What `mlsec check` says of the sample under the inferred contract.
+    pub sample_verdict: crate::check::Verdict,
     #[serde(skip)]
     pub contract_yaml: String,
 }
@@ -140,14 +146,27 @@ pub fn infer_bytes(file: &str, body: &[u8], opts: &InferOptions) -> Result<Infer
     if opts.role == DatasetRole::Scoring && opts.scoring_model.is_none() {
         bail!("a scoring dataset names the model that scores it: add --scoring-model NAME");
     }
+    if body.len() as u64 > SAMPLE_LIMIT {
+        bail!("the sample is {} bytes; infer reads at most {SAMPLE_LIMIT} (take the first rows)", body.len());
+    }
     let gzip = body.starts_with(b"\x1f\x8b");
     let text = if gzip {
+        // Inflated under the same cap: a small bomb cannot fill memory.
         let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(body).read_to_end(&mut out).context("the gzip sample is corrupt")?;
+        flate2::read::MultiGzDecoder::new(body)
+            .take(SAMPLE_LIMIT + 1)
+            .read_to_end(&mut out)
+            .context("the gzip sample is corrupt")?;
+        if out.len() as u64 > SAMPLE_LIMIT {
+            bail!("the sample inflates beyond {SAMPLE_LIMIT} bytes; infer on its first rows");
+        }
         out
     } else {
         body.to_vec()
     };
+    if text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&text).iter().all(u8::is_ascii_whitespace) {
+        bail!("the sample is empty: nothing to infer from");
+    }
     let (format, names, json_types) = layout(&text)?;
     let longest_line = text.split(|b| *b == b'\n').map(<[u8]>::len).max().unwrap_or(0);
     let permissive = permissive_contract(&opts.dataset, &names, &json_types, format);
@@ -219,14 +238,58 @@ pub fn infer_bytes(file: &str, body: &[u8], opts: &InferOptions) -> Result<Infer
             .filter(|c| c.ty == ColumnType::Timestamp)
             .filter_map(|c| c.observed.0)
             .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.min(b)))),
+        latest_ms: columns
+            .iter()
+            .filter(|c| c.ty == ColumnType::Timestamp)
+            .filter_map(|c| c.observed.1)
+            .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b)))),
+        formulas: columns.iter().filter(|c| c.ty == ColumnType::String && c.formula_values > 0).count(),
     };
+    if sizing.formulas > 0 {
+        notes.push(format!(
+            "{} text column(s) hold values a spreadsheet would run as formulas (+, -, =, @ first): formulaCells is \
+             neutralise (kept with a leading ') instead of reject",
+            sizing.formulas
+        ));
+    }
     let yaml = render_contract(opts, file, &columns, &sizing, accepted.rows);
-    // The contract must be one the pipeline loads.
-    DatasetContract::parse(Path::new("inferred.yaml"), &yaml).map_err(|e| anyhow::anyhow!("internal: {e}"))?;
+    // The contract must be one the pipeline loads, and say what was meant.
+    let parsed =
+        DatasetContract::parse(Path::new("inferred.yaml"), &yaml).map_err(|e| anyhow::anyhow!("internal: {e}"))?;
+    let parsed_names: Vec<&str> = parsed.columns.iter().map(|c| c.name.as_str()).collect();
+    if parsed_names != names.iter().map(String::as_str).collect::<Vec<_>>() {
+        bail!("internal: the written contract's column names do not read back as the sample's");
+    }
+    for c in &columns {
+        let Some(values) = &c.allowed else { continue };
+        let read_back = parsed.quality.iter().find_map(|r| match &r.check {
+            mlsec_runtime::contract::Check::InvalidValues { column, valid_values: Some(v), .. }
+                if *column == c.name =>
+            {
+                Some(v)
+            }
+            _ => None,
+        });
+        if read_back != Some(values) {
+            bail!("internal: the allowed values of {} do not read back as written", c.name);
+        }
+    }
+    // The sample under its own contract, as `mlsec check` would judge it.
+    let key = format!("{}{}", parsed.landing_prefix, sample_name(file));
+    let own = mlsec_runtime::contract::Contracts { datasets: vec![parsed], models: vec![] };
+    let verdict = crate::check::check_bytes(&own, file, &key, body, None, mlsec_runtime::now_ms());
+    if verdict.verdict != crate::check::Verdict::Accepted {
+        notes.push(format!(
+            "the sample itself would not pass this contract ({:?}: {}): review the contract before use",
+            verdict.verdict,
+            verdict.reason_code.clone().unwrap_or_else(|| verdict.dq_rejecting.join(", "))
+        ));
+    }
     for c in &mut columns {
         c.pseudonymisation = describe(c);
     }
     Ok(Inferred {
+        sample_verdict: verdict.verdict,
         dataset: opts.dataset.clone(),
         rows: accepted.rows,
         rows_rejected: accepted.rejects.len() as u64,
@@ -292,8 +355,8 @@ fn layout(text: &[u8]) -> Result<(Format, Vec<String>, Vec<Option<ColumnType>>)>
         }
         return Ok((Format::Jsonl, names, kinds));
     }
-    let line_end = text.iter().position(|b| *b == b'\n').unwrap_or(text.len());
-    let header = &text[..=line_end.min(text.len().saturating_sub(1))];
+    let header_len = text.iter().position(|b| *b == b'\n').map_or(text.len(), |nl| nl + 1);
+    let header = &text[..header_len];
     let (mut ranges, mut scratch) = (Vec::new(), Vec::new());
     let names = match mlsec_ingest::csv::next_record(header, true, &mut ranges, &mut scratch) {
         mlsec_ingest::csv::Record::Complete { in_scratch, error: None, .. } => {
@@ -343,14 +406,15 @@ fn permissive_contract(
         ingest: IngestPolicy {
             formats: vec![format],
             gzip: true,
-            max_object_bytes: u64::MAX / 4,
-            max_decompressed_bytes: u64::MAX / 4,
+            max_object_bytes: SAMPLE_LIMIT,
+            max_decompressed_bytes: SAMPLE_LIMIT,
             max_compression_ratio: 1_000_000,
             max_line_bytes: 1 << 26,
             max_field_bytes: 1 << 24,
             max_rows: u64::MAX / 4,
             max_rejected_ratio: 1.0,
-            formula_cells: FormulaPolicy::Reject,
+            // `-12.5`, `+55 11 ...` must be profiled as they are.
+            formula_cells: FormulaPolicy::Keep,
             allowed_writers: vec![],
             max_future_ms: 100 * 365 * 86_400_000,
             min_timestamp_ms: i64::MIN / 4,
@@ -427,6 +491,8 @@ struct Profile {
     /// Shape runs with (min, max) lengths, while every value has the same run classes.
     shape: Option<Vec<(Class, usize, usize)>>,
     shape_broken: bool,
+    /// Values a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first).
+    formula: u64,
     email: u64,
     cpf: u64,
     cnpj: u64,
@@ -452,6 +518,7 @@ impl Profile {
             distinct_overflow: false,
             shape: None,
             shape_broken: false,
+            formula: 0,
             email: 0,
             cpf: 0,
             cnpj: 0,
@@ -503,6 +570,7 @@ impl Profile {
                 }
             }
         }
+        self.formula += mlsec_ingest::values::is_formula(v.as_bytes()) as u64;
         self.email += is_email(v) as u64;
         let digits: String = v.chars().filter(char::is_ascii_digit).collect();
         let only = |allowed: &str| v.chars().all(|c| c.is_ascii_digit() || allowed.contains(c));
@@ -547,56 +615,76 @@ impl Profile {
         let distinct = (!self.distinct_overflow).then_some(self.distinct.len());
         let is_category = ty == ColumnType::String
             && distinct.is_some_and(|d| (1..=MAX_CATEGORIES).contains(&d) && (d as u64) * 2 <= self.non_null);
-        // By header.
-        let by_header = if has(&["email", "mail"]) || joined.contains("email") {
+        // By header. A kind applies to the types it can be stored as (a numeric
+        // `mail_count` is no e-mail address).
+        let text_like = ty == ColumnType::String;
+        let id_like = matches!(ty, ColumnType::String | ColumnType::Int64);
+        let not_a_person = [
+            "product", "merchant", "file", "company", "brand", "item", "bank", "store", "shop", "host", "column",
+            "table", "dataset", "model", "city", "street", "country", "category", "user",
+        ];
+        let by_header = if text_like && (has(&["email", "mail"]) || joined.contains("email")) {
             Some(PiiKind::Email)
-        } else if has(&["cpf"]) {
+        } else if id_like && has(&["cpf"]) {
             Some(PiiKind::Cpf)
-        } else if has(&["cnpj"]) {
+        } else if id_like && has(&["cnpj"]) {
             Some(PiiKind::Cnpj)
-        } else if has(&["phone", "telephone", "telefone", "celular", "mobile", "tel", "fone"]) {
+        } else if id_like && has(&["phone", "telephone", "telefone", "celular", "mobile", "tel", "fone", "whatsapp"]) {
             Some(PiiKind::Phone)
-        } else if (has(&["name", "nome", "surname", "firstname", "lastname", "fullname"]) || joined.ends_with("name"))
-            && !has(&[
-                "product", "merchant", "file", "company", "brand", "item", "bank", "store", "shop", "host", "column",
-                "table", "dataset", "model", "city", "street", "country", "category",
-            ])
+        } else if text_like
+            && (has(&["name", "nome", "surname", "firstname", "lastname", "fullname"]) || joined.ends_with("name"))
+            && !not_a_person.iter().any(|w| joined.contains(w))
         {
             Some(PiiKind::PersonName)
-        } else if has(&["address", "endereco", "street", "rua", "zip", "postcode", "cep"]) {
+        } else if text_like && has(&["address", "endereco", "street", "rua", "zip", "postcode", "cep"]) {
             Some(PiiKind::Address)
-        } else if has(&["birth", "dob", "birthday", "nascimento", "birthdate"]) {
+        } else if matches!(ty, ColumnType::String | ColumnType::Timestamp)
+            && has(&["birth", "dob", "birthday", "nascimento", "birthdate"])
+        {
             Some(PiiKind::BirthDate)
-        } else if has(&["ssn", "passport", "rg", "nin", "iban", "tax"]) {
+        } else if id_like
+            && (has(&["ssn", "passport", "rg", "nin", "iban"])
+                || (has(&["tax", "cpr", "nif", "nino"]) && has(&["id", "number", "no"])))
+        {
             Some(PiiKind::Identifier)
         } else {
             None
         };
-        // By content.
-        let by_content = if ty != ColumnType::String {
-            None
-        } else if self.share(self.email) {
-            Some(PiiKind::Email)
-        } else if self.share(self.cpf) {
-            Some(PiiKind::Cpf)
-        } else if self.share(self.cnpj) {
-            Some(PiiKind::Cnpj)
-        } else if self.share(self.phone) {
-            Some(PiiKind::Phone)
-        } else if self.share(self.person_name) && !is_category {
-            Some(PiiKind::PersonName)
-        } else {
-            None
+        // By content (strings only). Name-shaped values alone do not make a small set of
+        // categories personal ("Credit Card", "New York"); with a name header they do.
+        let content = |names: bool| {
+            if ty != ColumnType::String {
+                None
+            } else if self.share(self.email) {
+                Some(PiiKind::Email)
+            } else if self.share(self.cpf) {
+                Some(PiiKind::Cpf)
+            } else if self.share(self.cnpj) {
+                Some(PiiKind::Cnpj)
+            } else if self.share(self.phone) {
+                Some(PiiKind::Phone)
+            } else if names && self.share(self.person_name) {
+                Some(PiiKind::PersonName)
+            } else {
+                None
+            }
         };
-        // A name alone does not make a category personal (German credit's "telephone" is
-        // "none" or "yes, registered ..."): header-only hits on categories are noted.
+        let by_content = content(!is_category || by_header.is_some());
+        // Kinds with a content test can be refuted by the values: German credit's
+        // "telephone" is "none" or "yes, registered ...", a small set of categories. Kinds
+        // without one (addresses, birth dates, identifiers) are taken on the header's word.
+        let refutable = matches!(
+            by_header,
+            Some(PiiKind::Email | PiiKind::Cpf | PiiKind::Cnpj | PiiKind::Phone | PiiKind::PersonName)
+        );
         let (pii, evidence) = match (by_header, by_content) {
             (Some(h), Some(_)) => (Some(h), vec!["header", "content"]),
             (None, Some(c)) => (Some(c), vec!["content"]),
-            (Some(h), None) if is_category || ty == ColumnType::Boolean => {
+            (Some(h), None) if refutable && (is_category || ty == ColumnType::Boolean) => {
                 notes.push(format!(
                     "column {}: the name suggests {}, but its values are a small set of categories; not marked \
-                     personal data",
+                     personal data, and its values are not copied into the contract (add them as validValues if \
+                     they are not personal)",
                     self.name,
                     h.label()
                 ));
@@ -628,7 +716,8 @@ impl Profile {
                 self.name
             ));
         }
-        let allowed = (is_category && pii.is_none()).then(|| {
+        // A header that named personal data keeps the values out, whatever the content said.
+        let allowed = (is_category && pii.is_none() && by_header.is_none()).then(|| {
             let mut v: Vec<String> = self.distinct.iter().cloned().collect();
             v.sort();
             v
@@ -667,6 +756,7 @@ impl Profile {
             max_length,
             ty,
             observed: (self.min, self.max),
+            formula_values: self.formula,
         }
     }
 }
@@ -719,7 +809,6 @@ fn tokens(name: &str) -> Vec<String> {
 fn is_id_name(name: &str) -> bool {
     let t = tokens(name);
     t.last().is_some_and(|l| ["id", "key", "uuid", "guid", "number", "ref", "reference"].contains(&l.as_str()))
-        || name.to_ascii_lowercase().ends_with("id")
 }
 
 fn is_email(v: &str) -> bool {
@@ -818,12 +907,17 @@ fn bounds(min: Option<f64>, max: Option<f64>) -> (Option<f64>, Option<f64>) {
     let (Some(lo), Some(hi)) = (min, max) else { return (None, None) };
     let lo = if lo >= 0.0 { 0.0 } else { -round_125(-lo * 2.0) };
     let hi = if hi <= 0.0 { 0.0 } else { round_125(hi * 2.0) };
-    (Some(lo), Some(hi))
+    // Past f64's range (a sample near 1e308) no bound is written: the gate's own range
+    // checks still apply.
+    (lo.is_finite().then_some(lo), hi.is_finite().then_some(hi))
 }
 
 fn round_125(x: f64) -> f64 {
     if x <= 1.0 {
         return 1.0;
+    }
+    if !x.is_finite() || x > 1e307 {
+        return f64::INFINITY;
     }
     let mut base = 10f64.powf(x.log10().floor());
     loop {
@@ -843,6 +937,21 @@ struct Sizing {
     longest_line: usize,
     longest_field: usize,
     earliest_ms: Option<f64>,
+    latest_ms: Option<f64>,
+    /// Text columns with formula-like values.
+    formulas: usize,
+}
+
+/// The file's name as it goes into a comment and a landing key: only characters that
+/// cannot end a comment or a line.
+fn sample_name(file: &str) -> String {
+    Path::new(file)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("sample")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .collect()
 }
 
 fn describe(c: &InferredColumn) -> String {
@@ -864,9 +973,23 @@ fn treatment(c: &InferredColumn) -> Pseudonymisation {
     }
 }
 
-/// YAML scalar: a JSON string is a valid YAML double-quoted scalar.
+/// A YAML double-quoted scalar of `s`, every character outside printable ASCII escaped
+/// (`\uXXXX`, `\UXXXXXXXX` above the BMP; YAML has no surrogate pairs): YAML folds some characters JSON leaves
+/// raw (U+0085 NEL becomes a space), so nothing but ASCII is written unescaped.
 fn q(s: &str) -> String {
-    serde_json::to_string(s).expect("a string serialises")
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            ' '..='~' => out.push(ch),
+            _ if (ch as u32) <= 0xFFFF => out.push_str(&format!("\\u{:04X}", ch as u32)),
+            _ => out.push_str(&format!("\\U{:08X}", ch as u32)),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn num(v: f64) -> String {
@@ -880,7 +1003,7 @@ fn render_contract(opts: &InferOptions, file: &str, columns: &[InferredColumn], 
         DatasetRole::Scoring => "scoring",
     };
     let mut y = String::new();
-    let file_name = Path::new(file).file_name().and_then(|n| n.to_str()).unwrap_or("sample");
+    let file_name = sample_name(file);
     y.push_str(&format!(
         "# Data contract (ODCS v3) for the {ds} dataset, inferred by `mlsec contract infer` from\n# {} rows of \
          {file_name}. Review it before use: types, required columns, personal data and limits\n# are guesses from \
@@ -1036,10 +1159,18 @@ fn render_contract(opts: &InferOptions, file: &str, columns: &[InferredColumn], 
     let ratio = (s.ratio * 2).clamp(50, 1_000_000);
     let line = (s.longest_line * 2).next_power_of_two().max(4096);
     let field = (s.longest_field * 2).next_power_of_two().max(256).min(line);
+    // The earliest timestamp the sample has, a year back, rounded to 2000 or 1900 when
+    // that covers it.
     let min_ts = match s.earliest_ms {
-        Some(ms) if ms < 946_684_800_000.0 => "1900-01-01T00:00:00Z",
-        _ => "2000-01-01T00:00:00Z",
+        Some(ms) if ms >= 946_684_800_000.0 => "2000-01-01T00:00:00Z".to_string(),
+        Some(ms) if ms >= -2_208_988_800_000.0 => "1900-01-01T00:00:00Z".to_string(),
+        Some(ms) => mlsec_runtime::time::format_rfc3339_ms(ms as i64 - 366 * 86_400_000),
+        None => "2000-01-01T00:00:00Z".to_string(),
     };
+    // Timestamps ahead of now in the sample (schedules, expiries) widen the future bound.
+    let ahead_s = s.latest_ms.map_or(0.0, |ms| (ms - mlsec_runtime::now_ms() as f64) / 1000.0);
+    let max_future = if ahead_s > 86_400.0 { ((ahead_s * 2.0) as u64).min(100 * 365 * 86_400) } else { 86_400 };
+    let formula_cells = if s.formulas > 0 { "neutralise" } else { "reject" };
     y.push_str("customProperties:\n");
     let mut props: Vec<(&str, String)> =
         vec![("role", role.into()), ("landingPrefix", q(&format!("{}/{ds}/", opts.source)))];
@@ -1065,9 +1196,9 @@ fn render_contract(opts: &InferOptions, file: &str, columns: &[InferredColumn], 
         ("maxFieldBytes", field.to_string()),
         ("maxRows", max_rows.to_string()),
         ("maxRejectedRowRatio", "0.01".into()),
-        ("formulaCells", "reject".into()),
-        ("minTimestamp", q(min_ts)),
-        ("maxFutureSeconds", "86400".into()),
+        ("formulaCells", formula_cells.into()),
+        ("minTimestamp", q(&min_ts)),
+        ("maxFutureSeconds", max_future.to_string()),
     ]);
     for (k, v) in props {
         y.push_str(&format!("  - property: {k}\n    value: {v}\n"));
@@ -1115,7 +1246,7 @@ pub fn render(r: &Inferred) -> String {
     );
     out.push_str(&t.render());
     for n in &r.notes {
-        out.push_str(&format!("note: {n}\n"));
+        out.push_str(&format!("note: {}\n", crate::output::clean(n)));
     }
     out
 }

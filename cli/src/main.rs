@@ -51,8 +51,8 @@ enum Command {
         #[arg(long)]
         key: Option<String>,
         /// Check the contract's allowedWriters against this S3 requester (an account id);
-        /// by default the writer is assumed allowed.
-        #[arg(long)]
+        /// by default the writer is assumed allowed. Needs --account.
+        #[arg(long, requires = "account")]
         requester: Option<String>,
         /// The deployment's own account (what `self` in allowedWriters means), with --requester.
         #[arg(long)]
@@ -597,22 +597,17 @@ async fn models_command(dep: &Deployment, out: Output, command: ModelsCommand) -
             }
         }
         ModelsCommand::History { model, at: None, json } => {
+            json_only(out, "models history")?;
             let rows = models::history(dep, &model).await?;
-            if json {
+            if out.or_json(json) == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
+                let mut t = output::Table::new(["at", "version", "from", "to", "actor", "reason"]);
                 for r in rows {
                     let from = r.from.map_or("-".to_string(), |s| s.as_str().to_string());
-                    println!(
-                        "{}  {}  {:>10} -> {:<10}  {}  {}",
-                        r.at,
-                        r.version,
-                        from,
-                        r.to.as_str(),
-                        r.actor,
-                        r.reason
-                    );
+                    t.row([r.at.to_string(), r.version, from, r.to.as_str().to_string(), r.actor, r.reason]);
                 }
+                print!("{}", t.render());
             }
         }
         ModelsCommand::Lineage { subject } => {
@@ -663,19 +658,41 @@ fn check_worker(dep: &Deployment, w: &str) -> Result<()> {
 async fn main() -> Result<()> {
     telemetry::init();
     let Cli { as_person, output, command } = Cli::parse();
+    // Commands that only print end quietly on a closed pipe (`| head`), as Unix tools do;
+    // those that feed other programs (subscribe --ack-after, the fault suite) or run
+    // workers keep SIGPIPE ignored and see the error.
+    if !matches!(
+        command,
+        Command::Subscribe { .. } | Command::Faults { .. } | Command::Run { .. } | Command::Demo { .. }
+    ) {
+        // SAFETY: resetting a signal disposition at start-up, before any thread writes.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match command {
         // Offline: no AWS client is built.
         Command::Check { file, dataset, key, requester, account, contracts } => {
-            let contracts = load_contracts(contracts.as_deref())?;
+            json_only(output, "check")?;
             let requester = requester.map(|r| check::Requester { requester: Some(r), own_account: account });
-            let report = check::check_file(
-                &contracts,
-                &file,
-                &dataset,
-                key.as_deref(),
-                requester.as_ref(),
-                mlsec_runtime::now_ms(),
-            )?;
+            let checked = load_contracts(contracts.as_deref()).and_then(|contracts| {
+                check::check_file(
+                    &contracts,
+                    &file,
+                    &dataset,
+                    key.as_deref(),
+                    requester.as_ref(),
+                    mlsec_runtime::now_ms(),
+                )
+            });
+            // 0 accepted, 1 quarantined, rejected or parked, 2 the check itself failed.
+            let report = match checked {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    std::process::exit(2);
+                }
+            };
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 _ => print!("{}", check::render(&report, output::colour())),
@@ -687,11 +704,18 @@ async fn main() -> Result<()> {
         } => {
             let role = if role == "scoring" { DatasetRole::Scoring } else { DatasetRole::Training };
             let opts = infer::InferOptions { dataset, source, role, scoring_model, domain };
+            json_only(output, "contract infer")?;
             let inferred = infer::infer_file(&file, &opts)?;
             write_out(out.as_deref(), force, &inferred.contract_yaml)?;
-            match output {
-                Output::Json => eprintln!("{}", serde_json::to_string_pretty(&inferred)?),
-                _ => eprint!("{}", infer::render(&inferred)),
+            // The summary: on stdout when the contract went to a file, else on stderr.
+            let summary = match output {
+                Output::Json => serde_json::to_string_pretty(&inferred)? + "\n",
+                _ => infer::render(&inferred),
+            };
+            if out.is_some() {
+                print!("{summary}");
+            } else {
+                eprint!("{summary}");
             }
             Ok(())
         }

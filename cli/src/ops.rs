@@ -1,8 +1,16 @@
 //! Operators' commands: drop an object, subscribe to events, status, DLQ tools.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use aws_sdk_s3::primitives::ByteStream;
+use aws_smithy_types::body::SdkBody;
 use mlsec_aws::{Deployment, errors::classify, identity, provision, queues};
 use mlsec_events::{
     Envelope,
@@ -22,13 +30,82 @@ use serde::Serialize;
 use crate::output::Table;
 
 /// Uploads `file` to the landing bucket under `<source>/<dataset>/<file name>`, as a
-/// producer would (the landing bucket's default encryption applies).
+/// producer would (the landing bucket's default encryption applies). On a terminal a file
+/// of [`PROGRESS_FROM`] bytes or more shows a progress line of the bytes sent.
 pub async fn drop_file(dep: &Deployment, file: &Path, source: &str, dataset: &str) -> Result<String, WorkError> {
     let name = file.file_name().and_then(|n| n.to_str()).ok_or_else(|| WorkError::fatal("file has no name"))?;
     let body = ByteStream::from_path(file).await.map_err(|e| WorkError::fatal(format!("{}: {e}", file.display())))?;
+    let size = body.size_hint().1.unwrap_or(body.size_hint().0);
     let key = format!("{source}/{dataset}/{name}");
-    drop_bytes(dep, &key, body).await?;
-    Ok(key)
+    if size < PROGRESS_FROM {
+        drop_bytes(dep, &key, body).await?;
+        return Ok(key);
+    }
+    let (body, sent) = counted(body);
+    let mut progress = crate::output::Progress::new(format!("drop {name} (bytes)"), Some(size));
+    let result = {
+        let upload = drop_bytes(dep, &key, body);
+        tokio::pin!(upload);
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                r = &mut upload => break r,
+                _ = tick.tick() => {
+                    let now = sent.load(Ordering::Relaxed);
+                    progress.inc(now.saturating_sub(progress.done()));
+                }
+            }
+        }
+    };
+    progress.finish();
+    result.map(|()| key)
+}
+
+/// Uploads from this size show a progress line (on a terminal).
+pub const PROGRESS_FROM: u64 = 16 << 20;
+
+/// `body`, counting into the returned counter the bytes the SDK reads from it. The body
+/// stays retryable: a retried request rebuilds it and the count starts again.
+pub fn counted(body: ByteStream) -> (ByteStream, Arc<AtomicU64>) {
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    let body = body.map(move |inner| {
+        counter.store(0, Ordering::Relaxed);
+        SdkBody::from_body_1_x(Counted { inner, sent: counter.clone() })
+    });
+    (body, sent)
+}
+
+/// An SDK body that adds the length of each data frame it yields to `sent`.
+struct Counted {
+    inner: SdkBody,
+    sent: Arc<AtomicU64>,
+}
+
+impl http_body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = aws_smithy_types::body::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.sent.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        http_body::Body::is_end_stream(&self.inner)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::Body::size_hint(&self.inner)
+    }
 }
 
 /// Uploads `body` to the landing bucket under `key`, tagged with the uploader's STS user
@@ -325,7 +402,6 @@ pub async fn status(dep: &Deployment) -> Result<Status, WorkError> {
     Ok(Status { workers, models })
 }
 
-/// The operator running this command, as STS says, and the audit chain in their name.
 /// `status` for people: one table of queues, one of models.
 pub fn render_status(s: &Status) -> String {
     let mut t = Table::new(["worker", "queue", "in flight", "dlq", "dlq in flight", "oldest parked"]);
@@ -339,6 +415,8 @@ pub fn render_status(s: &Status) -> String {
             match (&w.dlq_oldest_age_ms, &w.dlq_oldest_error) {
                 (Some(ms), _) => crate::output::age(*ms),
                 (None, Some(_)) => "? (see below)".to_string(),
+                // Every parked message is held (a replay or list is looking at it).
+                (None, None) if w.dlq.in_flight > 0 => "(held)".to_string(),
                 (None, None) => "-".to_string(),
             },
         ]);
@@ -385,6 +463,7 @@ pub fn render_quarantine_list(entries: &[QuarantineEntry]) -> String {
     if t.is_empty() { "nothing in quarantine\n".into() } else { t.render() }
 }
 
+/// The operator running this command, as STS says, and the audit chain in their name.
 pub async fn operator(dep: &Deployment) -> Result<(Actor, Arc<dyn AuditLog>), WorkError> {
     let actor = identity::caller(&dep.sts).await?;
     let log = dep.audit_log("operator", actor.clone());
@@ -432,4 +511,28 @@ pub async fn quarantine_release(
     .attribute("landing_key", &record.landing_key);
     log.append(entry).await?;
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_counted_body_yields_the_same_bytes_counts_them_and_stays_retryable() {
+        let path = std::env::temp_dir().join(format!("mlsec-counted-{}", std::process::id()));
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let (body, sent) = counted(ByteStream::from_path(&path).await.unwrap());
+        assert_eq!(body.size_hint(), (300_000, Some(300_000)), "the length is still known");
+        let inner = body.into_inner();
+        let first = inner.try_clone().expect("the body is retryable");
+        let read = ByteStream::new(first).collect().await.unwrap().into_bytes();
+        assert_eq!(read.as_ref(), bytes.as_slice());
+        assert_eq!(sent.load(Ordering::Relaxed), 300_000);
+        // A rebuilt body (what a retry sends) counts from zero again.
+        let again = inner.try_clone().expect("a retry can rebuild the body");
+        let read = ByteStream::new(again).collect().await.unwrap().into_bytes();
+        assert_eq!((read.len(), sent.load(Ordering::Relaxed)), (300_000, 300_000));
+        std::fs::remove_file(path).ok();
+    }
 }

@@ -36,8 +36,16 @@ impl Table {
         Self { header: header.into_iter().map(Into::into).collect(), rows: Vec::new() }
     }
 
+    /// A row of cells, each [`clean`]ed: a column name or an S3 key cannot drive the
+    /// terminal.
     pub fn row<I: IntoIterator<Item = S>, S: ToString>(&mut self, cells: I) -> &mut Self {
-        self.rows.push(cells.into_iter().map(|c| c.to_string().replace(['\n', '\r'], " ")).collect());
+        self.rows.push(cells.into_iter().map(|c| clean(&c.to_string())).collect());
+        self
+    }
+
+    /// A row whose cells the caller built from [`clean`]ed text and [`paint`] only.
+    pub fn painted_row<I: IntoIterator<Item = String>>(&mut self, cells: I) -> &mut Self {
+        self.rows.push(cells.into_iter().collect());
         self
     }
 
@@ -71,6 +79,24 @@ impl Table {
         }
         out
     }
+}
+
+/// Text made safe to print on a terminal: control characters (C0 but tab, DEL, C1) and
+/// bidirectional controls shown as `\u{..}` escapes, a tab or line end as a space.
+pub fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '\t' | '\n' | '\r' => out.push(' '),
+            c if c.is_control()
+                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A JSON document as a two-column table of dotted field paths and values (nested objects
@@ -166,6 +192,11 @@ impl Progress {
         eprint!("\r{}", self.line());
     }
 
+    /// What has been counted so far.
+    pub fn done(&self) -> u64 {
+        self.done
+    }
+
     /// The text of the line (also what tests read).
     pub fn line(&self) -> String {
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
@@ -232,6 +263,14 @@ mod tests {
             fields(&v),
             "field        value\ngone         -\nids          [\"a\",\"b\"]\nreason.code  archive\nreason.line  3\nrows[0].n    1\n"
         );
+    }
+
+    #[test]
+    fn cells_cannot_drive_the_terminal() {
+        let mut t = Table::new(["key"]);
+        t.row(["evil\u{1b}[2Jname\u{85}\u{202e}txt.csv"]);
+        assert_eq!(t.render(), "key\nevil\\u{1b}[2Jname\\u{85}\\u{202e}txt.csv\n");
+        assert_eq!(clean("a\tb\nc"), "a b c");
     }
 
     #[test]

@@ -62,3 +62,25 @@ async fn an_inferred_contract_takes_a_new_dataset_from_drop_to_curated_with_no_c
         "every row is curated or held out"
     );
 }
+
+/// `mlsec drop` of a file large enough for a progress line: the body is counted as the SDK
+/// reads it, and S3 still receives every byte, with its length and the dropper tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_drop_arrives_whole_with_its_dropper_tag() {
+    use sha2::Digest;
+    let stack = Stack::new("bigdrop").await;
+    let dep = &stack.dep;
+    let csv = mlsec_runtime::sample::csv_bytes(mlsec_runtime::sample::SampleKind::Training, 200_000, 3);
+    assert!(csv.len() as u64 >= mlsec_cli::ops::PROGRESS_FROM, "{} bytes", csv.len());
+    let path = std::env::temp_dir().join(format!("mlsec-bigdrop-{}.csv", std::process::id()));
+    std::fs::write(&path, &csv).unwrap();
+    let key = mlsec_cli::ops::drop_file(dep, &path, "bank-core", "transactions_training").await.unwrap();
+    std::fs::remove_file(&path).ok();
+    let landing = stack.bucket("landing");
+    let got = dep.s3.get_object().bucket(&landing).key(&key).send().await.unwrap();
+    assert_eq!(got.content_length(), Some(csv.len() as i64));
+    let body = got.body.collect().await.unwrap().into_bytes();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&body)), hex::encode(sha2::Sha256::digest(&csv)));
+    let tags = dep.s3.get_object_tagging().bucket(&landing).key(&key).send().await.unwrap();
+    assert!(tags.tag_set().iter().any(|t| t.key() == mlsec_runtime::ports::DROPPED_BY_TAG), "{tags:?}");
+}

@@ -14,9 +14,10 @@ use crate::{
 /// gate's verdict does not depend on the chunking).
 const CHECK_CHUNK: usize = 64 * 1024;
 
-/// An object larger than the contract allows, before a byte is read.
-pub fn too_large(contract: &DatasetContract, size: u64) -> Option<Rejection> {
-    (size > contract.ingest.max_object_bytes).then(|| {
+/// An object larger than the contract allows (or of a negative announced size), before a
+/// byte is read.
+pub fn too_large(contract: &DatasetContract, size: i64) -> Option<Rejection> {
+    (size < 0 || size as u64 > contract.ingest.max_object_bytes).then(|| {
         Rejection::new(ReasonCode::TooLarge, format!("{size} bytes exceed the contract's limit"))
             .rule(format!("maxObjectBytes={}", contract.ingest.max_object_bytes))
     })
@@ -96,7 +97,7 @@ pub fn check_object<'c>(
     };
     let verdict = match contract {
         None => Err(Rejection::new(ReasonCode::UnknownSource, "the landing prefix matches no data contract")),
-        Some(c) => match too_large(c, body.len() as u64) {
+        Some(c) => match too_large(c, i64::try_from(body.len()).unwrap_or(i64::MAX)) {
             Some(r) => Err(r),
             None => gate(c, key, body, now_ms),
         },

@@ -136,7 +136,7 @@ impl IngestWorker {
         };
         let mut rejection = match contract {
             None => Some(Rejection::new(ReasonCode::UnknownSource, "the landing prefix matches no data contract")),
-            Some(c) => decide::too_large(c, u64::try_from(head.size).unwrap_or(u64::MAX)),
+            Some(c) => decide::too_large(c, head.size),
         };
         let mut spill = None;
         let mut gate = match (contract, &rejection) {

@@ -245,8 +245,9 @@ impl<W: Write + Send> RowSink<W> {
         if has_invisible(value) {
             return Err((ReasonCode::InvisibleCharacter, col as u16));
         }
-        let neutralise = is_formula(value);
-        if neutralise && self.formula == FormulaPolicy::Reject {
+        let formula = is_formula(value);
+        let neutralise = formula && self.formula == FormulaPolicy::Neutralise;
+        if formula && self.formula == FormulaPolicy::Reject {
             return Err((ReasonCode::FormulaInjection, col as u16));
         }
         Ok(Cell::Str { start, end, neutralise })

@@ -241,6 +241,10 @@ pub enum FormulaPolicy {
     Reject,
     /// The cell is kept with a leading `'`, so spreadsheets show it as text (OWASP).
     Neutralise,
+    /// The cell is kept as it is. Only `mlsec contract infer`'s profiling pass uses it (it
+    /// must see `-12.5` and `+55 11 ...` as they are); no contract can ask for it: the
+    /// parser knows `reject` and `neutralise` only.
+    Keep,
 }
 
 /// The gateway's limits and rules for one dataset (contract `customProperties`).
