@@ -132,6 +132,13 @@ pub fn check_file(
     if let Some(c) = contracts.for_landing_key(&key)
         && let Some(r) = mlsec_ingest::decide::too_large(c, i64::try_from(size).unwrap_or(i64::MAX))
     {
+        // Who wrote it still outranks the content, as at the gateway.
+        let untrusted = requester
+            .and_then(|w| mlsec_ingest::decide::untrusted(c, w.requester.as_deref(), w.own_account.as_deref()));
+        let r = match mlsec_ingest::decide::object_verdict::<Vec<u8>>(Some(c), Err(r), untrusted.as_ref()) {
+            Err(r) => r,
+            Ok(_) => unreachable!("a refused object stays refused"),
+        };
         let mut report = empty_report(contracts, &file.display().to_string(), &key, requester.is_none());
         report.reason_code = Some(r.reason_code.as_str().to_string());
         report.detail = Some(r.detail);
@@ -200,11 +207,18 @@ pub fn check_bytes(
             report.reason_code = Some("curate_panicked".into());
             report.detail = Some("the curate zone's transform panicked on this input".into());
         }
-        Ok(Err(e)) => {
+        Ok(Err(mlsec_curate::error::CurateError::Input(e))) => {
             // The curate worker parks it (`unreadable_raw_parquet`), no DatasetRejected.
             report.verdict = Verdict::Parked;
             report.reason_code = Some("unreadable_raw_parquet".into());
             report.detail = Some(format!("the curate zone cannot read the gateway's Parquet: {e}"));
+        }
+        Ok(Err(mlsec_curate::error::CurateError::Output(e))) => {
+            // The worker retries a failed write (transient); here the outputs are sinks,
+            // which do not fail, so this is the check's own failure.
+            report.verdict = Verdict::Parked;
+            report.reason_code = Some("transient".into());
+            report.detail = Some(format!("writing the curated output failed (the worker would retry): {e}"));
         }
         Ok(Ok(curated)) => {
             let dq = curated.report;

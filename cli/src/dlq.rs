@@ -838,11 +838,12 @@ pub fn render_groups(worker: &str, groups: &[Group], now_ms: i64) -> String {
 
 /// `dlq replay` for people.
 pub fn render_replay(r: &ReplayReport) -> String {
+    use crate::output::clean;
     let mut out = String::new();
     if r.dry_run {
         out += &format!("dry run: a replay would move {} message(s)\n", r.matched);
         for m in &r.messages {
-            out += &format!("  {} {}\n", m.event_type, m.input_key);
+            out += &format!("  {} {}\n", clean(&m.event_type), clean(&m.input_key));
         }
     } else {
         out += &format!(
@@ -856,7 +857,7 @@ pub fn render_replay(r: &ReplayReport) -> String {
     );
     for p in &r.refused_messages {
         if let Origin::Unproven { why } = &p.origin {
-            out += &format!("  refused {} ({}): {why}\n", p.message_id, p.event_type);
+            out += &format!("  refused {} ({}): {}\n", clean(&p.message_id), clean(&p.event_type), clean(why));
         }
     }
     out

@@ -135,6 +135,10 @@ pub struct Inferred {
 
 /// Infers a contract from `file` (CSV, JSON Lines, optionally gzip).
 pub fn infer_file(file: &Path, opts: &InferOptions) -> Result<Inferred> {
+    let size = std::fs::metadata(file).with_context(|| format!("read {}", file.display()))?.len();
+    if size > SAMPLE_LIMIT {
+        bail!("the sample is {size} bytes; infer reads at most {SAMPLE_LIMIT} (take the first rows)");
+    }
     let body = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
     infer_bytes(&file.display().to_string(), &body, opts)
 }
@@ -619,9 +623,12 @@ impl Profile {
         // `mail_count` is no e-mail address).
         let text_like = ty == ColumnType::String;
         let id_like = matches!(ty, ColumnType::String | ColumnType::Int64);
+        // Words that make a `..._name` column name a thing, not a person (whole words: a
+        // `shopper_name` is a person).
         let not_a_person = [
             "product", "merchant", "file", "company", "brand", "item", "bank", "store", "shop", "host", "column",
-            "table", "dataset", "model", "city", "street", "country", "category", "user",
+            "table", "dataset", "model", "city", "street", "country", "category", "plan", "event", "campaign",
+            "segment", "type", "status", "branch", "device", "app", "domain",
         ];
         let by_header = if text_like && (has(&["email", "mail"]) || joined.contains("email")) {
             Some(PiiKind::Email)
@@ -632,13 +639,16 @@ impl Profile {
         } else if id_like && has(&["phone", "telephone", "telefone", "celular", "mobile", "tel", "fone", "whatsapp"]) {
             Some(PiiKind::Phone)
         } else if text_like
-            && (has(&["name", "nome", "surname", "firstname", "lastname", "fullname"]) || joined.ends_with("name"))
-            && !not_a_person.iter().any(|w| joined.contains(w))
+            && ((has(&["name", "nome", "surname", "firstname", "lastname", "fullname"]) && !has(&not_a_person))
+                // One word (`customername`, `username`): not one that starts with a thing.
+                || (tokens.len() == 1
+                    && joined.ends_with("name")
+                    && !not_a_person.iter().any(|w| joined.starts_with(w))))
         {
             Some(PiiKind::PersonName)
         } else if text_like && has(&["address", "endereco", "street", "rua", "zip", "postcode", "cep"]) {
             Some(PiiKind::Address)
-        } else if matches!(ty, ColumnType::String | ColumnType::Timestamp)
+        } else if matches!(ty, ColumnType::String | ColumnType::Timestamp | ColumnType::Int64)
             && has(&["birth", "dob", "birthday", "nascimento", "birthdate"])
         {
             Some(PiiKind::BirthDate)
@@ -671,12 +681,10 @@ impl Profile {
         };
         let by_content = content(!is_category || by_header.is_some());
         // Kinds with a content test can be refuted by the values: German credit's
-        // "telephone" is "none" or "yes, registered ...", a small set of categories. Kinds
-        // without one (addresses, birth dates, identifiers) are taken on the header's word.
-        let refutable = matches!(
-            by_header,
-            Some(PiiKind::Email | PiiKind::Cpf | PiiKind::Cnpj | PiiKind::Phone | PiiKind::PersonName)
-        );
+        // "telephone" is "none" or "yes, registered ...", a small set of categories. Other
+        // kinds (names, addresses, birth dates, identifiers) are taken on the header's word.
+        // Names are not refutable: a single first name fails the two-word content test.
+        let refutable = matches!(by_header, Some(PiiKind::Email | PiiKind::Cpf | PiiKind::Cnpj | PiiKind::Phone));
         let (pii, evidence) = match (by_header, by_content) {
             (Some(h), Some(_)) => (Some(h), vec!["header", "content"]),
             (None, Some(c)) => (Some(c), vec!["content"]),
@@ -717,14 +725,31 @@ impl Profile {
             ));
         }
         // A header that named personal data keeps the values out, whatever the content said.
-        let allowed = (is_category && pii.is_none() && by_header.is_none()).then(|| {
-            let mut v: Vec<String> = self.distinct.iter().cloned().collect();
+        // Nor are name-shaped values copied, whatever the header says.
+        let name_shaped = self.share(self.person_name);
+        let allowed = (is_category && pii.is_none() && by_header.is_none() && !name_shaped).then(|| {
+            // As the gate stores them: formula-like text is kept with a leading `'` once
+            // the contract neutralises it (it does when a text column holds any).
+            let mut v: Vec<String> = self
+                .distinct
+                .iter()
+                .map(|v| if mlsec_ingest::values::is_formula(v.as_bytes()) { format!("'{v}") } else { v.clone() })
+                .collect();
             v.sort();
             v
         });
+        if is_category && pii.is_none() && name_shaped {
+            notes.push(format!(
+                "column {}: its values look like people's names; not marked personal data by its name, and its values \
+                 are not copied into the contract: review it",
+                self.name
+            ));
+        }
         let unique = distinct.is_some_and(|d| d as u64 == self.non_null);
         let pattern = match (&self.shape, self.shape_broken, ty) {
-            (Some(s), false, ColumnType::String) if !is_category && (unique || pii.is_some()) && s.len() > 1 => {
+            (Some(s), false, ColumnType::String)
+                if !is_category && (unique || pii.is_some()) && s.len() > 1 && self.formula == 0 =>
+            {
                 Some(pattern(s))
             }
             _ => None,
@@ -1159,12 +1184,12 @@ fn render_contract(opts: &InferOptions, file: &str, columns: &[InferredColumn], 
     let ratio = (s.ratio * 2).clamp(50, 1_000_000);
     let line = (s.longest_line * 2).next_power_of_two().max(4096);
     let field = (s.longest_field * 2).next_power_of_two().max(256).min(line);
-    // The earliest timestamp the sample has, a year back, rounded to 2000 or 1900 when
-    // that covers it.
+    // 2000, 1900 or year 0, whichever is the latest before the sample's earliest timestamp.
     let min_ts = match s.earliest_ms {
         Some(ms) if ms >= 946_684_800_000.0 => "2000-01-01T00:00:00Z".to_string(),
         Some(ms) if ms >= -2_208_988_800_000.0 => "1900-01-01T00:00:00Z".to_string(),
-        Some(ms) => mlsec_runtime::time::format_rfc3339_ms(ms as i64 - 366 * 86_400_000),
+        // Older: the first year the format knows (a sample's own date is never written).
+        Some(_) => "0000-01-01T00:00:00Z".to_string(),
         None => "2000-01-01T00:00:00Z".to_string(),
     };
     // Timestamps ahead of now in the sample (schedules, expiries) widen the future bound.

@@ -18,6 +18,30 @@ use mlsec_runtime::{
     telemetry,
 };
 
+/// Prints a line on stdout; a closed pipe (`mlsec status | head -1`) ends the command
+/// quietly (exit 0) instead of a panic. SIGPIPE stays ignored, so the SDK's sockets and the
+/// consumers `subscribe --ack-after` feeds see an error, not a signal.
+macro_rules! out {
+    ($($t:tt)*) => { emit(format!("{}\n", format_args!($($t)*))) };
+}
+
+/// [`out!`] without the line end.
+macro_rules! outp {
+    ($($t:tt)*) => { emit(format!($($t)*)) };
+}
+
+fn emit(text: String) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("Error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "mlsec", version, about = "Security-first ML data pipeline: operators' CLI")]
 struct Cli {
@@ -567,7 +591,7 @@ async fn models_command(dep: &Deployment, out: Output, command: ModelsCommand) -
         let (model, version) = models::parse_subject(&subject)?;
         let contracts = Contracts::from_env()?;
         let d = models::decide(dep, &contracts, &model, &version, action, &reason, Duration::from_secs(wait)).await?;
-        println!("{}", serde_json::to_string_pretty(&d)?);
+        out!("{}", serde_json::to_string_pretty(&d)?);
         anyhow::Ok(())
     };
     match command {
@@ -576,47 +600,47 @@ async fn models_command(dep: &Deployment, out: Output, command: ModelsCommand) -
             json_only(out, "models list")?;
             let rows = models::list(dep).await?;
             if out.or_json(json) == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                out!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                print!("{}", models::render_list(&rows));
+                outp!("{}", models::render_list(&rows));
             }
         }
         ModelsCommand::Show { subject } => {
             let (model, version) = models::parse_subject(&subject)?;
             let record = models::show(dep, &model, &version).await?;
             match out {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&record)?),
-                _ => print!("{}", output::fields(&serde_json::to_value(&record)?)),
+                Output::Json => out!("{}", serde_json::to_string_pretty(&record)?),
+                _ => outp!("{}", output::fields(&serde_json::to_value(&record)?)),
             }
         }
         ModelsCommand::History { model, at: Some(at), json: _ } => {
             let at_ms = time_arg(&Some(at.clone()))?.expect("given");
             match models::production_at(dep, &model, at_ms).await? {
-                Some(v) => println!("{model}@{v} was in production at {at}"),
-                None => println!("no version of {model} was in production at {at}"),
+                Some(v) => out!("{model}@{v} was in production at {at}"),
+                None => out!("no version of {model} was in production at {at}"),
             }
         }
         ModelsCommand::History { model, at: None, json } => {
             json_only(out, "models history")?;
             let rows = models::history(dep, &model).await?;
             if out.or_json(json) == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                out!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 let mut t = output::Table::new(["at", "version", "from", "to", "actor", "reason"]);
                 for r in rows {
                     let from = r.from.map_or("-".to_string(), |s| s.as_str().to_string());
                     t.row([r.at.to_string(), r.version, from, r.to.as_str().to_string(), r.actor, r.reason]);
                 }
-                print!("{}", t.render());
+                outp!("{}", t.render());
             }
         }
         ModelsCommand::Lineage { subject } => {
             let (model, version) = models::parse_subject(&subject)?;
             let l = mlsec_cli::lineage::lineage(dep, &Contracts::from_env()?, &model, &version).await?;
             match out {
-                Output::Table => print!("{}", l.table()),
-                Output::Json => println!("{}", serde_json::to_string_pretty(&l)?),
-                Output::Dot => print!("{}", l.dot()),
+                Output::Table => outp!("{}", l.table()),
+                Output::Json => out!("{}", serde_json::to_string_pretty(&l)?),
+                Output::Dot => outp!("{}", l.dot()),
             }
             if !l.intact() {
                 std::process::exit(1);
@@ -629,7 +653,7 @@ async fn models_command(dep: &Deployment, out: Output, command: ModelsCommand) -
             for (ext, body) in [("md", &card.markdown), ("html", &card.html)] {
                 let path = out.join(format!("{model}-{version}.{ext}"));
                 std::fs::write(&path, body).with_context(|| path.display().to_string())?;
-                println!("{}", path.display());
+                out!("{}", path.display());
             }
         }
         ModelsCommand::Approve { subject, reason, wait } => {
@@ -658,22 +682,13 @@ fn check_worker(dep: &Deployment, w: &str) -> Result<()> {
 async fn main() -> Result<()> {
     telemetry::init();
     let Cli { as_person, output, command } = Cli::parse();
-    // Commands that only print end quietly on a closed pipe (`| head`), as Unix tools do;
-    // those that feed other programs (subscribe --ack-after, the fault suite) or run
-    // workers keep SIGPIPE ignored and see the error.
-    if !matches!(
-        command,
-        Command::Subscribe { .. } | Command::Faults { .. } | Command::Run { .. } | Command::Demo { .. }
-    ) {
-        // SAFETY: resetting a signal disposition at start-up, before any thread writes.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
-    }
     match command {
         // Offline: no AWS client is built.
         Command::Check { file, dataset, key, requester, account, contracts } => {
-            json_only(output, "check")?;
+            if output == Output::Dot {
+                eprintln!("Error: --output dot applies to models lineage, not check");
+                std::process::exit(2);
+            }
             let requester = requester.map(|r| check::Requester { requester: Some(r), own_account: account });
             let checked = load_contracts(contracts.as_deref()).and_then(|contracts| {
                 check::check_file(
@@ -694,8 +709,8 @@ async fn main() -> Result<()> {
                 }
             };
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                _ => print!("{}", check::render(&report, output::colour())),
+                Output::Json => out!("{}", serde_json::to_string_pretty(&report)?),
+                _ => outp!("{}", check::render(&report, output::colour())),
             }
             std::process::exit(report.exit_code());
         }
@@ -713,7 +728,7 @@ async fn main() -> Result<()> {
                 _ => infer::render(&inferred),
             };
             if out.is_some() {
-                print!("{summary}");
+                outp!("{summary}");
             } else {
                 eprint!("{summary}");
             }
@@ -723,11 +738,8 @@ async fn main() -> Result<()> {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut cmd, "mlsec", &mut script);
-            // A closed pipe (`| head`) ends the output quietly.
-            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                other => Ok(other?),
-            }
+            emit(String::from_utf8_lossy(&script).into_owned());
+            Ok(())
         }
         Command::Models {
             command: ModelsCommand::Init { dataset, target, name, positive_label, id_column, contracts, out, force },
@@ -752,7 +764,7 @@ fn load_contracts(dir: Option<&std::path::Path>) -> Result<Contracts> {
 /// Writes `text` to `out` (refusing to overwrite without `force`), or to stdout.
 fn write_out(out: Option<&std::path::Path>, force: bool, text: &str) -> Result<()> {
     match out {
-        None => print!("{text}"),
+        None => outp!("{text}"),
         Some(path) => {
             if path.exists() && !force {
                 bail!("{} exists; --force overwrites it", path.display());
@@ -789,7 +801,7 @@ async fn online(as_person: Option<String>, out: Output, command: Command) -> Res
         }
         Command::Provision => {
             let p = provision::provision(&dep).await?;
-            println!("{}", serde_json::to_string_pretty(&p)?);
+            out!("{}", serde_json::to_string_pretty(&p)?);
         }
         Command::Run { all, workers } => {
             let names: Vec<&str> = if all { WORKERS.to_vec() } else { workers.iter().map(String::as_str).collect() };
@@ -815,7 +827,7 @@ async fn online(as_person: Option<String>, out: Output, command: Command) -> Res
         }
         Command::Drop { file, source, dataset } => {
             let key = ops::drop_file(&dep, &file, &source, &dataset).await?;
-            println!("s3://{}/{key}", dep.names.bucket("landing"));
+            out!("s3://{}/{key}", dep.names.bucket("landing"));
         }
         Command::Subscribe { events, name, count, ack_after, retry_seconds } => {
             let sub = ops::Subscription::create(&dep, &name, &events).await?;
@@ -840,8 +852,8 @@ async fn online(as_person: Option<String>, out: Output, command: Command) -> Res
             json_only(out, "status")?;
             let s = ops::status(&dep).await?;
             match out {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&s)?),
-                _ => print!("{}", ops::render_status(&s)),
+                Output::Json => out!("{}", serde_json::to_string_pretty(&s)?),
+                _ => outp!("{}", ops::render_status(&s)),
             }
         }
         Command::Dlq { command } => match command {
@@ -853,11 +865,11 @@ async fn online(as_person: Option<String>, out: Output, command: Command) -> Res
                 let groups = dlq::group(&parked);
                 if json {
                     for p in &parked {
-                        println!("{}", serde_json::to_string(p)?);
+                        out!("{}", serde_json::to_string(p)?);
                     }
-                    println!("{}", serde_json::json!({ "groups": groups }));
+                    out!("{}", serde_json::json!({ "groups": groups }));
                 } else {
-                    print!("{}", dlq::render_groups(&worker, &groups, mlsec_runtime::now_ms()));
+                    outp!("{}", dlq::render_groups(&worker, &groups, mlsec_runtime::now_ms()));
                 }
             }
             DlqCommand::Show { worker, id } => {
@@ -868,19 +880,19 @@ async fn online(as_person: Option<String>, out: Output, command: Command) -> Res
                     bail!("no message {id} in the {worker} DLQ");
                 }
                 match out {
-                    Output::Json => println!("{}", serde_json::to_string_pretty(&parked)?),
-                    _ => print!("{}", output::fields(&serde_json::to_value(&parked)?)),
+                    Output::Json => out!("{}", serde_json::to_string_pretty(&parked)?),
+                    _ => outp!("{}", output::fields(&serde_json::to_value(&parked)?)),
                 }
             }
             DlqCommand::Archive { worker, filters, why, dry_run } => {
                 check_worker(&dep, &worker)?;
                 let r = dlq::archive(&dep, &worker, &filters.into(), &why, dry_run).await?;
-                println!("{}", serde_json::to_string(&r)?);
+                out!("{}", serde_json::to_string(&r)?);
             }
             DlqCommand::Restore { worker, filters, dry_run } => {
                 check_worker(&dep, &worker)?;
                 let r = dlq::restore(&dep, &worker, &filters.into(), dry_run).await?;
-                println!("{}", serde_json::to_string(&r)?);
+                out!("{}", serde_json::to_string(&r)?);
             }
             DlqCommand::Replay { worker, filters, rate, max, dry_run, wait, json } => {
                 let json = out.or_json(json) == Output::Json;
@@ -888,9 +900,9 @@ async fn online(as_person: Option<String>, out: Output, command: Command) -> Res
                 let opts = dlq::ReplayOptions { filters: filters.into(), rate, max, dry_run, wait_seconds: wait };
                 let r = dlq::replay(&dep, &worker, &opts).await?;
                 if json {
-                    println!("{}", serde_json::to_string(&r)?);
+                    out!("{}", serde_json::to_string(&r)?);
                 } else {
-                    print!("{}", dlq::render_replay(&r));
+                    outp!("{}", dlq::render_replay(&r));
                 }
             }
         },
@@ -899,20 +911,20 @@ async fn online(as_person: Option<String>, out: Output, command: Command) -> Res
                 json_only(out, "quarantine list")?;
                 let entries = ops::quarantine_list(&dep, dataset.as_deref()).await?;
                 match out {
-                    Output::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
-                    _ => print!("{}", ops::render_quarantine_list(&entries)),
+                    Output::Json => out!("{}", serde_json::to_string_pretty(&entries)?),
+                    _ => outp!("{}", ops::render_quarantine_list(&entries)),
                 }
             }
             QuarantineCommand::Show { dataset, sha256 } => {
                 let view = ops::quarantine_show(&dep, &dataset, &sha256).await?;
                 match out {
-                    Output::Json => println!("{}", serde_json::to_string_pretty(&view)?),
-                    _ => print!("{}", output::fields(&serde_json::to_value(&view)?)),
+                    Output::Json => out!("{}", serde_json::to_string_pretty(&view)?),
+                    _ => outp!("{}", output::fields(&serde_json::to_value(&view)?)),
                 }
             }
             QuarantineCommand::Release { dataset, sha256, reason } => {
                 let record = ops::quarantine_release(&dep, &dataset, &sha256, &reason).await?;
-                println!("{}", serde_json::to_string_pretty(&record)?);
+                out!("{}", serde_json::to_string_pretty(&record)?);
             }
         },
         Command::Models { command } => models_command(&dep, out, command).await?,
@@ -925,13 +937,13 @@ async fn online(as_person: Option<String>, out: Output, command: Command) -> Res
                 };
                 let report = chain.verify(from);
                 if json {
-                    println!("{}", serde_json::to_string(&report)?);
+                    out!("{}", serde_json::to_string(&report)?);
                 } else {
                     for f in &report.faults {
-                        println!("FAULT {f}");
+                        out!("FAULT {f}");
                     }
                     let verdict = if report.ok() { "chain verified" } else { "chain NOT verified" };
-                    println!(
+                    out!(
                         "audit: {} records, {} checkpoints, {verdict}{}",
                         report.records,
                         report.checkpoints,
@@ -956,27 +968,27 @@ async fn online(as_person: Option<String>, out: Output, command: Command) -> Res
                 let shown: Vec<_> = records.iter().filter(|r| filter.matches(r)).collect();
                 if json {
                     for r in shown {
-                        println!("{}", serde_json::to_string(r)?);
+                        out!("{}", serde_json::to_string(r)?);
                     }
                 } else {
-                    print!("{}", mlsec_cli::audit::render_records(shown));
+                    outp!("{}", mlsec_cli::audit::render_records(shown));
                 }
             }
             AuditCommand::Export { out } => {
                 let records = mlsec_cli::audit::load(&dep).await?.decoded();
                 std::fs::write(&out, mlsec_cli::audit::to_parquet(&records)?)?;
-                println!("{} records -> {}", records.len(), out.display());
+                out!("{} records -> {}", records.len(), out.display());
             }
             AuditCommand::Download { dir } => {
                 let n = mlsec_cli::audit::save(&mlsec_cli::audit::load(&dep).await?, &dir)?;
-                println!("{n} records -> {}", dir.display());
+                out!("{n} records -> {}", dir.display());
             }
             AuditCommand::Checkpoint => {
                 let (actor, _) = ops::operator(&dep).await?;
                 let chain = dep.audit_chain("operator", actor).await?;
                 match chain.head().await? {
-                    Some(h) => println!("{}", serde_json::to_string_pretty(&chain.checkpoint(h.head).await?)?),
-                    None => println!("the chain is empty"),
+                    Some(h) => out!("{}", serde_json::to_string_pretty(&chain.checkpoint(h.head).await?)?),
+                    None => out!("the chain is empty"),
                 }
             }
         },
@@ -1000,12 +1012,17 @@ async fn online(as_person: Option<String>, out: Output, command: Command) -> Res
             } else {
                 mlsec_cli::bench::run(&contracts, rows, &work_dir, &stages)?
             };
-            println!(
+            out!(
                 "{:<8} {:>10} {:>10} {:>9} {:>14} {:>14}",
-                "stage", "rows", "input MiB", "seconds", "rows/s", "peak RSS MiB"
+                "stage",
+                "rows",
+                "input MiB",
+                "seconds",
+                "rows/s",
+                "peak RSS MiB"
             );
             for m in &results {
-                println!(
+                out!(
                     "{:<8} {:>10} {:>10.1} {:>9.3} {:>14.0} {:>14.1}",
                     m.stage,
                     m.rows,
@@ -1023,11 +1040,14 @@ async fn online(as_person: Option<String>, out: Output, command: Command) -> Res
             let json = out.or_json(json) == Output::Json;
             let r = mlsec_cli::dlq::reingest(&dep, &dataset, &sha256, &why).await?;
             if json {
-                println!("{}", serde_json::to_string(&r)?);
+                out!("{}", serde_json::to_string(&r)?);
             } else {
-                println!(
+                out!(
                     "asked the gateway to announce {}/{} again (request {}, by {}); `mlsec dlq list ingest` shows it if the content was never accepted",
-                    r.dataset, r.sha256, r.request, r.requested_by
+                    r.dataset,
+                    r.sha256,
+                    r.request,
+                    r.requested_by
                 );
             }
         }
@@ -1045,9 +1065,9 @@ async fn online(as_person: Option<String>, out: Output, command: Command) -> Res
             };
             let report = mlsec_cli::faults::run(&dep, contracts, &opts).await?;
             if json {
-                println!("{}", serde_json::to_string(&report)?);
+                out!("{}", serde_json::to_string(&report)?);
             } else {
-                print!("{}", mlsec_cli::faults::render(&report));
+                outp!("{}", mlsec_cli::faults::render(&report));
             }
             if !report.passed() {
                 bail!("the fault suite failed: {}", report.failures().join(", "));

@@ -81,15 +81,19 @@ impl Table {
     }
 }
 
-/// Text made safe to print on a terminal: control characters (C0 but tab, DEL, C1) and
-/// bidirectional controls shown as `\u{..}` escapes, a tab or line end as a space.
+/// Text made safe to print on a terminal: control characters (C0, DEL, C1), zero-width and
+/// bidirectional controls, line and paragraph separators and the BOM shown as `\u{..}`
+/// escapes; a tab or line end as a space.
 pub fn clean(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {
             '\t' | '\n' | '\r' => out.push(' '),
             c if c.is_control()
-                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+                || matches!(
+                    c,
+                    '\u{61c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+                ) =>
             {
                 out.push_str(&format!("\\u{{{:x}}}", c as u32));
             }

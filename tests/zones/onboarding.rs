@@ -242,7 +242,10 @@ async fn pipeline(contracts: &Arc<Contracts>, key: &str, body: &[u8], requester:
             pseudonym_key_id: "alias/t-pseudonym".into(),
         },
     );
-    curate.handle(&crate::message(&raw)).await.expect("curate decides");
+    if let Err(e) = curate.handle(&crate::message(&raw)).await {
+        // A permanent failure parks the message with its reason code.
+        return ("parked".into(), e.reason_code().to_string());
+    }
     match f.bus.events().iter().find(|e| e.schema == "DatasetRejected") {
         Some(e) => ("dataset_rejected".into(), e.open::<DatasetRejected>().unwrap().dq.rejecting.join(",")),
         None => ("accepted".into(), String::new()),
@@ -332,7 +335,9 @@ async fn check_agrees_with_the_pipeline_on_every_hostile_file_and_on_clean_and_d
         cases.len(),
         disagreements.join("\n")
     );
-    assert_eq!(kinds.len(), 3, "the cases cover all three verdicts: {kinds:?}");
+    for kind in ["accepted", "quarantined", "dataset_rejected"] {
+        assert!(kinds.contains(kind), "the cases cover {kind}: {kinds:?}");
+    }
 }
 
 #[test]
@@ -391,14 +396,29 @@ fn a_personal_column_that_looks_like_a_category_is_pseudonymised_and_its_values_
         "Nuno Paz",
         "Olga Rios",
     ];
-    let mut csv = String::from("order_id,customer_name,phone_plan,total\n");
+    let firsts = ["Zuleica", "Yara", "Xavier", "Wagner", "Vilma", "Ulisses"];
+    let mut csv = String::from("order_id,customer_name,phone_plan,total,user_name,sales_rep\n");
     for i in 0..600 {
-        csv.push_str(&format!("o{i:05},{},{},{}.25\n", names[i % 15], ["pre", "pos"][i % 2], i % 90));
+        csv.push_str(&format!(
+            "o{i:05},{},{},{}.25,{},{}\n",
+            names[i % 15],
+            ["pre", "pos"][i % 2],
+            i % 90,
+            firsts[i % 6],
+            names[(i + 3) % 12]
+        ));
     }
     let inferred = infer_bytes("orders.csv", csv.as_bytes(), &opts("orders", DatasetRole::Training)).unwrap();
     let c = parse(&inferred.contract_yaml);
     use mlsec_runtime::contract::Pseudonymisation as P;
     assert_eq!(c.column("customer_name").unwrap().pseudonymisation, P::Drop);
+    // One-word first names under a name header: personal, whatever the two-word test says.
+    assert_eq!(c.column("user_name").unwrap().pseudonymisation, P::Drop);
+    for f in firsts {
+        assert!(!inferred.contract_yaml.contains(f), "the contract names {f}");
+    }
+    // Names under a header that says nothing ("sales_rep"): not copied either.
+    assert!(inferred.notes.iter().any(|n| n.contains("sales_rep")), "{:?}", inferred.notes);
     let mut surnames = 0;
     for last in names.iter().map(|n| n.split(' ').nth(1).unwrap()).filter(|l| l.is_ascii()) {
         assert!(!inferred.contract_yaml.contains(last), "the contract names {last}");
@@ -413,10 +433,11 @@ fn a_personal_column_that_looks_like_a_category_is_pseudonymised_and_its_values_
 
 #[test]
 fn infer_profiles_negative_numbers_and_formula_like_text_as_they_are() {
-    let mut csv = String::from("entry_id,balance,contact_phone,memo\n");
+    let mut csv = String::from("entry_id,balance,contact_phone,memo,sign\n");
     for i in 0..300 {
         let balance = if i % 3 == 0 { format!("-{i}.5") } else { format!("{i}.5") };
-        csv.push_str(&format!("e{i:04},{balance},+55 11 9{:04}-{:04},=SUM(A{i})\n", 1000 + i, 2000 + i));
+        let sign = ["-", "+x", "zero"][i % 3];
+        csv.push_str(&format!("e{i:04},{balance},+55 11 9{:04}-{:04},=SUM(A{i}),{sign}\n", 1000 + i, 2000 + i));
     }
     let inferred = infer_bytes("ledger.csv", csv.as_bytes(), &opts("ledger", DatasetRole::Training)).unwrap();
     assert_eq!(inferred.rows, 300, "no row left out: {:?}", inferred.notes);
@@ -425,6 +446,8 @@ fn infer_profiles_negative_numbers_and_formula_like_text_as_they_are() {
     assert!(col("balance").minimum.unwrap() < -298.0, "{:?}", col("balance").minimum);
     assert_eq!(col("contact_phone").pii, Some(PiiKind::Phone));
     assert!(inferred.contract_yaml.contains("value: neutralise"), "formula-like text is kept, neutralised");
+    // The category's allowed values are written as the gate stores them.
+    assert_eq!(col("sign").allowed.as_deref(), Some(&["'+x".to_string(), "'-".to_string(), "zero".to_string()][..]));
     assert_eq!(inferred.sample_verdict, Verdict::Accepted, "{:?}", inferred.notes);
 }
 
@@ -436,7 +459,8 @@ fn infer_refuses_empty_samples_and_keeps_odd_names_exact() {
     }
     // gzip of nothing.
     let gz = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    assert!(infer_bytes("e.csv.gz", &gz, &opts("empty", DatasetRole::Training)).is_err());
+    let err = infer_bytes("e.csv.gz", &gz, &opts("empty", DatasetRole::Training)).unwrap_err().to_string();
+    assert!(err.contains("empty"), "{err}");
     // A header with a NEL (YAML would fold it into a space) and a quote, and a value with
     // a backslash: the contract reads back exactly, and the sample passes it.
     let mut csv = String::from("id,\"we\u{85}ird \"\"name\"\"\",kind\n");
@@ -447,4 +471,28 @@ fn infer_refuses_empty_samples_and_keeps_odd_names_exact() {
     let c = parse(&inferred.contract_yaml);
     assert_eq!(c.columns[1].name, "we\u{85}ird \"name\"");
     assert_eq!(inferred.sample_verdict, Verdict::Accepted, "{:?}", inferred.notes);
+}
+
+#[tokio::test]
+async fn check_judges_a_file_too_large_from_its_size_as_the_gateway_does_writer_first() {
+    let mut contracts = crate::contracts();
+    let training = contracts.datasets.iter_mut().find(|d| d.dataset == "transactions_training").unwrap();
+    training.ingest.max_object_bytes = 1000;
+    let contracts = Arc::new(contracts);
+    let body = csv_bytes(SampleKind::Training, 50, 2);
+    assert!(body.len() > 1000);
+    let dir = tempdir("too-large");
+    let path = dir.join("big.csv");
+    std::fs::write(&path, &body).unwrap();
+    let key = "bank-core/transactions_training/big.csv";
+    for (requester, expected) in [(ACCOUNT, "too_large"), ("999999999999", "untrusted_source")] {
+        let piped = pipeline(&contracts, key, &body, requester).await;
+        let who = Requester { requester: Some(requester.into()), own_account: Some(ACCOUNT.into()) };
+        let checked =
+            mlsec_cli::check::check_file(&contracts, &path, "transactions_training", None, Some(&who), 0).unwrap();
+        assert_eq!(piped, ("quarantined".to_string(), expected.to_string()));
+        assert_eq!(verdict_of(&checked), piped, "{checked:?}");
+        assert_eq!(checked.rows_read, 0, "decided from the size, nothing read");
+    }
+    std::fs::remove_dir_all(dir).ok();
 }
