@@ -78,6 +78,16 @@ fn gateway_limits_out_of_range_are_refused_at_load() {
     assert!(err(text.replacen("maxFutureSeconds\n    value: 86400", &future, 1)).contains("maxFutureSeconds must be"));
     assert!(err(text.replacen("value: 2147483648", "value: 0", 1)).contains("maxObjectBytes must be"));
     assert!(err(text.replacen("value: 2147483648", "value: 6000000000000", 1)).contains("maxObjectBytes must be"));
+    // Formula cells are rejected or neutralised; no contract can keep them as they are
+    // (FormulaPolicy::Keep is `mlsec contract infer`'s profiling pass only).
+    let formula = |policy: &str| {
+        text.replacen("formulaCells\n    value: reject", &format!("formulaCells\n    value: {policy}"), 1)
+    };
+    assert!(err(formula("keep")).contains("unknown policy keep"));
+    assert_eq!(
+        DatasetContract::parse(&path, &formula("neutralise")).unwrap().ingest.formula_cells,
+        FormulaPolicy::Neutralise
+    );
     // At the bounds, the policy is usable.
     let ok = text.replacen("value: 4096", "value: 1073741824", 1);
     assert_eq!(DatasetContract::parse(&path, &ok).unwrap().ingest.max_line_bytes, 1 << 30);
