@@ -2,7 +2,7 @@
 //! before it is dropped, offline (no AWS). It runs the gateway's own decision code
 //! ([`mlsec_ingest::decide::check_object`]: contract, size, gate, rejected-row threshold)
 //! and, on what the gateway accepts, the curate zone's own data-quality engine
-//! ([`mlsec_curate::transform::curate`]) on the gateway's Parquet.
+//! ([`mlsec_curate::transform::curate_split`], with the holdout split) on the gateway's Parquet.
 //!
 //! What it cannot see offline, and says so: whether the same bytes were accepted before
 //! (the ledger), a recorded release of a quarantined object, and who the S3 requester
@@ -91,7 +91,7 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    /// The process exit code: 0 accepted, 1 quarantined or rejected.
+    /// The process exit code: 0 accepted, 1 quarantined, rejected or parked.
     pub fn exit_code(&self) -> i32 {
         match self.verdict {
             Verdict::Accepted => 0,
@@ -126,19 +126,11 @@ pub fn check_file(
     if let Some(other) = contracts.for_landing_key(&key).filter(|c| c.dataset != dataset) {
         bail!("--key {key} lands in dataset {}, not {dataset}", other.dataset);
     }
-    // Too large is decided from the size, as the gateway decides it from HeadObject,
-    // before a byte is read.
+    // What the size alone decides, as the gateway decides it from HeadObject, before a
+    // byte is read.
     let size = std::fs::metadata(file).with_context(|| format!("read {}", file.display()))?.len();
-    if let Some(c) = contracts.for_landing_key(&key)
-        && let Some(r) = mlsec_ingest::decide::too_large(c, i64::try_from(size).unwrap_or(i64::MAX))
-    {
-        // Who wrote it still outranks the content, as at the gateway.
-        let untrusted = requester
-            .and_then(|w| mlsec_ingest::decide::untrusted(c, w.requester.as_deref(), w.own_account.as_deref()));
-        let r = match mlsec_ingest::decide::object_verdict::<Vec<u8>>(Some(c), Err(r), untrusted.as_ref()) {
-            Err(r) => r,
-            Ok(_) => unreachable!("a refused object stays refused"),
-        };
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    if let Some(r) = mlsec_ingest::decide::refused_before_reading(contracts, &key, size, writer(requester)) {
         let mut report = empty_report(contracts, &file.display().to_string(), &key, requester.is_none());
         report.reason_code = Some(r.reason_code.as_str().to_string());
         report.detail = Some(r.detail);
@@ -158,12 +150,8 @@ pub fn check_bytes(
     requester: Option<&Requester>,
     now_ms: i64,
 ) -> CheckReport {
-    let writer = match requester {
-        None => Writer::Trusted,
-        Some(r) => Writer::Requester { requester: r.requester.as_deref(), own_account: r.own_account.as_deref() },
-    };
     let mut report = empty_report(contracts, file, key, requester.is_none());
-    let (contract, accepted) = match check_object(contracts, key, body, writer, now_ms) {
+    let (contract, accepted) = match check_object(contracts, key, body, writer(requester), now_ms) {
         Ok(v) => v,
         Err(refused) => {
             let (r, parsed) = *refused;
@@ -244,6 +232,14 @@ pub fn check_bytes(
         }
     }
     report
+}
+
+/// The gateway's writer from `--requester`/`--account`; none given: an allowed writer.
+fn writer(requester: Option<&Requester>) -> Writer<'_> {
+    match requester {
+        None => Writer::Trusted,
+        Some(r) => Writer::Requester { requester: r.requester.as_deref(), own_account: r.own_account.as_deref() },
+    }
 }
 
 /// A report naming the file, its landing key and contract, with nothing decided yet.

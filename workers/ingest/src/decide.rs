@@ -90,22 +90,42 @@ pub fn check_object<'c>(
     writer: Writer<'_>,
     now_ms: i64,
 ) -> Result<(&'c DatasetContract, Accepted<Vec<u8>>), Refused> {
+    let size = i64::try_from(body.len()).unwrap_or(i64::MAX);
+    if let Some(r) = refused_before_reading(contracts, key, size, writer) {
+        return Err(Box::new((r, None)));
+    }
     let contract = contracts.for_landing_key(key);
-    let untrusted = match (contract, writer) {
-        (Some(c), Writer::Requester { requester, own_account }) => untrusted(c, requester, own_account),
-        _ => None,
-    };
+    let untrusted = writer_rejection(contract, writer);
     let verdict = match contract {
+        Some(c) => gate(c, key, body, now_ms),
         None => Err(Rejection::new(ReasonCode::UnknownSource, "the landing prefix matches no data contract")),
-        Some(c) => match too_large(c, i64::try_from(body.len()).unwrap_or(i64::MAX)) {
-            Some(r) => Err(r),
-            None => gate(c, key, body, now_ms),
-        },
     };
     let (c, accepted) = object_verdict(contract, verdict, untrusted.as_ref()).map_err(|r| Box::new((r, None)))?;
     match policy_rejection(c, &accepted, untrusted) {
         Some(r) => Err(Box::new((r, Some(accepted)))),
         None => Ok((c, accepted)),
+    }
+}
+
+/// What the landing key, the object's size and its writer alone decide, before a byte is
+/// read (the gateway decides the size from HeadObject): no contract, or too large, with an
+/// untrusted writer outranking the size as [`object_verdict`] orders them. `mlsec check`
+/// calls it with a file's size before reading the file.
+pub fn refused_before_reading(contracts: &Contracts, key: &str, size: i64, writer: Writer<'_>) -> Option<Rejection> {
+    let contract = contracts.for_landing_key(key);
+    let refused = match contract {
+        None => Rejection::new(ReasonCode::UnknownSource, "the landing prefix matches no data contract"),
+        Some(c) => too_large(c, size)?,
+    };
+    let untrusted = writer_rejection(contract, writer);
+    object_verdict::<Vec<u8>>(contract, Err(refused), untrusted.as_ref()).err()
+}
+
+/// The writer check for `writer` under `contract` (a trusted writer is never refused).
+fn writer_rejection(contract: Option<&DatasetContract>, writer: Writer<'_>) -> Option<Rejection> {
+    match (contract, writer) {
+        (Some(c), Writer::Requester { requester, own_account }) => untrusted(c, requester, own_account),
+        _ => None,
     }
 }
 
