@@ -256,7 +256,7 @@ pub fn infer_bytes(file: &str, body: &[u8], opts: &InferOptions) -> Result<Infer
             sizing.formulas
         ));
     }
-    let yaml = render_contract(opts, file, &columns, &sizing, accepted.rows);
+    let yaml = render_contract(opts, file, &columns, &sizing);
     // The contract must be one the pipeline loads, and say what was meant.
     let parsed =
         DatasetContract::parse(Path::new("inferred.yaml"), &yaml).map_err(|e| anyhow::anyhow!("internal: {e}"))?;
@@ -1021,7 +1021,8 @@ fn num(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v}") }
 }
 
-fn render_contract(opts: &InferOptions, file: &str, columns: &[InferredColumn], s: &Sizing, rows: u64) -> String {
+fn render_contract(opts: &InferOptions, file: &str, columns: &[InferredColumn], s: &Sizing) -> String {
+    let rows = s.rows;
     let ds = &opts.dataset;
     let role = match opts.role {
         DatasetRole::Training => "training",

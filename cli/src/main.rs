@@ -776,7 +776,7 @@ fn write_out(out: Option<&std::path::Path>, force: bool, text: &str) -> Result<(
     Ok(())
 }
 
-/// Prints `value` as JSON, or says the format does not apply.
+/// Refuses `--output dot` for a command it does not apply to (only `models lineage` draws).
 fn json_only(out: Output, what: &str) -> Result<()> {
     if out == Output::Dot {
         bail!("--output dot applies to models lineage, not {what}");
